@@ -1,0 +1,42 @@
+//! All cryptography lives here: seed derivation, Shamir with commitments, the
+//! passphrase KDF, age envelopes and Ed25519 signatures. Nothing in this module
+//! touches SQL, files or the terminal.
+
+mod age_file;
+mod kdf;
+mod keys;
+mod shamir;
+mod sign;
+
+pub use age_file::{
+    decrypt, encrypt_armored, CustodianIdentity, CustodianRecipient, DecryptOutcome, RecipientKind,
+};
+pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
+pub use keys::{VaultKeys, VaultSeed};
+pub use shamir::{combine, commitment, split, Share, SHARE_LEN};
+pub use sign::{verify_signature, VerifyKey};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 over the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// `n` bytes from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// Constant-time comparison for commitments and keys.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
