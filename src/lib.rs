@@ -1,4 +1,14 @@
 //! breakglass: an offline K-of-N emergency-access vault with a verifiable audit log.
+//!
+//! Layout: `crypto` (all primitives), `manifest` (signed epoch chain), `vault`
+//! (domain operations), `audit` (hash-chained log), `store` (the only SQL).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod crypto;
+pub mod manifest;
+pub mod store;
+pub mod vault;
+
+pub use store::Access;
+pub use vault::{Vault, VaultError};

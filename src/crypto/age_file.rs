@@ -237,6 +237,11 @@ pub fn decrypt(
     }
 }
 
+/// Open a secret value with the vault's own key (only inside a quorum session).
+pub fn decrypt_with_vault_key(ciphertext: &[u8], keys: &super::VaultKeys) -> DecryptOutcome {
+    decrypt_with(ciphertext, keys.age_identity())
+}
+
 pub(crate) fn decrypt_with(ciphertext: &[u8], identity: &dyn age::Identity) -> DecryptOutcome {
     let decryptor = match age::Decryptor::new_buffered(ArmoredReader::new(ciphertext)) {
         Ok(d) => d,

@@ -9,11 +9,12 @@ mod shamir;
 mod sign;
 
 pub use age_file::{
-    decrypt, encrypt_armored, CustodianIdentity, CustodianRecipient, DecryptOutcome, RecipientKind,
+    decrypt, decrypt_with_vault_key, encrypt_armored, CustodianIdentity, CustodianRecipient, DecryptOutcome, RecipientKind,
+    SshKeyPassphrasePrompt,
 };
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
-pub use shamir::{combine, commitment, split, Share, SHARE_LEN};
+pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};
 
 use rand::RngCore;

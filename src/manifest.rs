@@ -1,0 +1,303 @@
+//! The signed manifest of each epoch, the epoch chain and the vault fingerprint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, KdfParams, VaultKeys, VerifyKey};
+use crate::store::ManifestRow;
+
+pub const FORMAT_VERSION: u32 = 1;
+const SIGN_LABEL: &[u8] = b"breakglass/v1/manifest\0";
+const FINGERPRINT_LABEL: &[u8] = b"breakglass/v1/fingerprint\0";
+const BASE32: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// A passphrase custodian's Argon2id salt and cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfSpec {
+    pub salt: String,
+    pub params: KdfParams,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodianEntry {
+    pub name: String,
+    /// age | ssh-ed25519 | ssh-rsa | passphrase
+    pub kind: String,
+    /// The public recipient the envelope is encrypted to.
+    pub recipient: String,
+    pub kdf: Option<KdfSpec>,
+    pub index: u8,
+    /// SHA-256 commitment to this custodian's share (hex).
+    pub commitment: String,
+}
+
+/// The canonical manifest document. Field order is the serialization order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub vault_id: String,
+    pub epoch: u64,
+    pub created: String,
+    pub threshold: u8,
+    pub custodians: Vec<CustodianEntry>,
+    pub vault_recipient: String,
+    pub verify_key: String,
+    /// The epoch-1 verify key; with vault_id it fixes the fingerprint for life.
+    pub genesis_verify_key: String,
+    /// Passphrase custodians use the cheap test-only KDF. Never for real vaults.
+    pub insecure_test_only_kdf: bool,
+    pub alerts: Vec<serde_json::Value>,
+    pub prev_manifest_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub key: String,
+    pub sig: String,
+}
+
+/// A manifest with its exact stored body and signatures, verified.
+#[derive(Debug, Clone)]
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    pub body: String,
+    pub signatures: Vec<Signature>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("vault has no manifest; the file is not a complete vault — restore it from a copy")]
+    Empty,
+    #[error("manifest of epoch {epoch} is unreadable ({detail}); restore the vault from a copy")]
+    Unreadable { epoch: u64, detail: String },
+    #[error("manifest of epoch {epoch} has format {found}; upgrade breakglass")]
+    UnknownFormat { epoch: u64, found: u32 },
+    #[error("manifest of epoch {epoch} fails its signature check ({detail}); the vault file was tampered with — restore it from a trusted copy")]
+    BadSignature { epoch: u64, detail: String },
+    #[error("manifest chain is broken at epoch {epoch} ({detail}); the vault file was tampered with — restore it from a trusted copy")]
+    BrokenChain { epoch: u64, detail: String },
+}
+
+impl Manifest {
+    pub fn vault_id_bytes(&self) -> Option<[u8; 16]> {
+        hex::decode(&self.vault_id).ok()?.try_into().ok()
+    }
+
+    pub fn verify_key(&self) -> Option<VerifyKey> {
+        VerifyKey::from_hex(&self.verify_key)
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.vault_id, &self.genesis_verify_key)
+    }
+
+    pub fn custodian(&self, name: &str) -> Option<&CustodianEntry> {
+        self.custodians.iter().find(|c| c.name == name)
+    }
+
+    fn canonical_body(&self) -> String {
+        serde_json::to_string(self).expect("manifest always serializes")
+    }
+}
+
+/// Short printable vault fingerprint from vault_id and the first verify key.
+pub fn fingerprint(vault_id: &str, genesis_verify_key: &str) -> String {
+    let digest = crypto::sha256(&[
+        FINGERPRINT_LABEL,
+        vault_id.as_bytes(),
+        b"\0",
+        genesis_verify_key.as_bytes(),
+    ]);
+    // 80 bits as 16 base32 characters in four groups.
+    let mut bits: u128 = 0;
+    for byte in &digest[..10] {
+        bits = (bits << 8) | u128::from(*byte);
+    }
+    let chars: Vec<char> = (0..16)
+        .rev()
+        .map(|i| BASE32[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect();
+    let groups: Vec<String> = chars.chunks(4).map(|c| c.iter().collect()).collect();
+    format!("BG-{}", groups.join("-"))
+}
+
+fn signed_message(body: &str) -> Vec<u8> {
+    [SIGN_LABEL, body.as_bytes()].concat()
+}
+
+/// SHA-256 of a stored manifest body, hex; links epoch N+1 to epoch N.
+pub fn body_hash(body: &str) -> String {
+    hex::encode(crypto::sha256(&[body.as_bytes()]))
+}
+
+/// Sign a new epoch's manifest with its own key and, from epoch 2 on, the previous key.
+pub fn sign(manifest: Manifest, keys: &VaultKeys, previous: Option<&VaultKeys>) -> SignedManifest {
+    let body = manifest.canonical_body();
+    let message = signed_message(&body);
+    let mut signatures = vec![Signature {
+        key: keys.verify_key().to_hex(),
+        sig: hex::encode(keys.sign(&message)),
+    }];
+    if let Some(prev) = previous {
+        signatures.push(Signature {
+            key: prev.verify_key().to_hex(),
+            sig: hex::encode(prev.sign(&message)),
+        });
+    }
+    SignedManifest {
+        manifest,
+        body,
+        signatures,
+    }
+}
+
+impl SignedManifest {
+    pub fn to_row(&self) -> ManifestRow {
+        ManifestRow {
+            epoch: self.manifest.epoch,
+            body: self.body.clone(),
+            signatures: serde_json::to_string(&self.signatures).expect("signatures serialize"),
+        }
+    }
+
+    fn has_signature_by(&self, key: &VerifyKey) -> bool {
+        let message = signed_message(&self.body);
+        self.signatures
+            .iter()
+            .any(|s| s.key == key.to_hex() && crypto::verify_signature(key, &message, &s.sig))
+    }
+}
+
+/// Parse and verify every stored manifest, oldest first, and return the newest.
+/// Each must be self-signed, carry the same vault_id and genesis key, and from
+/// epoch 2 on be signed by the previous epoch's key and cite its body hash.
+pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestError> {
+    let mut previous: Option<SignedManifest> = None;
+    for (i, row) in rows.iter().enumerate() {
+        let current = parse_row(row)?;
+        let m = &current.manifest;
+        let epoch = row.epoch;
+        let broken = |detail: &str| ManifestError::BrokenChain {
+            epoch,
+            detail: detail.to_string(),
+        };
+        if m.epoch != epoch || epoch != i as u64 + 1 {
+            return Err(broken("epochs are not consecutive from 1"));
+        }
+        let own_key = m.verify_key().ok_or_else(|| ManifestError::BadSignature {
+            epoch,
+            detail: "verify key is malformed".into(),
+        })?;
+        if !current.has_signature_by(&own_key) {
+            return Err(ManifestError::BadSignature {
+                epoch,
+                detail: "no valid signature by its own verify key".into(),
+            });
+        }
+        if m.vault_id_bytes().is_none() {
+            return Err(broken("vault_id is malformed"));
+        }
+        match &previous {
+            None => {
+                if m.genesis_verify_key != m.verify_key || m.prev_manifest_hash.is_some() {
+                    return Err(broken("first epoch does not start the chain"));
+                }
+            }
+            Some(prev) => {
+                let p = &prev.manifest;
+                if m.vault_id != p.vault_id || m.genesis_verify_key != p.genesis_verify_key {
+                    return Err(broken("vault identity changed between epochs"));
+                }
+                if m.prev_manifest_hash.as_deref() != Some(body_hash(&prev.body).as_str()) {
+                    return Err(broken("does not cite the previous manifest"));
+                }
+                let prev_key = p.verify_key().ok_or_else(|| broken("previous key malformed"))?;
+                if !current.has_signature_by(&prev_key) {
+                    return Err(ManifestError::BadSignature {
+                        epoch,
+                        detail: "not signed by the previous epoch's key".into(),
+                    });
+                }
+            }
+        }
+        previous = Some(current);
+    }
+    previous.ok_or(ManifestError::Empty)
+}
+
+fn parse_row(row: &ManifestRow) -> Result<SignedManifest, ManifestError> {
+    let unreadable = |detail: String| ManifestError::Unreadable {
+        epoch: row.epoch,
+        detail,
+    };
+    let probe: serde_json::Value =
+        serde_json::from_str(&row.body).map_err(|e| unreadable(e.to_string()))?;
+    let format = probe.get("format").and_then(|f| f.as_u64()).unwrap_or(0) as u32;
+    if format != FORMAT_VERSION {
+        return Err(ManifestError::UnknownFormat {
+            epoch: row.epoch,
+            found: format,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_str(&row.body).map_err(|e| unreadable(e.to_string()))?;
+    let signatures: Vec<Signature> =
+        serde_json::from_str(&row.signatures).map_err(|e| unreadable(e.to_string()))?;
+    Ok(SignedManifest {
+        manifest,
+        body: row.body.clone(),
+        signatures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::VaultSeed;
+
+    fn manifest(epoch: u64, keys: &VaultKeys, genesis: &str, prev: Option<String>) -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            vault_id: "00112233445566778899aabbccddeeff".into(),
+            epoch,
+            created: "2026-01-01T00:00:00Z".into(),
+            threshold: 2,
+            custodians: vec![],
+            vault_recipient: keys.recipient(),
+            verify_key: keys.verify_key().to_hex(),
+            genesis_verify_key: genesis.into(),
+            insecure_test_only_kdf: false,
+            alerts: vec![],
+            prev_manifest_hash: prev,
+        }
+    }
+
+    #[test]
+    fn chain_verifies_and_detects_tampering() {
+        let k1 = VaultSeed::generate().derive_keys();
+        let k2 = VaultSeed::generate().derive_keys();
+        let g = k1.verify_key().to_hex();
+        let m1 = sign(manifest(1, &k1, &g, None), &k1, None);
+        let m2 = sign(manifest(2, &k2, &g, Some(body_hash(&m1.body))), &k2, Some(&k1));
+        let rows = vec![m1.to_row(), m2.to_row()];
+        assert_eq!(verify_chain(&rows).unwrap().manifest.epoch, 2);
+
+        let mut edited = rows.clone();
+        edited[0].body = edited[0].body.replace("\"threshold\":2", "\"threshold\":3");
+        assert!(matches!(verify_chain(&edited), Err(ManifestError::BadSignature { epoch: 1, .. })));
+
+        // Epoch 2 signed only by its own (attacker's) key breaks the chain.
+        let k3 = VaultSeed::generate().derive_keys();
+        let forged = sign(manifest(2, &k3, &g, Some(body_hash(&m1.body))), &k3, None);
+        let rows = vec![m1.to_row(), forged.to_row()];
+        assert!(matches!(verify_chain(&rows), Err(ManifestError::BadSignature { epoch: 2, .. })));
+    }
+
+    #[test]
+    fn fingerprint_is_short_and_stable() {
+        let f = fingerprint("aa", "bb");
+        assert_eq!(f, fingerprint("aa", "bb"));
+        assert_ne!(f, fingerprint("aa", "bc"));
+        assert_eq!(f.len(), "BG-XXXX-XXXX-XXXX-XXXX".len());
+    }
+}

@@ -1,0 +1,97 @@
+//! Ordered, append-only schema migrations keyed by `PRAGMA user_version`.
+//! Never edit a released step; add a new one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+const STEPS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE manifests (
+        epoch INTEGER PRIMARY KEY,
+        body TEXT NOT NULL,
+        signatures TEXT NOT NULL
+    );
+    CREATE TABLE envelopes (
+        epoch INTEGER NOT NULL REFERENCES manifests(epoch),
+        custodian TEXT NOT NULL,
+        share_index INTEGER NOT NULL CHECK (share_index BETWEEN 1 AND 255),
+        envelope TEXT NOT NULL,
+        PRIMARY KEY (epoch, custodian)
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        username TEXT,
+        url TEXT,
+        note TEXT,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE secret_versions (
+        secret TEXT NOT NULL REFERENCES secrets(name),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        epoch INTEGER NOT NULL,
+        ciphertext TEXT NOT NULL,
+        state TEXT NOT NULL,
+        depositor TEXT NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (secret, version)
+    );
+    CREATE TABLE runbook (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        text TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );",
+];
+
+pub const LATEST: i64 = STEPS.len() as i64;
+
+pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+pub fn pending(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(user_version(conn)? < LATEST)
+}
+
+/// Apply every step above the file's `user_version`, all in one exclusive transaction.
+pub fn run(conn: &Connection) -> rusqlite::Result<()> {
+    if !pending(conn)? {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Exclusive)?;
+    let current = user_version(&tx)?;
+    for (i, step) in STEPS.iter().enumerate().skip(current.max(0) as usize) {
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let conn = Connection::open_in_memory().unwrap();
+        run(&conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        run(&conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 6);
+    }
+}

@@ -1,0 +1,598 @@
+//! The SQLite file. The only module that writes SQL. It never sees plaintext:
+//! every secret column holds an age ciphertext.
+
+mod migrations;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::audit::Entry;
+
+/// "BGLS": marks a SQLite file as a breakglass vault.
+const APPLICATION_ID: i64 = 0x4247_4c53;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: no such vault file; pass --vault PATH or run `breakglass init`")]
+    Missing { path: String },
+    #[error("{path}: not a breakglass vault ({detail}); check the --vault path")]
+    NotAVault { path: String, detail: String },
+    #[error("{path}: vault file is damaged or truncated ({detail}); restore it from a copy")]
+    Corrupt { path: String, detail: String },
+    #[error("{path}: vault format {found} is newer than this breakglass understands ({supported}); upgrade breakglass")]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: {path} already exists; choose another path (init never overwrites a vault)")]
+    Exists { path: String },
+    #[error("{path}: vault is busy (another breakglass command holds it); retry in a moment")]
+    Busy { path: String },
+    #[error("{path}: cannot write the vault ({detail}); nothing was changed")]
+    Write { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Io { path: String, detail: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One command's write transaction (`BEGIN IMMEDIATE`). Dropped without `commit`, it rolls back.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManifestRow {
+    pub epoch: u64,
+    pub body: String,
+    pub signatures: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvelopeRow {
+    pub epoch: u64,
+    pub custodian: String,
+    pub share_index: u8,
+    pub envelope: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretRow {
+    pub name: String,
+    pub kind: String,
+    pub username: Option<String>,
+    pub url: Option<String>,
+    pub note: Option<String>,
+    pub created: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub secret: String,
+    pub version: u32,
+    pub epoch: u64,
+    pub ciphertext: String,
+    pub state: String,
+    pub depositor: String,
+    pub created: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunbookRow {
+    pub text: String,
+    pub updated: String,
+    pub updated_by: String,
+}
+
+impl Store {
+    /// Open an existing vault. Read-only opens never write, so an auditor can verify
+    /// a read-only copy.
+    pub fn open(path: &Path, access: Access) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing { path: shown });
+        }
+        let flags = match access {
+            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(&shown, e))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        store.check_identity()?;
+        if access == Access::ReadWrite {
+            migrations::run(&store.conn).map_err(|e| store.err(e))?;
+        } else if migrations::pending(&store.conn).map_err(|e| store.err(e))? {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: "schema is older than this breakglass; run a write command once to upgrade".into(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Create a new vault file at a temporary path beside `path`, mode 0600 from the
+    /// start. `publish` moves it into place only once it is complete.
+    pub fn create(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if path.exists() {
+            return Err(StoreError::Exists { path: shown });
+        }
+        let staging = staging_path(path);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staging)
+            .map_err(|e| StoreError::Io {
+                path: shown.clone(),
+                detail: format!("cannot create {}: {e}", staging.display()),
+            })?;
+        let conn = Connection::open_with_flags(
+            &staging,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(&shown, e))?;
+        let store = Store {
+            conn,
+            path: staging,
+        };
+        let setup = (|| {
+            store.conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+            migrations::run(&store.conn)
+        })();
+        if let Err(e) = setup {
+            let _ = std::fs::remove_file(&store.path);
+            return Err(classify(&shown, e));
+        }
+        store.configure()?;
+        Ok(store)
+    }
+
+    /// Move a freshly created vault into place; fails (and removes the staging file)
+    /// if something appeared at `path` meanwhile.
+    pub fn publish(self, path: &Path) -> Result<Store, StoreError> {
+        let staging = self.path.clone();
+        drop(self.conn);
+        let shown = path.display().to_string();
+        // hard_link refuses to replace an existing file, unlike rename.
+        let linked = std::fs::hard_link(&staging, path);
+        let _ = std::fs::remove_file(&staging);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists { path: shown })
+            }
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: shown,
+                    detail: e.to_string(),
+                })
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Store::open(path, Access::ReadWrite)
+    }
+
+    pub fn discard(self) {
+        let staging = self.path.clone();
+        drop(self.conn);
+        let _ = std::fs::remove_file(staging);
+    }
+
+    fn configure(&self) -> Result<(), StoreError> {
+        let c = &self.conn;
+        c.busy_timeout(Duration::from_secs(5)).map_err(|e| self.err(e))?;
+        // DELETE journal keeps one file at rest; FULL sync makes each commit durable.
+        c.pragma_update(None, "foreign_keys", "ON")
+            .and_then(|_| c.pragma_update(None, "secure_delete", "ON"))
+            .and_then(|_| c.pragma_update(None, "synchronous", "FULL"))
+            .map_err(|e| self.err(e))?;
+        if !self.conn.is_readonly(rusqlite::DatabaseName::Main).unwrap_or(true) {
+            c.pragma_update(None, "journal_mode", "DELETE")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn check_identity(&self) -> Result<(), StoreError> {
+        let shown = self.path.display().to_string();
+        let app_id: i64 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if app_id != APPLICATION_ID {
+            return Err(StoreError::NotAVault {
+                path: shown,
+                detail: "SQLite file of another application".into(),
+            });
+        }
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: check,
+            });
+        }
+        let version = migrations::user_version(&self.conn).map_err(|e| self.err(e))?;
+        if version > migrations::LATEST {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found: version,
+                supported: migrations::LATEST,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        classify(&self.path.display().to_string(), e)
+    }
+
+    /// Start this command's single write transaction.
+    pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        let shown = self.path.display().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify_write(&shown, e))?;
+        Ok(Tx {
+            tx,
+            path: &self.path,
+        })
+    }
+
+    pub fn read(&self) -> Reader<'_> {
+        Reader {
+            conn: &self.conn,
+            path: &self.path,
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub fn read(&self) -> Reader<'_> {
+        Reader {
+            conn: &self.tx,
+            path: self.path,
+        }
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        classify_write(&self.path.display().to_string(), e)
+    }
+
+    pub fn commit(self) -> Result<(), StoreError> {
+        let shown = self.path.display().to_string();
+        self.tx.commit().map_err(|e| classify_write(&shown, e))
+    }
+
+    pub fn insert_manifest(&self, row: &ManifestRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO manifests (epoch, body, signatures) VALUES (?1, ?2, ?3)",
+                params![row.epoch as i64, row.body, row.signatures],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn insert_envelope(&self, row: &EnvelopeRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO envelopes (epoch, custodian, share_index, envelope) VALUES (?1, ?2, ?3, ?4)",
+                params![row.epoch as i64, row.custodian, row.share_index, row.envelope],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn upsert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO secrets (name, kind, username, url, note, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET username = excluded.username, url = excluded.url, note = excluded.note",
+                params![row.name, row.kind, row.username, row.url, row.note, row.created],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Add a version as the active one; the previous active version becomes superseded.
+    pub fn insert_active_version(&self, row: &VersionRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active'",
+                params![row.secret],
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute(
+                "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.secret,
+                    row.version,
+                    row.epoch as i64,
+                    row.ciphertext,
+                    row.state,
+                    row.depositor,
+                    row.created
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_runbook(&self, row: &RunbookRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO runbook (id, text, updated, updated_by) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET text = excluded.text, updated = excluded.updated, updated_by = excluded.updated_by",
+                params![row.text, row.updated, row.updated_by],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    entry.seq as i64,
+                    entry.time,
+                    entry.actor,
+                    entry.action,
+                    entry.subject,
+                    entry.reason,
+                    entry.details,
+                    entry.prev_hash,
+                    entry.hash
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Typed reads, usable on the store or inside a transaction.
+pub struct Reader<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        classify(&self.path.display().to_string(), e)
+    }
+
+    pub fn manifests(&self) -> Result<Vec<ManifestRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ManifestRow {
+                    epoch: r.get::<_, i64>(0)? as u64,
+                    body: r.get(1)?,
+                    signatures: r.get(2)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn envelopes(&self, epoch: u64) -> Result<Vec<EnvelopeRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT epoch, custodian, share_index, envelope FROM envelopes WHERE epoch = ?1 ORDER BY share_index",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![epoch as i64], |r| {
+                Ok(EnvelopeRow {
+                    epoch: r.get::<_, i64>(0)? as u64,
+                    custodian: r.get(1)?,
+                    share_index: r.get(2)?,
+                    envelope: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn secrets(&self) -> Result<Vec<SecretRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, kind, username, url, note, created FROM secrets ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SecretRow {
+                    name: r.get(0)?,
+                    kind: r.get(1)?,
+                    username: r.get(2)?,
+                    url: r.get(3)?,
+                    note: r.get(4)?,
+                    created: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
+        Ok(self.secrets()?.into_iter().find(|s| s.name == name))
+    }
+
+    /// The active version of a secret, if any.
+    pub fn active_version(&self, secret: &str) -> Result<Option<VersionRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT secret, version, epoch, ciphertext, state, depositor, created FROM secret_versions
+                 WHERE secret = ?1 AND state = 'active' ORDER BY version DESC LIMIT 1",
+                params![secret],
+                version_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn latest_version_number(&self, secret: &str) -> Result<u32, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM secret_versions WHERE secret = ?1",
+                params![secret],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn runbook(&self) -> Result<Option<RunbookRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT text, updated, updated_by FROM runbook WHERE id = 1",
+                [],
+                |r| {
+                    Ok(RunbookRow {
+                        text: r.get(0)?,
+                        updated: r.get(1)?,
+                        updated_by: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every audit row, oldest first, exactly as stored.
+    pub fn audit_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Entry {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    time: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    subject: r.get(4)?,
+                    reason: r.get(5)?,
+                    details: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The newest audit row's (seq, hash), if the log is not empty.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+    Ok(VersionRow {
+        secret: r.get(0)?,
+        version: r.get(1)?,
+        epoch: r.get::<_, i64>(2)? as u64,
+        ciphertext: r.get(3)?,
+        state: r.get(4)?,
+        depositor: r.get(5)?,
+        created: r.get(6)?,
+    })
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "vault".into());
+    let suffix = hex::encode(crate::crypto::random_bytes::<6>());
+    path.with_file_name(format!(".{name}.creating-{suffix}"))
+}
+
+fn classify(path: &str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let path = path.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotAVault {
+            path,
+            detail: "not a SQLite database".into(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy { path },
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::DiskFull)
+        | Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::PermissionDenied)
+        | Some(ErrorCode::SystemIoFailure) => StoreError::Write {
+            path,
+            detail: e.to_string(),
+        },
+        _ => StoreError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn classify_write(path: &str, e: rusqlite::Error) -> StoreError {
+    match classify(path, e) {
+        StoreError::Corrupt { path, detail } => StoreError::Write { path, detail },
+        other => other,
+    }
+}

@@ -1,0 +1,300 @@
+//! Creating a vault: seed, split, envelopes, signed manifest, first audit row.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::records::ShareRecord;
+use super::{KdfProgress, Vault, VaultError};
+use crate::audit::{self, NewEntry};
+use crate::crypto::{
+    self, CustodianRecipient, KdfParams, Passphrase, RecipientKind, VaultSeed,
+    KDF_TEST_ONLY_INSECURE,
+};
+use crate::manifest::{self, CustodianEntry, KdfSpec, Manifest, FORMAT_VERSION};
+use crate::store::{EnvelopeRow, Store};
+
+/// Where a custodian's envelope is sealed to.
+#[derive(Debug, Clone)]
+pub enum RecipientSpec {
+    PublicKey(CustodianRecipient),
+    Passphrase,
+}
+
+impl RecipientSpec {
+    /// Parse `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, `@FILE` or `passphrase`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "passphrase" {
+            return Ok(RecipientSpec::Passphrase);
+        }
+        if let Some(path) = text.strip_prefix('@') {
+            let contents = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read recipient file {path}: {e}"))?;
+            let line = contents
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .ok_or_else(|| format!("recipient file {path} holds no key"))?;
+            return CustodianRecipient::parse_public_key(line)
+                .map(RecipientSpec::PublicKey)
+                .map_err(|e| format!("recipient file {path}: {e}"));
+        }
+        CustodianRecipient::parse_public_key(text).map(RecipientSpec::PublicKey)
+    }
+}
+
+#[derive(Debug)]
+pub struct CustodianSpec {
+    pub name: String,
+    pub recipient: RecipientSpec,
+}
+
+#[derive(Debug)]
+pub struct InitOptions {
+    pub threshold: usize,
+    pub custodians: Vec<CustodianSpec>,
+    /// Passphrases of the `passphrase` custodians, by name.
+    pub passphrases: Vec<(String, Passphrase)>,
+    /// Cheap Argon2id for the test suite only; flagged by `status`.
+    pub insecure_test_only_kdf: bool,
+}
+
+pub fn validate_custodian_name(name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::invalid(format!(
+            "custodian name {name:?}: use 1-64 letters, digits and . _ - @"
+        )))
+    }
+}
+
+impl Vault {
+    /// Create a new K-of-N vault at `path`. The file appears only when complete.
+    pub fn create(
+        path: &Path,
+        options: InitOptions,
+        actor: &str,
+        progress: &mut dyn KdfProgress,
+    ) -> Result<Vault, VaultError> {
+        let InitOptions {
+            threshold,
+            custodians,
+            mut passphrases,
+            insecure_test_only_kdf,
+        } = options;
+        check_custodians(threshold, &custodians, &passphrases)?;
+        if path.exists() {
+            return Err(crate::store::StoreError::Exists {
+                path: path.display().to_string(),
+            }
+            .into());
+        }
+        let kdf_params = if insecure_test_only_kdf {
+            KDF_TEST_ONLY_INSECURE
+        } else {
+            KdfParams::DEFAULT
+        };
+
+        let seed = VaultSeed::generate();
+        let keys = seed.derive_keys();
+        let shares = crypto::split(&seed, threshold, custodians.len())
+            .map_err(|e| VaultError::invalid(e.to_string()))?;
+        let vault_id = crypto::random_bytes::<16>();
+        let vault_id_hex = hex::encode(vault_id);
+        let epoch = 1;
+
+        let mut entries = Vec::with_capacity(custodians.len());
+        let mut envelopes = Vec::with_capacity(custodians.len());
+        for (spec, share) in custodians.iter().zip(shares) {
+            let (recipient, kdf) = match &spec.recipient {
+                RecipientSpec::PublicKey(r) => (r.clone(), None),
+                RecipientSpec::Passphrase => {
+                    let pos = passphrases
+                        .iter()
+                        .position(|(n, _)| n == &spec.name)
+                        .expect("checked by check_custodians");
+                    let (_, passphrase) = passphrases.swap_remove(pos);
+                    let salt = crypto::random_bytes::<16>();
+                    progress.kdf_started(&spec.name);
+                    let identity = kdf_params.derive_identity(&passphrase, &salt);
+                    progress.kdf_finished();
+                    let identity = identity.map_err(VaultError::invalid)?;
+                    let text = identity.recipient().expect("x25519 identities have a recipient");
+                    let recipient = CustodianRecipient::from_stored(RecipientKind::Passphrase, &text)
+                        .map_err(VaultError::invalid)?;
+                    (
+                        recipient,
+                        Some(KdfSpec {
+                            salt: hex::encode(salt),
+                            params: kdf_params,
+                        }),
+                    )
+                }
+            };
+            let commitment = crypto::commitment(&vault_id, epoch, &share);
+            let index = share.index();
+            let record = ShareRecord {
+                vault_id,
+                epoch,
+                threshold: threshold as u8,
+                index,
+                custodian: spec.name.clone(),
+                share,
+            };
+            let envelope = crypto::encrypt_armored(&recipient, &record.encode())
+                .map_err(|e| VaultError::Custodian {
+                    name: spec.name.clone(),
+                    detail: format!("cannot encrypt the envelope: {e}"),
+                })?;
+            envelopes.push(EnvelopeRow {
+                epoch,
+                custodian: spec.name.clone(),
+                share_index: index,
+                envelope,
+            });
+            entries.push(CustodianEntry {
+                name: spec.name.clone(),
+                kind: recipient.kind().as_str().into(),
+                recipient: recipient.text().into(),
+                kdf,
+                index,
+                commitment,
+            });
+        }
+        check_distinct_recipients(&entries)?;
+
+        let verify_key = keys.verify_key().to_hex();
+        let signed = manifest::sign(
+            Manifest {
+                format: FORMAT_VERSION,
+                vault_id: vault_id_hex,
+                epoch,
+                created: audit::now(),
+                threshold: threshold as u8,
+                custodians: entries,
+                vault_recipient: keys.recipient(),
+                verify_key: verify_key.clone(),
+                genesis_verify_key: verify_key,
+                insecure_test_only_kdf,
+                alerts: vec![],
+                prev_manifest_hash: None,
+            },
+            &keys,
+            None,
+        );
+        drop(keys);
+        drop(seed);
+
+        let mut store = Store::create(path)?;
+        let written = (|| -> Result<(), VaultError> {
+            let tx = store.begin()?;
+            tx.insert_manifest(&signed.to_row())?;
+            for envelope in &envelopes {
+                tx.insert_envelope(envelope)?;
+            }
+            let m = &signed.manifest;
+            audit::append(
+                &tx,
+                vec![NewEntry::new(actor, "init", &m.fingerprint()).details(serde_json::json!({
+                    "vault_id": m.vault_id,
+                    "epoch": m.epoch,
+                    "threshold": m.threshold,
+                    "custodians": m.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                    "insecure_test_only_kdf": m.insecure_test_only_kdf,
+                }))],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            store.discard();
+            return Err(e);
+        }
+        let store = store.publish(path)?;
+        Ok(Vault {
+            store,
+            current: signed,
+        })
+    }
+}
+
+fn check_custodians(
+    threshold: usize,
+    custodians: &[CustodianSpec],
+    passphrases: &[(String, Passphrase)],
+) -> Result<(), VaultError> {
+    crate::crypto::check_threshold(threshold, custodians.len())
+        .map_err(|e| VaultError::invalid(format!("--threshold {threshold}: {e}")))?;
+    let mut names = HashSet::new();
+    for c in custodians {
+        validate_custodian_name(&c.name)?;
+        if !names.insert(c.name.as_str()) {
+            return Err(VaultError::Custodian {
+                name: c.name.clone(),
+                detail: "named twice; give each custodian a unique name".into(),
+            });
+        }
+    }
+    let mut given = HashSet::new();
+    for (name, passphrase) in passphrases {
+        let custodian = custodians.iter().find(|c| &c.name == name);
+        match custodian {
+            None => {
+                return Err(VaultError::Custodian {
+                    name: name.clone(),
+                    detail: "has a passphrase but is not a --custodian".into(),
+                })
+            }
+            Some(c) if !matches!(c.recipient, RecipientSpec::Passphrase) => {
+                return Err(VaultError::Custodian {
+                    name: name.clone(),
+                    detail: "has a key, not a passphrase; drop its --passphrase-file".into(),
+                })
+            }
+            _ => {}
+        }
+        if !given.insert(name.as_str()) {
+            return Err(VaultError::Custodian {
+                name: name.clone(),
+                detail: "passphrase given twice".into(),
+            });
+        }
+        if passphrase.is_empty() {
+            return Err(VaultError::Custodian {
+                name: name.clone(),
+                detail: "passphrase is empty".into(),
+            });
+        }
+    }
+    for c in custodians {
+        if matches!(c.recipient, RecipientSpec::Passphrase) && !given.contains(c.name.as_str()) {
+            return Err(VaultError::Custodian {
+                name: c.name.clone(),
+                detail: "needs a passphrase; give --passphrase-file NAME=PATH or run on a terminal".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_distinct_recipients(entries: &[CustodianEntry]) -> Result<(), VaultError> {
+    for (i, a) in entries.iter().enumerate() {
+        if let Some(b) = entries[..i].iter().find(|b| b.recipient == a.recipient) {
+            return Err(VaultError::Custodian {
+                name: a.name.clone(),
+                detail: format!(
+                    "has the same key as custodian {}; each custodian needs their own key",
+                    b.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Domain operations on a vault. The sealed `Vault` can deposit, list and report;
+//! reading a secret needs a quorum (`unseal`). Nothing here prints or prompts.
+
+mod error;
+mod init;
+mod records;
+mod reports;
+mod unseal;
+
+pub use error::VaultError;
+pub use init::{CustodianSpec, InitOptions, RecipientSpec};
+pub use records::SecretValue;
+pub use reports::{
+    AuditLogReport, CustodianInfo, CustodianListReport, ListReport, RunbookReport, SecretInfo,
+    StatusReport,
+};
+pub use unseal::{Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
+
+use std::path::Path;
+
+use crate::audit::{self, NewEntry};
+use crate::crypto::{self, CustodianRecipient};
+use crate::manifest::{self, SignedManifest};
+use crate::store::{Access, RunbookRow, SecretRow, Store, VersionRow};
+
+/// Feedback hooks for slow Argon2id steps (the binary shows a spinner).
+pub trait KdfProgress {
+    fn kdf_started(&mut self, _custodian: &str) {}
+    fn kdf_finished(&mut self) {}
+}
+
+/// No feedback (library callers, tests).
+pub struct Quiet;
+impl KdfProgress for Quiet {}
+
+/// Kinds of secret a vault holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    Password,
+    BypassCodes,
+    Note,
+}
+
+impl SecretKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecretKind::Password => "password",
+            SecretKind::BypassCodes => "bypass-codes",
+            SecretKind::Note => "note",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, VaultError> {
+        match text {
+            "password" => Ok(SecretKind::Password),
+            "bypass-codes" => Ok(SecretKind::BypassCodes),
+            "note" => Ok(SecretKind::Note),
+            other => Err(VaultError::invalid(format!(
+                "kind {other}: unknown; use password, bypass-codes or note"
+            ))),
+        }
+    }
+}
+
+/// A deposit: metadata in the clear, the value sealed to the vault recipient.
+#[derive(Debug)]
+pub struct Deposit {
+    pub name: String,
+    pub kind: SecretKind,
+    pub username: Option<String>,
+    pub url: Option<String>,
+    pub note: Option<String>,
+    pub value: SecretValue,
+}
+
+/// An opened, verified, still sealed vault.
+pub struct Vault {
+    store: Store,
+    current: SignedManifest,
+}
+
+impl Vault {
+    /// Open a vault and verify its manifest chain before anything else.
+    pub fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
+        let store = Store::open(path, access)?;
+        let current = manifest::verify_chain(&store.read().manifests()?)?;
+        Ok(Vault { store, current })
+    }
+
+    pub fn manifest(&self) -> &manifest::Manifest {
+        &self.current.manifest
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.current.manifest.fingerprint()
+    }
+
+    fn vault_id(&self) -> [u8; 16] {
+        self.current
+            .manifest
+            .vault_id_bytes()
+            .expect("checked by verify_chain")
+    }
+
+    /// Deposit a new version of a secret. No quorum: it is encrypted to the
+    /// vault's public recipient.
+    pub fn put(&mut self, deposit: Deposit, actor: &str) -> Result<u32, VaultError> {
+        validate_secret_name(&deposit.name)?;
+        let text = std::str::from_utf8(deposit.value.expose_secret()).map_err(|_| VaultError::Secret {
+            name: deposit.name.clone(),
+            detail: "value is not UTF-8 text; deposit text (passwords, codes, notes)".into(),
+        })?;
+        if text.trim().is_empty() {
+            return Err(VaultError::Secret {
+                name: deposit.name.clone(),
+                detail: "value is empty; nothing was deposited".into(),
+            });
+        }
+        let recipient = CustodianRecipient::parse_public_key(&self.current.manifest.vault_recipient)
+            .map_err(VaultError::Invalid)?;
+        let vault_id = self.vault_id();
+        let epoch = self.current.manifest.epoch;
+        let tx = self.store.begin()?;
+        let existing = tx.read().secret(&deposit.name)?;
+        if let Some(existing) = &existing {
+            if existing.kind != deposit.kind.as_str() {
+                return Err(VaultError::Secret {
+                    name: deposit.name,
+                    detail: format!(
+                        "is a {} secret; deposit it with --kind {}",
+                        existing.kind, existing.kind
+                    ),
+                });
+            }
+        }
+        let version = tx.read().latest_version_number(&deposit.name)? + 1;
+        let plaintext = records::encode_secret(&vault_id, &deposit.name, version, &deposit.value);
+        let ciphertext = crypto::encrypt_armored(&recipient, &plaintext).map_err(VaultError::Invalid)?;
+        let now = audit::now();
+        let keep = |new: Option<String>, old: Option<&Option<String>>| {
+            new.or_else(|| old.cloned().flatten())
+        };
+        tx.upsert_secret(&SecretRow {
+            name: deposit.name.clone(),
+            kind: deposit.kind.as_str().into(),
+            username: keep(deposit.username, existing.as_ref().map(|e| &e.username)),
+            url: keep(deposit.url, existing.as_ref().map(|e| &e.url)),
+            note: keep(deposit.note, existing.as_ref().map(|e| &e.note)),
+            created: now.clone(),
+        })?;
+        tx.insert_active_version(&VersionRow {
+            secret: deposit.name.clone(),
+            version,
+            epoch,
+            ciphertext: ciphertext.clone(),
+            state: "active".into(),
+            depositor: actor.into(),
+            created: now,
+        })?;
+        audit::append(
+            &tx,
+            vec![NewEntry::new(actor, "put", &deposit.name).details(serde_json::json!({
+                "version": version,
+                "kind": deposit.kind.as_str(),
+                "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
+            }))],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    pub fn set_runbook(&mut self, text: &str, actor: &str) -> Result<(), VaultError> {
+        if text.trim().is_empty() {
+            return Err(VaultError::invalid(
+                "runbook text is empty; give the procedure with --file PATH or on stdin",
+            ));
+        }
+        let tx = self.store.begin()?;
+        tx.set_runbook(&RunbookRow {
+            text: text.to_string(),
+            updated: audit::now(),
+            updated_by: actor.into(),
+        })?;
+        audit::append(
+            &tx,
+            vec![NewEntry::new(actor, "runbook_set", "runbook").details(serde_json::json!({
+                "bytes": text.len(),
+                "sha256": hex::encode(crypto::sha256(&[text.as_bytes()])),
+            }))],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A custodian's envelope for the current epoch: a standard armored age file.
+    pub fn export_envelope(&self, custodian: &str) -> Result<String, VaultError> {
+        if self.current.manifest.custodian(custodian).is_none() {
+            return Err(VaultError::Custodian {
+                name: custodian.into(),
+                detail: "no such custodian; run `breakglass custodian list`".into(),
+            });
+        }
+        self.store
+            .read()
+            .envelopes(self.current.manifest.epoch)?
+            .into_iter()
+            .find(|e| e.custodian == custodian)
+            .map(|e| e.envelope)
+            .ok_or_else(|| VaultError::Custodian {
+                name: custodian.into(),
+                detail: "the vault holds no envelope for this custodian; restore the vault from a copy".into(),
+            })
+    }
+
+    pub fn verify_audit(&self) -> Result<audit::VerifyReport, VaultError> {
+        Ok(audit::verify(&self.store.read().audit_entries()?))
+    }
+}
+
+fn validate_secret_name(name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/@:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::invalid(format!(
+            "secret name {name:?}: use 1-128 letters, digits and . _ - / @ :"
+        )))
+    }
+}
+
+/// "user@host" for the audit log's actor and requester fields.
+pub fn current_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
+}

@@ -1,0 +1,178 @@
+//! Read-only views of a vault. Each report's `Serialize` form is the `--json` output.
+
+use serde::Serialize;
+
+use super::{Vault, VaultError};
+
+#[derive(Debug, Serialize)]
+pub struct SecretInfo {
+    pub name: String,
+    pub kind: String,
+    pub username: Option<String>,
+    pub url: Option<String>,
+    pub note: Option<String>,
+    pub version: u32,
+    pub state: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListReport {
+    pub secrets: Vec<SecretInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CustodianInfo {
+    pub name: String,
+    pub kind: String,
+    pub index: u8,
+    pub recipient: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CustodianListReport {
+    pub custodians: Vec<CustodianInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusCustodian {
+    pub name: String,
+    pub kind: String,
+    pub index: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub fingerprint: String,
+    pub vault_id: String,
+    pub epoch: u64,
+    pub threshold: u8,
+    pub custodians: Vec<StatusCustodian>,
+    pub secrets: usize,
+    pub audit_entries: u64,
+    pub attention: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunbookReport {
+    pub runbook: Option<String>,
+    pub updated: Option<String>,
+    pub updated_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditLogEntry {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub reason: String,
+    pub details: serde_json::Value,
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditLogReport {
+    pub entries: Vec<AuditLogEntry>,
+}
+
+impl Vault {
+    pub fn list(&self) -> Result<ListReport, VaultError> {
+        let read = self.store.read();
+        let mut secrets = Vec::new();
+        for row in read.secrets()? {
+            let version = read.active_version(&row.name)?.map(|v| v.version).unwrap_or(0);
+            secrets.push(SecretInfo {
+                name: row.name,
+                kind: row.kind,
+                username: row.username,
+                url: row.url,
+                note: row.note,
+                version,
+                state: "ok".into(),
+            });
+        }
+        Ok(ListReport { secrets })
+    }
+
+    pub fn custodians(&self) -> CustodianListReport {
+        CustodianListReport {
+            custodians: self
+                .manifest()
+                .custodians
+                .iter()
+                .map(|c| CustodianInfo {
+                    name: c.name.clone(),
+                    kind: c.kind.clone(),
+                    index: c.index,
+                    recipient: c.recipient.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn status(&self) -> Result<StatusReport, VaultError> {
+        let m = self.manifest();
+        let secrets = self.store.read().secrets()?.len();
+        let verify = self.verify_audit()?;
+        let mut attention = Vec::new();
+        if m.insecure_test_only_kdf {
+            attention.push(
+                "vault uses the insecure test-only KDF for passphrase custodians; never use it for real credentials".to_string(),
+            );
+        }
+        if let Some(problem) = &verify.problem {
+            attention.push(format!("audit log fails verification: {problem}"));
+        }
+        if secrets == 0 {
+            attention.push("no secrets deposited yet; add them with `breakglass put`".into());
+        }
+        Ok(StatusReport {
+            fingerprint: m.fingerprint(),
+            vault_id: m.vault_id.clone(),
+            epoch: m.epoch,
+            threshold: m.threshold,
+            custodians: m
+                .custodians
+                .iter()
+                .map(|c| StatusCustodian {
+                    name: c.name.clone(),
+                    kind: c.kind.clone(),
+                    index: c.index,
+                })
+                .collect(),
+            secrets,
+            audit_entries: verify.entries,
+            attention,
+        })
+    }
+
+    pub fn runbook(&self) -> Result<RunbookReport, VaultError> {
+        let row = self.store.read().runbook()?;
+        Ok(RunbookReport {
+            runbook: row.as_ref().map(|r| r.text.clone()),
+            updated: row.as_ref().map(|r| r.updated.clone()),
+            updated_by: row.map(|r| r.updated_by),
+        })
+    }
+
+    pub fn audit_log(&self) -> Result<AuditLogReport, VaultError> {
+        let entries = self
+            .store
+            .read()
+            .audit_entries()?
+            .into_iter()
+            .map(|e| AuditLogEntry {
+                details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+                seq: e.seq,
+                time: e.time,
+                actor: e.actor,
+                action: e.action,
+                subject: e.subject,
+                reason: e.reason,
+                hash: e.hash,
+            })
+            .collect();
+        Ok(AuditLogReport { entries })
+    }
+}
