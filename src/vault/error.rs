@@ -22,7 +22,7 @@ pub enum VaultError {
     WrongPassphrase(String),
     #[error("custodian {0}: share given twice; give each custodian's key or passphrase once")]
     DuplicateShare(String),
-    #[error("{have} of {need} shares gathered; {missing} more needed{rejected} — add --identity FILE or --passphrase-file NAME=PATH for more custodians")]
+    #[error("{have} of {need} shares gathered; {missing} more missing{rejected} — add --identity FILE or --passphrase-file NAME=PATH for more custodians")]
     NotEnoughShares {
         have: usize,
         need: usize,

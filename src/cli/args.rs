@@ -1,0 +1,158 @@
+//! The clap definition: one source for --help, the man page and completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "breakglass",
+    version,
+    about = "Offline K-of-N emergency-access vault with a verifiable audit log",
+    long_about = "Offline K-of-N emergency-access vault with a verifiable audit log.\n\n\
+Secret values are never read from arguments or the environment: they come from --file, \
+stdin (when not a terminal) or a hidden prompt. Exit codes: 0 ok, 1 failure or failed check, 2 usage."
+)]
+pub struct Cli {
+    /// Vault file [default: ./breakglass.db]
+    #[arg(long, global = true, env = "BREAKGLASS_VAULT", value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a K-of-N vault for its custodians
+    Init(InitArgs),
+    /// List custodians or export a custodian's share envelope
+    #[command(subcommand)]
+    Custodian(CustodianCommand),
+    /// Deposit a new version of a secret (no quorum needed)
+    Put(PutArgs),
+    /// List secrets: names, kinds, usernames, URLs, versions, state; never values
+    List(JsonFlag),
+    /// Fingerprint, epoch, threshold, custodians, and anything that needs attention
+    Status(JsonFlag),
+    /// Show the emergency runbook (readable without a quorum), or `runbook set` it
+    Runbook(RunbookArgs),
+    /// Gather K custodian shares, verify them, and reveal named secrets (logged first)
+    Unseal(UnsealArgs),
+    /// Read and verify the audit log (no quorum needed)
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Args)]
+pub struct JsonFlag {
+    /// Machine-readable output with stable keys
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Shares needed to open the vault (2 ≤ K ≤ N)
+    #[arg(long, value_name = "K")]
+    pub threshold: usize,
+    /// A custodian: NAME=age1…, NAME=ssh-ed25519 …, NAME=ssh-rsa …, NAME=@FILE or NAME=passphrase
+    #[arg(long = "custodian", value_name = "NAME=RECIPIENT", required = true)]
+    pub custodians: Vec<String>,
+    /// Read a passphrase custodian's passphrase from a file (for automation)
+    #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
+    pub passphrase_files: Vec<String>,
+    /// TEST ONLY: cheap Argon2id for passphrase custodians. Insecure; `status` flags it
+    #[arg(long)]
+    pub insecure_test_only_kdf: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CustodianCommand {
+    /// Names, recipient kinds and share indexes
+    List(JsonFlag),
+    /// Write a custodian's share envelope: a standard age file (`age -d -i KEY` opens it)
+    Export {
+        name: String,
+        /// Where to write it (must not exist)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Password,
+    BypassCodes,
+    Note,
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    #[arg(long)]
+    pub username: Option<String>,
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Non-secret runbook note stored in the clear
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Read the value from this file (else stdin, else a hidden prompt)
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunbookArgs {
+    #[command(subcommand)]
+    pub command: Option<RunbookCommand>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RunbookCommand {
+    /// Replace the runbook text (from --file, else stdin)
+    Set {
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct UnsealArgs {
+    /// Why the vault is being opened (logged)
+    #[arg(long)]
+    pub reason: String,
+    /// An age identity file or OpenSSH private key of a custodian (repeatable)
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// A passphrase custodian's passphrase from a file (repeatable)
+    #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
+    pub passphrase_files: Vec<String>,
+    /// A secret to reveal (repeatable)
+    #[arg(long = "reveal", value_name = "NAME")]
+    pub reveal: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// The log, oldest first
+    Log(JsonFlag),
+    /// Check the hash chain; exit 1 naming the first bad entry
+    Verify(JsonFlag),
+}

@@ -1,0 +1,194 @@
+//! Human and JSON output. JSON is the library report's `Serialize` form, except
+//! for revealed values, which are streamed straight to stdout.
+
+use std::io::Write;
+
+use breakglass::audit::VerifyReport;
+use breakglass::vault::{
+    AuditLogReport, CustodianListReport, ListReport, RunbookReport, StatusReport, UnsealReport,
+};
+use breakglass::Vault;
+use serde::Serialize;
+
+fn json<T: Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
+}
+
+/// One line on stderr, whatever the message holds.
+pub fn error(message: &str) {
+    let one_line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("error: {one_line}");
+}
+
+pub fn init(vault: &Vault, as_json: bool) {
+    let m = vault.manifest();
+    if as_json {
+        json(&serde_json::json!({
+            "fingerprint": m.fingerprint(),
+            "vault_id": m.vault_id,
+            "epoch": m.epoch,
+            "threshold": m.threshold,
+            "custodians": m.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    println!(
+        "Created a {}-of-{} vault.\nFingerprint: {}\nGive every custodian this fingerprint to check, then export their envelopes with `breakglass custodian export NAME --out FILE`.",
+        m.threshold,
+        m.custodians.len(),
+        m.fingerprint()
+    );
+}
+
+pub fn custodians(report: &CustodianListReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    for c in &report.custodians {
+        println!("{:>3}  {:<20} {}", c.index, c.name, c.kind);
+    }
+}
+
+pub fn list(report: &ListReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    if report.secrets.is_empty() {
+        println!("No secrets yet.");
+    }
+    for s in &report.secrets {
+        println!(
+            "{:<24} {:<13} v{:<3} {:<8} {}{}",
+            s.name,
+            s.kind,
+            s.version,
+            s.state,
+            s.username.as_deref().map(|u| format!("user {u} ")).unwrap_or_default(),
+            s.url.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+pub fn status(report: &StatusReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    println!("Fingerprint: {}", report.fingerprint);
+    println!(
+        "Epoch {}, {} of {} custodians needed",
+        report.epoch,
+        report.threshold,
+        report.custodians.len()
+    );
+    for c in &report.custodians {
+        println!("  {:>3}  {:<20} {}", c.index, c.name, c.kind);
+    }
+    println!("Secrets: {}   Audit entries: {}", report.secrets, report.audit_entries);
+    if report.attention.is_empty() {
+        println!("Nothing needs attention.");
+    } else {
+        println!("Needs attention:");
+        for a in &report.attention {
+            println!("  - {a}");
+        }
+    }
+}
+
+pub fn runbook(report: &RunbookReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    match &report.runbook {
+        Some(text) => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+        None => println!("No runbook yet; set one with `breakglass runbook set --file PATH`."),
+    }
+}
+
+pub fn audit_log(report: &AuditLogReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    for e in &report.entries {
+        let reason = if e.reason.is_empty() {
+            String::new()
+        } else {
+            format!("  reason: {}", e.reason)
+        };
+        println!(
+            "{:>5}  {}  {:<14} {:<24} by {}{}",
+            e.seq, e.time, e.action, e.subject, e.actor, reason
+        );
+    }
+}
+
+pub fn audit_verify(report: &VerifyReport, as_json: bool) {
+    if as_json {
+        json(report);
+    } else if report.ok {
+        println!("Audit log intact: {} entries, hash chain verified.", report.entries);
+    }
+    if let Some(problem) = &report.problem {
+        error(&format!(
+            "{problem}; the log was altered — keep this copy as evidence and compare with other copies"
+        ));
+    }
+}
+
+pub fn unseal(report: &UnsealReport, as_json: bool) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut out = std::io::stdout().lock();
+    let result = if as_json {
+        write_unseal_json(&mut out, report)
+    } else {
+        write_unseal_human(&mut out, report)
+    };
+    if let Err(e) = result.and_then(|_| out.flush()) {
+        error(&format!("stdout: cannot print the revealed values ({e})"));
+    }
+}
+
+fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Unsealed epoch {} with {}.",
+        report.epoch,
+        report.custodians.join(", ")
+    )?;
+    for r in &report.revealed {
+        let user = r.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default();
+        writeln!(out, "--- {} ({}{user}, v{})", r.name, r.kind.as_str(), r.version)?;
+        out.write_all(r.value.expose_secret())?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn write_unseal_json(out: &mut impl Write, report: &UnsealReport) -> std::io::Result<()> {
+    write!(out, "{{\"revealed\":[")?;
+    for (i, r) in report.revealed.iter().enumerate() {
+        if i > 0 {
+            write!(out, ",")?;
+        }
+        write!(
+            out,
+            "{{\"name\":{},\"kind\":{},\"username\":{},\"version\":{},\"value\":",
+            serde_json::to_string(&r.name)?,
+            serde_json::to_string(r.kind.as_str())?,
+            serde_json::to_string(&r.username)?,
+            r.version
+        )?;
+        // Values are UTF-8 (checked at deposit); streamed, never held in a JSON tree.
+        let text = std::str::from_utf8(r.value.expose_secret()).unwrap_or_default();
+        serde_json::to_writer(&mut *out, text)?;
+        write!(out, "}}")?;
+    }
+    writeln!(
+        out,
+        "],\"custodians\":{},\"epoch\":{},\"warnings\":{}}}",
+        serde_json::to_string(&report.custodians)?,
+        report.epoch,
+        serde_json::to_string(&report.warnings)?
+    )
+}
