@@ -83,7 +83,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         &mut NoPrompt,
     )?;
-    println!("   unsealed epoch {} with {}", report.epoch, report.custodians.join(", "));
+    println!(
+        "   unsealed epoch {} with {}",
+        report.epoch,
+        report.custodians.join(", ")
+    );
 
     println!("4. reveal (logged before it is shown):");
     for secret in &report.revealed {

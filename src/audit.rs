@@ -131,7 +131,10 @@ pub fn verify(entries: &[Entry]) -> VerifyReport {
                 entry.seq
             ))
         } else if entry.prev_hash != prev_hash {
-            Some("does not link to the row before it (rows were deleted, inserted or reordered)".into())
+            Some(
+                "does not link to the row before it (rows were deleted, inserted or reordered)"
+                    .into(),
+            )
         } else if entry.hash != row_hash(entry) {
             Some("its content does not match its hash (the row was edited)".into())
         } else {

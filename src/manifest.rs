@@ -211,7 +211,9 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
                 if m.prev_manifest_hash.as_deref() != Some(body_hash(&prev.body).as_str()) {
                     return Err(broken("does not cite the previous manifest"));
                 }
-                let prev_key = p.verify_key().ok_or_else(|| broken("previous key malformed"))?;
+                let prev_key = p
+                    .verify_key()
+                    .ok_or_else(|| broken("previous key malformed"))?;
                 if !current.has_signature_by(&prev_key) {
                     return Err(ManifestError::BadSignature {
                         epoch,
@@ -278,19 +280,29 @@ mod tests {
         let k2 = VaultSeed::generate().derive_keys();
         let g = k1.verify_key().to_hex();
         let m1 = sign(manifest(1, &k1, &g, None), &k1, None);
-        let m2 = sign(manifest(2, &k2, &g, Some(body_hash(&m1.body))), &k2, Some(&k1));
+        let m2 = sign(
+            manifest(2, &k2, &g, Some(body_hash(&m1.body))),
+            &k2,
+            Some(&k1),
+        );
         let rows = vec![m1.to_row(), m2.to_row()];
         assert_eq!(verify_chain(&rows).unwrap().manifest.epoch, 2);
 
         let mut edited = rows.clone();
         edited[0].body = edited[0].body.replace("\"threshold\":2", "\"threshold\":3");
-        assert!(matches!(verify_chain(&edited), Err(ManifestError::BadSignature { epoch: 1, .. })));
+        assert!(matches!(
+            verify_chain(&edited),
+            Err(ManifestError::BadSignature { epoch: 1, .. })
+        ));
 
         // Epoch 2 signed only by its own (attacker's) key breaks the chain.
         let k3 = VaultSeed::generate().derive_keys();
         let forged = sign(manifest(2, &k3, &g, Some(body_hash(&m1.body))), &k3, None);
         let rows = vec![m1.to_row(), forged.to_row()];
-        assert!(matches!(verify_chain(&rows), Err(ManifestError::BadSignature { epoch: 2, .. })));
+        assert!(matches!(
+            verify_chain(&rows),
+            Err(ManifestError::BadSignature { epoch: 2, .. })
+        ));
     }
 
     #[test]

@@ -84,13 +84,16 @@ pub fn passphrase_files(specs: &[String]) -> Result<Vec<(String, Passphrase)>, V
         .iter()
         .map(|spec| {
             let (name, path) = spec.split_once('=').ok_or_else(|| {
-                VaultError::Invalid(format!(
-                    "--passphrase-file {spec}: expected NAME=PATH"
-                ))
+                VaultError::Invalid(format!("--passphrase-file {spec}: expected NAME=PATH"))
             })?;
-            let bytes = read_file(Path::new(path), &format!("passphrase file for custodian {name}:"))?;
+            let bytes = read_file(
+                Path::new(path),
+                &format!("passphrase file for custodian {name}:"),
+            )?;
             let text = String::from_utf8(bytes).map_err(|_| {
-                VaultError::Invalid(format!("passphrase file {path} (custodian {name}): not UTF-8 text"))
+                VaultError::Invalid(format!(
+                    "passphrase file {path} (custodian {name}): not UTF-8 text"
+                ))
             })?;
             Ok((name.to_string(), Passphrase::new(text)))
         })
@@ -114,18 +117,19 @@ pub fn new_passphrase(custodian: &str) -> Result<Option<Passphrase>, VaultError>
 }
 
 /// Load every `--identity` file, labelled by its path.
-pub fn identity_files(paths: &[PathBuf]) -> Result<Vec<(String, Vec<CustodianIdentity>)>, VaultError> {
+pub fn identity_files(
+    paths: &[PathBuf],
+) -> Result<Vec<(String, Vec<CustodianIdentity>)>, VaultError> {
     paths
         .iter()
         .map(|path| {
             let label = path.display().to_string();
             let bytes = read_file(path, "identity file")?;
-            let identities = CustodianIdentity::parse_file(&bytes).map_err(|detail| {
-                VaultError::Identity {
+            let identities =
+                CustodianIdentity::parse_file(&bytes).map_err(|detail| VaultError::Identity {
                     label: label.clone(),
                     detail,
-                }
-            })?;
+                })?;
             Ok((label, identities))
         })
         .collect()
@@ -152,7 +156,9 @@ impl KdfProgress for Terminal {
         if std::io::stderr().is_terminal() {
             let spinner = ProgressBar::new_spinner();
             spinner.set_style(ProgressStyle::default_spinner());
-            spinner.set_message(format!("deriving key for custodian {custodian} (Argon2id)…"));
+            spinner.set_message(format!(
+                "deriving key for custodian {custodian} (Argon2id)…"
+            ));
             spinner.enable_steady_tick(std::time::Duration::from_millis(100));
             self.spinner = Some(spinner);
         }

@@ -8,8 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use breakglass::vault::{
-    current_actor, CustodianSpec, Deposit, InitOptions, RecipientSpec, SecretKind,
-    UnsealRequest,
+    current_actor, CustodianSpec, Deposit, InitOptions, RecipientSpec, SecretKind, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
@@ -43,12 +42,11 @@ fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
                 let (name, recipient) = spec.split_once('=').ok_or_else(|| {
                     VaultError::Invalid(format!("--custodian {spec}: expected NAME=RECIPIENT"))
                 })?;
-                let recipient = RecipientSpec::parse(recipient).map_err(|detail| {
-                    VaultError::Custodian {
+                let recipient =
+                    RecipientSpec::parse(recipient).map_err(|detail| VaultError::Custodian {
                         name: name.into(),
                         detail,
-                    }
-                })?;
+                    })?;
                 custodians.push(CustodianSpec {
                     name: name.into(),
                     recipient,
@@ -167,7 +165,12 @@ fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "breakglass",
+                &mut std::io::stdout(),
+            );
             Ok(EXIT_OK)
         }
         Command::Man => {
@@ -183,7 +186,10 @@ fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
 fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: std::io::Error| {
-        VaultError::Invalid(format!("--out {}: cannot write it ({e}); choose a new file", path.display()))
+        VaultError::Invalid(format!(
+            "--out {}: cannot write it ({e}); choose a new file",
+            path.display()
+        ))
     };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -191,6 +197,7 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
         .mode(0o600)
         .open(path)
         .map_err(fail)?;
-    file.write_all(contents).and_then(|_| file.sync_all()).map_err(fail)
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .map_err(fail)
 }
-

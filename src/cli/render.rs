@@ -11,7 +11,10 @@ use breakglass::Vault;
 use serde::Serialize;
 
 fn json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize")
+    );
 }
 
 /// One line on stderr, whatever the message holds.
@@ -63,7 +66,10 @@ pub fn list(report: &ListReport, as_json: bool) {
             s.kind,
             s.version,
             s.state,
-            s.username.as_deref().map(|u| format!("user {u} ")).unwrap_or_default(),
+            s.username
+                .as_deref()
+                .map(|u| format!("user {u} "))
+                .unwrap_or_default(),
             s.url.as_deref().unwrap_or_default()
         );
     }
@@ -83,7 +89,10 @@ pub fn status(report: &StatusReport, as_json: bool) {
     for c in &report.custodians {
         println!("  {:>3}  {:<20} {}", c.index, c.name, c.kind);
     }
-    println!("Secrets: {}   Audit entries: {}", report.secrets, report.audit_entries);
+    println!(
+        "Secrets: {}   Audit entries: {}",
+        report.secrets, report.audit_entries
+    );
     if report.attention.is_empty() {
         println!("Nothing needs attention.");
     } else {
@@ -125,7 +134,10 @@ pub fn audit_verify(report: &VerifyReport, as_json: bool) {
     if as_json {
         json(report);
     } else if report.ok {
-        println!("Audit log intact: {} entries, hash chain verified.", report.entries);
+        println!(
+            "Audit log intact: {} entries, hash chain verified.",
+            report.entries
+        );
     }
     if let Some(problem) = &report.problem {
         error(&format!(
@@ -157,8 +169,18 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
         report.custodians.join(", ")
     )?;
     for r in &report.revealed {
-        let user = r.username.as_deref().map(|u| format!(", user {u}")).unwrap_or_default();
-        writeln!(out, "--- {} ({}{user}, v{})", r.name, r.kind.as_str(), r.version)?;
+        let user = r
+            .username
+            .as_deref()
+            .map(|u| format!(", user {u}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "--- {} ({}{user}, v{})",
+            r.name,
+            r.kind.as_str(),
+            r.version
+        )?;
         out.write_all(r.value.expose_secret())?;
         writeln!(out)?;
     }

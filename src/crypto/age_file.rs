@@ -86,7 +86,7 @@ impl CustodianRecipient {
             RecipientKind::Passphrase => {
                 let parsed = Self::parse_public_key(text)?;
                 (parsed.kind == RecipientKind::Age)
-                    .then(|| Self {
+                    .then_some(Self {
                         kind,
                         text: parsed.text,
                     })
@@ -156,8 +156,8 @@ impl CustodianIdentity {
 
     /// Parse an identity file: age `AGE-SECRET-KEY-1…` lines, or one OpenSSH private key.
     pub fn parse_file(contents: &[u8]) -> Result<Vec<Self>, String> {
-        let text = std::str::from_utf8(contents)
-            .map_err(|_| "is not a text identity file".to_string())?;
+        let text =
+            std::str::from_utf8(contents).map_err(|_| "is not a text identity file".to_string())?;
         if text.contains("-----BEGIN") {
             let identity = age::ssh::Identity::from_buffer(text.as_bytes(), None)
                 .map_err(|e| format!("is not a usable SSH private key ({e})"))?;
@@ -199,11 +199,15 @@ pub fn encrypt_armored(recipient: &CustodianRecipient, plaintext: &[u8]) -> Resu
 }
 
 /// Encrypt to the vault's own recipient (`age1…`).
-pub(crate) fn encrypt_to(recipient: &dyn age::Recipient, plaintext: &[u8]) -> Result<String, String> {
+pub(crate) fn encrypt_to(
+    recipient: &dyn age::Recipient,
+    plaintext: &[u8],
+) -> Result<String, String> {
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(recipient)).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(plaintext.len() * 2 + 512);
-    let armored = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(|e| e.to_string())?;
+    let armored =
+        ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(|e| e.to_string())?;
     let mut writer = encryptor.wrap_output(armored).map_err(|e| e.to_string())?;
     writer.write_all(plaintext).map_err(|e| e.to_string())?;
     writer
@@ -291,17 +295,29 @@ mod tests {
         let recipient = CustodianRecipient::parse_public_key(&mine.recipient().unwrap()).unwrap();
         let file = encrypt_armored(&recipient, b"share").unwrap();
         assert!(file.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
-        assert!(matches!(decrypt(file.as_bytes(), &mine, no_prompt), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share"));
-        assert!(matches!(decrypt(file.as_bytes(), &other, no_prompt), DecryptOutcome::NotMine));
+        assert!(
+            matches!(decrypt(file.as_bytes(), &mine, no_prompt), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share")
+        );
+        assert!(matches!(
+            decrypt(file.as_bytes(), &other, no_prompt),
+            DecryptOutcome::NotMine
+        ));
         let mut bad = file.into_bytes();
         let mid = bad.len() - 60;
         bad[mid] = if bad[mid] == b'A' { b'B' } else { b'A' };
-        assert!(matches!(decrypt(&bad, &mine, no_prompt), DecryptOutcome::Failed(_)));
+        assert!(matches!(
+            decrypt(&bad, &mine, no_prompt),
+            DecryptOutcome::Failed(_)
+        ));
     }
 
     #[test]
     fn recipient_kinds_parse_and_reject() {
-        assert!(CustodianRecipient::parse_public_key("ecdsa-sha2-nistp256 AAAA").unwrap_err().contains("not supported"));
+        assert!(
+            CustodianRecipient::parse_public_key("ecdsa-sha2-nistp256 AAAA")
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!(CustodianRecipient::parse_public_key("hello").is_err());
         assert!(CustodianRecipient::parse_public_key("age1qqqq").is_err());
     }

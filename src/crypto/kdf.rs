@@ -71,7 +71,10 @@ impl KdfParams {
                 self.m_kib, self.t, self.p, Self::FLOOR.m_kib, Self::FLOOR.t, Self::FLOOR.p
             ));
         }
-        Argon2Params(self).build().map(|_| ()).map_err(|e| e.to_string())
+        Argon2Params(self)
+            .build()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Derive a custodian's age identity from a passphrase. Slow by design.
@@ -86,7 +89,9 @@ impl KdfParams {
         argon
             .hash_password_into(passphrase.0.as_bytes(), salt, out.as_mut())
             .map_err(|e| e.to_string())?;
-        Ok(CustodianIdentity::from_x25519(x25519_identity_from_bytes(&out)))
+        Ok(CustodianIdentity::from_x25519(x25519_identity_from_bytes(
+            &out,
+        )))
     }
 }
 
@@ -137,23 +142,38 @@ mod tests {
     fn floor_and_cap_are_enforced() {
         assert!(KdfParams::DEFAULT.check(false).is_ok());
         assert!(!KdfParams::DEFAULT.is_below_floor());
-        assert!(KdfParams::DEFAULT.m_kib >= 64 * 1024 && KdfParams::DEFAULT.t >= 3);
+        const { assert!(KdfParams::DEFAULT.m_kib >= 64 * 1024 && KdfParams::DEFAULT.t >= 3) };
         assert!(KDF_TEST_ONLY_INSECURE.check(false).is_err());
         assert!(KDF_TEST_ONLY_INSECURE.check(true).is_ok());
-        let hostile = KdfParams { m_kib: 100 * 1024 * 1024, t: 3, p: 1 };
+        let hostile = KdfParams {
+            m_kib: 100 * 1024 * 1024,
+            t: 3,
+            p: 1,
+        };
         assert!(hostile.check(true).unwrap_err().contains("exceed the cap"));
     }
 
     #[test]
     fn derivation_depends_on_passphrase_and_salt() {
         let p = KDF_TEST_ONLY_INSECURE;
-        let a = p.derive_identity(&Passphrase::new("correct horse".into()), &[1; 16]).unwrap();
-        let b = p.derive_identity(&Passphrase::new("correct horse\n".into()), &[1; 16]).unwrap();
-        let c = p.derive_identity(&Passphrase::new("correct horse".into()), &[2; 16]).unwrap();
-        let d = p.derive_identity(&Passphrase::new("wrong horse".into()), &[1; 16]).unwrap();
+        let a = p
+            .derive_identity(&Passphrase::new("correct horse".into()), &[1; 16])
+            .unwrap();
+        let b = p
+            .derive_identity(&Passphrase::new("correct horse\n".into()), &[1; 16])
+            .unwrap();
+        let c = p
+            .derive_identity(&Passphrase::new("correct horse".into()), &[2; 16])
+            .unwrap();
+        let d = p
+            .derive_identity(&Passphrase::new("wrong horse".into()), &[1; 16])
+            .unwrap();
         assert_eq!(a.recipient(), b.recipient());
         assert_ne!(a.recipient(), c.recipient());
         assert_ne!(a.recipient(), d.recipient());
-        assert_eq!(format!("{:?}", Passphrase::new("x".into())), "Passphrase([redacted])");
+        assert_eq!(
+            format!("{:?}", Passphrase::new("x".into())),
+            "Passphrase([redacted])"
+        );
     }
 }

@@ -138,9 +138,18 @@ mod tests {
     #[test]
     fn refuses_non_quorum_thresholds() {
         let seed = VaultSeed::generate();
-        assert_eq!(split(&seed, 1, 3).unwrap_err(), ShamirError::ThresholdTooLow(1));
-        assert!(matches!(split(&seed, 4, 3), Err(ShamirError::ThresholdAboveCount { .. })));
-        assert!(matches!(split(&seed, 2, 256), Err(ShamirError::TooManyCustodians(256))));
+        assert_eq!(
+            split(&seed, 1, 3).unwrap_err(),
+            ShamirError::ThresholdTooLow(1)
+        );
+        assert!(matches!(
+            split(&seed, 4, 3),
+            Err(ShamirError::ThresholdAboveCount { .. })
+        ));
+        assert!(matches!(
+            split(&seed, 2, 256),
+            Err(ShamirError::TooManyCustodians(256))
+        ));
     }
 
     #[test]

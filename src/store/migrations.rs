@@ -90,7 +90,11 @@ mod tests {
         run(&conn).unwrap();
         assert_eq!(user_version(&conn).unwrap(), LATEST);
         let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(tables, 6);
     }

@@ -123,7 +123,8 @@ impl Store {
         } else if migrations::pending(&store.conn).map_err(|e| store.err(e))? {
             return Err(StoreError::Corrupt {
                 path: shown,
-                detail: "schema is older than this breakglass; run a write command once to upgrade".into(),
+                detail: "schema is older than this breakglass; run a write command once to upgrade"
+                    .into(),
             });
         }
         Ok(store)
@@ -156,7 +157,9 @@ impl Store {
             path: staging,
         };
         let setup = (|| {
-            store.conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+            store
+                .conn
+                .pragma_update(None, "application_id", APPLICATION_ID)?;
             migrations::run(&store.conn)
         })();
         if let Err(e) = setup {
@@ -204,13 +207,18 @@ impl Store {
 
     fn configure(&self) -> Result<(), StoreError> {
         let c = &self.conn;
-        c.busy_timeout(Duration::from_secs(5)).map_err(|e| self.err(e))?;
+        c.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
         // DELETE journal keeps one file at rest; FULL sync makes each commit durable.
         c.pragma_update(None, "foreign_keys", "ON")
             .and_then(|_| c.pragma_update(None, "secure_delete", "ON"))
             .and_then(|_| c.pragma_update(None, "synchronous", "FULL"))
             .map_err(|e| self.err(e))?;
-        if !self.conn.is_readonly(rusqlite::DatabaseName::Main).unwrap_or(true) {
+        if !self
+            .conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .unwrap_or(true)
+        {
             c.pragma_update(None, "journal_mode", "DELETE")
                 .map_err(|e| self.err(e))?;
         }
@@ -574,7 +582,9 @@ fn classify(path: &str, e: rusqlite::Error) -> StoreError {
             path,
             detail: e.to_string(),
         },
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy { path },
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            StoreError::Busy { path }
+        }
         Some(ErrorCode::ReadOnly)
         | Some(ErrorCode::DiskFull)
         | Some(ErrorCode::CannotOpen)

@@ -126,9 +126,12 @@ impl Vault {
                     let identity = kdf_params.derive_identity(&passphrase, &salt);
                     progress.kdf_finished();
                     let identity = identity.map_err(VaultError::invalid)?;
-                    let text = identity.recipient().expect("x25519 identities have a recipient");
-                    let recipient = CustodianRecipient::from_stored(RecipientKind::Passphrase, &text)
-                        .map_err(VaultError::invalid)?;
+                    let text = identity
+                        .recipient()
+                        .expect("x25519 identities have a recipient");
+                    let recipient =
+                        CustodianRecipient::from_stored(RecipientKind::Passphrase, &text)
+                            .map_err(VaultError::invalid)?;
                     (
                         recipient,
                         Some(KdfSpec {
@@ -148,11 +151,12 @@ impl Vault {
                 custodian: spec.name.clone(),
                 share,
             };
-            let envelope = crypto::encrypt_armored(&recipient, &record.encode())
-                .map_err(|e| VaultError::Custodian {
+            let envelope = crypto::encrypt_armored(&recipient, &record.encode()).map_err(|e| {
+                VaultError::Custodian {
                     name: spec.name.clone(),
                     detail: format!("cannot encrypt the envelope: {e}"),
-                })?;
+                }
+            })?;
             envelopes.push(EnvelopeRow {
                 epoch,
                 custodian: spec.name.clone(),
@@ -202,13 +206,15 @@ impl Vault {
             let m = &signed.manifest;
             audit::append(
                 &tx,
-                vec![NewEntry::new(actor, "init", &m.fingerprint()).details(serde_json::json!({
-                    "vault_id": m.vault_id,
-                    "epoch": m.epoch,
-                    "threshold": m.threshold,
-                    "custodians": m.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                    "insecure_test_only_kdf": m.insecure_test_only_kdf,
-                }))],
+                vec![
+                    NewEntry::new(actor, "init", &m.fingerprint()).details(serde_json::json!({
+                        "vault_id": m.vault_id,
+                        "epoch": m.epoch,
+                        "threshold": m.threshold,
+                        "custodians": m.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                        "insecure_test_only_kdf": m.insecure_test_only_kdf,
+                    })),
+                ],
             )?;
             tx.commit()?;
             Ok(())
@@ -277,7 +283,8 @@ fn check_custodians(
         if matches!(c.recipient, RecipientSpec::Passphrase) && !given.contains(c.name.as_str()) {
             return Err(VaultError::Custodian {
                 name: c.name.clone(),
-                detail: "needs a passphrase; give --passphrase-file NAME=PATH or run on a terminal".into(),
+                detail: "needs a passphrase; give --passphrase-file NAME=PATH or run on a terminal"
+                    .into(),
             });
         }
     }

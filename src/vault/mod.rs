@@ -106,18 +106,20 @@ impl Vault {
     /// vault's public recipient.
     pub fn put(&mut self, deposit: Deposit, actor: &str) -> Result<u32, VaultError> {
         validate_secret_name(&deposit.name)?;
-        let text = std::str::from_utf8(deposit.value.expose_secret()).map_err(|_| VaultError::Secret {
-            name: deposit.name.clone(),
-            detail: "value is not UTF-8 text; deposit text (passwords, codes, notes)".into(),
-        })?;
+        let text =
+            std::str::from_utf8(deposit.value.expose_secret()).map_err(|_| VaultError::Secret {
+                name: deposit.name.clone(),
+                detail: "value is not UTF-8 text; deposit text (passwords, codes, notes)".into(),
+            })?;
         if text.trim().is_empty() {
             return Err(VaultError::Secret {
                 name: deposit.name.clone(),
                 detail: "value is empty; nothing was deposited".into(),
             });
         }
-        let recipient = CustodianRecipient::parse_public_key(&self.current.manifest.vault_recipient)
-            .map_err(VaultError::Invalid)?;
+        let recipient =
+            CustodianRecipient::parse_public_key(&self.current.manifest.vault_recipient)
+                .map_err(VaultError::Invalid)?;
         let vault_id = self.vault_id();
         let epoch = self.current.manifest.epoch;
         let tx = self.store.begin()?;
@@ -135,7 +137,8 @@ impl Vault {
         }
         let version = tx.read().latest_version_number(&deposit.name)? + 1;
         let plaintext = records::encode_secret(&vault_id, &deposit.name, version, &deposit.value);
-        let ciphertext = crypto::encrypt_armored(&recipient, &plaintext).map_err(VaultError::Invalid)?;
+        let ciphertext =
+            crypto::encrypt_armored(&recipient, &plaintext).map_err(VaultError::Invalid)?;
         let now = audit::now();
         let keep = |new: Option<String>, old: Option<&Option<String>>| {
             new.or_else(|| old.cloned().flatten())
@@ -159,11 +162,13 @@ impl Vault {
         })?;
         audit::append(
             &tx,
-            vec![NewEntry::new(actor, "put", &deposit.name).details(serde_json::json!({
-                "version": version,
-                "kind": deposit.kind.as_str(),
-                "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
-            }))],
+            vec![
+                NewEntry::new(actor, "put", &deposit.name).details(serde_json::json!({
+                    "version": version,
+                    "kind": deposit.kind.as_str(),
+                    "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
+                })),
+            ],
         )?;
         tx.commit()?;
         Ok(version)
@@ -183,10 +188,12 @@ impl Vault {
         })?;
         audit::append(
             &tx,
-            vec![NewEntry::new(actor, "runbook_set", "runbook").details(serde_json::json!({
-                "bytes": text.len(),
-                "sha256": hex::encode(crypto::sha256(&[text.as_bytes()])),
-            }))],
+            vec![
+                NewEntry::new(actor, "runbook_set", "runbook").details(serde_json::json!({
+                    "bytes": text.len(),
+                    "sha256": hex::encode(crypto::sha256(&[text.as_bytes()])),
+                })),
+            ],
         )?;
         tx.commit()?;
         Ok(())
@@ -208,7 +215,9 @@ impl Vault {
             .map(|e| e.envelope)
             .ok_or_else(|| VaultError::Custodian {
                 name: custodian.into(),
-                detail: "the vault holds no envelope for this custodian; restore the vault from a copy".into(),
+                detail:
+                    "the vault holds no envelope for this custodian; restore the vault from a copy"
+                        .into(),
             })
     }
 

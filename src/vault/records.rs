@@ -91,9 +91,16 @@ impl ShareRecord {
 
 /// Plaintext of one secret version: bound to vault, name and version so a
 /// ciphertext moved to another row is caught on reveal.
-pub fn encode_secret(vault_id: &[u8; 16], name: &str, version: u32, value: &SecretValue) -> Zeroizing<Vec<u8>> {
+pub fn encode_secret(
+    vault_id: &[u8; 16],
+    name: &str,
+    version: u32,
+    value: &SecretValue,
+) -> Zeroizing<Vec<u8>> {
     let name = name.as_bytes();
-    let mut out = Zeroizing::new(Vec::with_capacity(8 + 16 + 4 + 2 + name.len() + value.len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        8 + 16 + 4 + 2 + name.len() + value.len(),
+    ));
     out.extend_from_slice(SECRET_MAGIC);
     out.extend_from_slice(vault_id);
     out.extend_from_slice(&version.to_be_bytes());
@@ -174,6 +181,9 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        assert_eq!(format!("{:?}", SecretValue::new(b"hunter2".to_vec())), "SecretValue([redacted])");
+        assert_eq!(
+            format!("{:?}", SecretValue::new(b"hunter2".to_vec())),
+            "SecretValue([redacted])"
+        );
     }
 }

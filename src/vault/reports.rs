@@ -81,7 +81,10 @@ impl Vault {
         let read = self.store.read();
         let mut secrets = Vec::new();
         for row in read.secrets()? {
-            let version = read.active_version(&row.name)?.map(|v| v.version).unwrap_or(0);
+            let version = read
+                .active_version(&row.name)?
+                .map(|v| v.version)
+                .unwrap_or(0);
             secrets.push(SecretInfo {
                 name: row.name,
                 kind: row.kind,
@@ -163,7 +166,8 @@ impl Vault {
             .audit_entries()?
             .into_iter()
             .map(|e| AuditLogEntry {
-                details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+                details: serde_json::from_str(&e.details)
+                    .unwrap_or(serde_json::Value::String(e.details)),
                 seq: e.seq,
                 time: e.time,
                 actor: e.actor,

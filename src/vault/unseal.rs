@@ -5,8 +5,8 @@ use super::records::{self, SecretValue, ShareRecord};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{
-    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share,
-    SshKeyPassphrasePrompt, VaultKeys,
+    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share, SshKeyPassphrasePrompt,
+    VaultKeys,
 };
 use crate::manifest::CustodianEntry;
 use crate::store::EnvelopeRow;
@@ -84,22 +84,34 @@ impl Gathering<'_> {
 
     /// Open this custodian's envelope and check the share inside. A bad share is
     /// recorded by name and skipped; the caller decides whether enough remain.
-    fn take_share(&mut self, custodian: &CustodianEntry, identity: &CustodianIdentity, ssh: SshKeyPassphrasePrompt) {
-        let Some(envelope) = self.envelopes.iter().find(|e| e.custodian == custodian.name) else {
+    fn take_share(
+        &mut self,
+        custodian: &CustodianEntry,
+        identity: &CustodianIdentity,
+        ssh: SshKeyPassphrasePrompt,
+    ) {
+        let Some(envelope) = self
+            .envelopes
+            .iter()
+            .find(|e| e.custodian == custodian.name)
+        else {
             self.reject(custodian, "the vault holds no envelope for this custodian");
             return;
         };
         match crypto::decrypt(envelope.envelope.as_bytes(), identity, ssh) {
-            DecryptOutcome::NotMine => {
-                self.reject(custodian, "envelope is not sealed to this custodian's key (replaced?)")
-            }
+            DecryptOutcome::NotMine => self.reject(
+                custodian,
+                "envelope is not sealed to this custodian's key (replaced?)",
+            ),
             DecryptOutcome::Failed(why) => {
                 self.reject(custodian, &format!("envelope is corrupted ({why})"))
             }
-            DecryptOutcome::Plaintext(plaintext) => match self.check_record(custodian, &plaintext) {
-                Ok(share) => self.good.push((custodian.name.clone(), share)),
-                Err(why) => self.reject(custodian, &why),
-            },
+            DecryptOutcome::Plaintext(plaintext) => {
+                match self.check_record(custodian, &plaintext) {
+                    Ok(share) => self.good.push((custodian.name.clone(), share)),
+                    Err(why) => self.reject(custodian, &why),
+                }
+            }
         }
     }
 
@@ -132,7 +144,8 @@ impl Gathering<'_> {
     }
 
     fn reject(&mut self, custodian: &CustodianEntry, why: &str) {
-        self.rejected.push((custodian.name.clone(), why.to_string()));
+        self.rejected
+            .push((custodian.name.clone(), why.to_string()));
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -212,7 +225,9 @@ impl Vault {
                     entries.push(
                         NewEntry::new(&request.actor, "reveal", &r.name)
                             .reason(&request.reason)
-                            .details(serde_json::json!({ "version": r.version, "custodians": used })),
+                            .details(
+                                serde_json::json!({ "version": r.version, "custodians": used }),
+                            ),
                     );
                 }
                 self.append_audit(entries)
@@ -238,16 +253,24 @@ impl Vault {
         let read = self.store.read();
         let tampered = |detail: &str| VaultError::Secret {
             name: name.into(),
-            detail: format!("{detail}; the vault file was tampered with — restore it from a trusted copy"),
+            detail: format!(
+                "{detail}; the vault file was tampered with — restore it from a trusted copy"
+            ),
         };
-        let meta = read.secret(name)?.ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
+        let meta = read
+            .secret(name)?
+            .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
         let version = read
             .active_version(name)?
             .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
         let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
             DecryptOutcome::Plaintext(p) => p,
-            DecryptOutcome::NotMine => return Err(tampered("value is not sealed to this vault's key")),
-            DecryptOutcome::Failed(why) => return Err(tampered(&format!("value does not decrypt ({why})"))),
+            DecryptOutcome::NotMine => {
+                return Err(tampered("value is not sealed to this vault's key"))
+            }
+            DecryptOutcome::Failed(why) => {
+                return Err(tampered(&format!("value does not decrypt ({why})")))
+            }
         };
         let (vault_id, bound_name, bound_version, value) =
             records::decode_secret(&plaintext).ok_or_else(|| tampered("value is malformed"))?;
@@ -279,7 +302,9 @@ fn gather_and_open(
     for (label, identities) in &request.identities {
         let mut matched = false;
         for identity in identities {
-            let Some(recipient) = identity.recipient() else { continue };
+            let Some(recipient) = identity.recipient() else {
+                continue;
+            };
             let Some(custodian) = g.custodians.iter().find(|c| c.recipient == recipient) else {
                 continue;
             };
@@ -290,7 +315,8 @@ fn gather_and_open(
         if !matched {
             return Err(VaultError::Identity {
                 label: label.clone(),
-                detail: "matches no custodian of this vault; check you have the right key file".into(),
+                detail: "matches no custodian of this vault; check you have the right key file"
+                    .into(),
             });
         }
     }
@@ -298,8 +324,13 @@ fn gather_and_open(
     for (name, passphrase) in &request.passphrases {
         let custodian = passphrase_custodian(manifest.custodian(name), name)?;
         g.claim(name)?;
-        let identity = derive(custodian, passphrase, manifest.insecure_test_only_kdf, prompt)?
-            .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
+        let identity = derive(
+            custodian,
+            passphrase,
+            manifest.insecure_test_only_kdf,
+            prompt,
+        )?
+        .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
         g.take_share(custodian, &identity, request.ssh_key_prompt);
     }
     // 3. Prompt passphrase custodians, only while shares are still missing.
@@ -316,7 +347,12 @@ fn gather_and_open(
             let Some(passphrase) = prompt.passphrase(&custodian.name, g.missing()) else {
                 break 'custodians;
             };
-            match derive(custodian, &passphrase, manifest.insecure_test_only_kdf, prompt)? {
+            match derive(
+                custodian,
+                &passphrase,
+                manifest.insecure_test_only_kdf,
+                prompt,
+            )? {
                 Some(identity) => {
                     g.claim(&custodian.name)?;
                     g.take_share(custodian, &identity, request.ssh_key_prompt);
@@ -343,13 +379,19 @@ fn gather_and_open(
     }
     // 4. Combine, and check the rebuilt key against the signed manifest.
     let shares: Vec<&Share> = g.good.iter().map(|(_, s)| s).collect();
-    let seed = crypto::combine(&shares, g.threshold).map_err(|e| VaultError::invalid(e.to_string()))?;
+    let seed =
+        crypto::combine(&shares, g.threshold).map_err(|e| VaultError::invalid(e.to_string()))?;
     let keys = seed.derive_keys();
-    if keys.verify_key().to_hex() != manifest.verify_key || keys.recipient() != manifest.vault_recipient {
+    if keys.verify_key().to_hex() != manifest.verify_key
+        || keys.recipient() != manifest.vault_recipient
+    {
         return Err(VaultError::KeyMismatch);
     }
     // 5. Decrypt in memory; nothing leaves until the audit rows are committed.
-    reveal.iter().map(|name| vault.decrypt_secret(&keys, name)).collect()
+    reveal
+        .iter()
+        .map(|name| vault.decrypt_secret(&keys, name))
+        .collect()
 }
 
 fn passphrase_custodian<'m>(
@@ -363,7 +405,10 @@ fn passphrase_custodian<'m>(
         }),
         Some(c) if c.kdf.is_none() => Err(VaultError::Custodian {
             name: name.into(),
-            detail: format!("uses a {} key, not a passphrase; pass --identity FILE", c.kind),
+            detail: format!(
+                "uses a {} key, not a passphrase; pass --identity FILE",
+                c.kind
+            ),
         }),
         Some(c) => Ok(c),
     }
@@ -376,7 +421,10 @@ fn derive(
     allow_test_only_kdf: bool,
     progress: &mut dyn UnsealPrompt,
 ) -> Result<Option<CustodianIdentity>, VaultError> {
-    let kdf = custodian.kdf.as_ref().expect("passphrase custodians have KDF params");
+    let kdf = custodian
+        .kdf
+        .as_ref()
+        .expect("passphrase custodians have KDF params");
     let bad = |detail: String| VaultError::Custodian {
         name: custodian.name.clone(),
         detail,
