@@ -43,7 +43,7 @@ impl fmt::Debug for Share {
 pub enum ShamirError {
     #[error("a threshold of {0} is not a quorum: use at least 2 (1-of-N would let any single custodian open the vault alone)")]
     ThresholdTooLow(usize),
-    #[error("threshold {threshold} is larger than the {custodians} custodians")]
+    #[error("threshold {threshold} is larger than the {custodians} custodians; lower --threshold or add custodians")]
     ThresholdAboveCount { threshold: usize, custodians: usize },
     #[error("{0} custodians is more than the 255 that GF(256) shares allow")]
     TooManyCustodians(usize),

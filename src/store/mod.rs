@@ -234,7 +234,7 @@ impl Store {
         if app_id != APPLICATION_ID {
             return Err(StoreError::NotAVault {
                 path: shown,
-                detail: "SQLite file of another application".into(),
+                detail: "empty, or a SQLite file of another application".into(),
             });
         }
         let check: String = self

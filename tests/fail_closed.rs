@@ -1,0 +1,67 @@
+//! Nothing is revealed that is not logged first: if the audit rows cannot be
+//! committed, unseal prints no value and exits 1.
+
+use std::path::Path;
+
+use age::secrecy::ExposeSecret;
+use assert_cmd::Command;
+
+fn bg(vault: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    cmd.arg("--vault").arg(vault).env_remove("BREAKGLASS_VAULT");
+    cmd
+}
+
+#[test]
+fn reveal_fails_closed_when_the_audit_log_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("v.db");
+    let mut init = bg(&vault);
+    init.args(["init", "--threshold", "2"]);
+    let mut keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let identity = age::x25519::Identity::generate();
+        let key = dir.path().join(format!("{name}.key"));
+        std::fs::write(&key, identity.to_string().expose_secret()).unwrap();
+        init.arg("--custodian")
+            .arg(format!("{name}={}", identity.to_public()));
+        keys.push(key);
+    }
+    init.assert().success();
+    let canary = "CANARY-fail-closed-7f3a9b";
+    bg(&vault)
+        .args(["put", "vpn", "--kind", "password"])
+        .write_stdin(canary)
+        .assert()
+        .success();
+
+    // Another writer holds the vault's write lock for the whole unseal.
+    let blocker = rusqlite::Connection::open(&vault).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = bg(&vault)
+        .args(["unseal", "--reason", "lock test", "--reveal", "vpn"])
+        .arg("--identity")
+        .arg(&keys[0])
+        .arg("--identity")
+        .arg(&keys[1])
+        .output()
+        .unwrap();
+    blocker.execute_batch("ROLLBACK").unwrap();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stdout.contains(canary), "value printed without a log row");
+    assert!(!stderr.contains(canary));
+    assert!(stderr.contains("nothing was revealed"), "stderr: {stderr}");
+
+    let log = bg(&vault).args(["audit", "log", "--json"]).output().unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["init", "put"], "no reveal may be logged or shown");
+}
