@@ -55,7 +55,10 @@ fn reveal_fails_closed_when_the_audit_log_cannot_be_written() {
     assert!(!stderr.contains(canary));
     assert!(stderr.contains("nothing was revealed"), "stderr: {stderr}");
 
-    let log = bg(&vault).args(["audit", "log", "--json"]).output().unwrap();
+    let log = bg(&vault)
+        .args(["audit", "log", "--json"])
+        .output()
+        .unwrap();
     let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
     let actions: Vec<&str> = log["entries"]
         .as_array()
