@@ -312,6 +312,15 @@ mod tests {
     }
 
     #[test]
+    fn identity_debug_is_redacted() {
+        let (identity, text) = CustodianIdentity::generate_age();
+        use age::secrecy::ExposeSecret;
+        let shown = format!("{identity:?}");
+        assert_eq!(shown, "CustodianIdentity([redacted])");
+        assert!(!shown.contains(text.expose_secret()));
+    }
+
+    #[test]
     fn recipient_kinds_parse_and_reject() {
         assert!(
             CustodianRecipient::parse_public_key("ecdsa-sha2-nistp256 AAAA")

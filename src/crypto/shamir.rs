@@ -161,6 +161,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_share_bytes() {
+        let share = Share::from_bytes(&[0xAB; SHARE_LEN]).unwrap();
+        let shown = format!("{share:?}");
+        assert_eq!(shown, "Share(index 171, [redacted])");
+        assert!(!shown.to_lowercase().contains("ab, "));
+    }
+
+    #[test]
     fn zero_index_and_wrong_length_are_not_shares() {
         assert!(Share::from_bytes(&[0u8; SHARE_LEN]).is_none());
         assert!(Share::from_bytes(&[1u8; SHARE_LEN - 1]).is_none());

@@ -165,8 +165,12 @@ impl Vault {
         request: UnsealRequest,
         prompt: &mut dyn UnsealPrompt,
     ) -> Result<UnsealReport, VaultError> {
-        let mut reveal = request.reveal.clone();
-        reveal.dedup();
+        let mut reveal: Vec<String> = Vec::new();
+        for name in &request.reveal {
+            if !reveal.contains(name) {
+                reveal.push(name.clone());
+            }
+        }
         for name in &reveal {
             if self.store.read().active_version(name)?.is_none() {
                 return Err(VaultError::UnknownSecret(name.clone()));
