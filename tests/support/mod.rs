@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: they drive the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use age::secrecy::ExposeSecret;
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// A temporary directory with a vault path and one age key per custodian.
+pub struct Kit {
+    pub dir: TempDir,
+    pub vault: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl Kit {
+    /// Make keys for `names` (files `NAME.key`, public keys in `NAME.pub`).
+    pub fn new(names: &[&str]) -> Kit {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = dir.path().join("vault.db");
+        for name in names {
+            let identity = age::x25519::Identity::generate();
+            write_private(&dir.path().join(format!("{name}.key")), identity.to_string().expose_secret());
+            std::fs::write(dir.path().join(format!("{name}.pub")), identity.to_public().to_string()).unwrap();
+        }
+        Kit {
+            dir,
+            vault,
+            names: names.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A K-of-N vault of age custodians.
+    pub fn init(names: &[&str], threshold: usize) -> Kit {
+        let kit = Kit::new(names);
+        let mut cmd = kit.bg();
+        cmd.args(["init", "--threshold", &threshold.to_string()]);
+        for name in names {
+            cmd.arg("--custodian").arg(format!("{name}={}", kit.public(name)));
+        }
+        cmd.assert().success();
+        kit
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.path(&format!("{name}.key"))
+    }
+
+    pub fn public(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap()
+    }
+
+    /// The binary, pointed at this kit's vault, with no ambient configuration.
+    pub fn bg(&self) -> Command {
+        bg(&self.vault)
+    }
+
+    pub fn put(&self, name: &str, kind: &str, value: &str) {
+        self.bg()
+            .args(["put", name, "--kind", kind])
+            .write_stdin(value)
+            .assert()
+            .success();
+    }
+
+    /// `unseal` with the keys of `custodians`, revealing `reveal`.
+    pub fn unseal(&self, custodians: &[&str], reveal: &[&str]) -> Command {
+        let mut cmd = self.bg();
+        cmd.args(["unseal", "--reason", "test outage"]);
+        for c in custodians {
+            cmd.arg("--identity").arg(self.key(c));
+        }
+        for r in reveal {
+            cmd.args(["--reveal", r]);
+        }
+        cmd
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.bg().args(args).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn audit_actions(&self) -> Vec<String> {
+        self.json(&["audit", "log"])["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn vault_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.vault).unwrap()
+    }
+}
+
+pub fn bg(vault: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    cmd.arg("--vault")
+        .arg(vault)
+        .env_remove("BREAKGLASS_VAULT")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn write_private(path: &Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(contents.as_bytes()).unwrap();
+}
+
+/// A failed command: exit 1, exactly one `error:` line on stderr, no panic. Returns stderr.
+pub fn one_line_error(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "want one error line, got: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    stderr
+}
+
+/// Every K-subset of 0..n (as index lists).
+pub fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+    (0u32..(1 << n))
+        .filter(|m| m.count_ones() as usize == k)
+        .map(|m| (0..n).filter(|i| m & (1 << i) != 0).collect())
+        .collect()
+}
