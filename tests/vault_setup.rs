@@ -22,7 +22,10 @@ fn init_prints_fingerprint_and_creates_a_0600_file() {
     assert!(fp.starts_with("BG-") && fp.len() == 22, "{fp}");
     assert_eq!(v["threshold"], 2);
     assert_eq!(v["epoch"], 1);
-    assert_eq!(v["custodians"], serde_json::json!(["alice", "bob", "carol"]));
+    assert_eq!(
+        v["custodians"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
     let mode = std::fs::metadata(&kit.vault).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // No staging file is left behind.
@@ -70,7 +73,12 @@ fn recipients_from_ssh_keys_files_and_passphrases() {
         .arg("--custodian")
         .arg(format!("alice=@{}", kit.path("alice.pub").display()))
         .arg("--custodian")
-        .arg(format!("carol={}", std::fs::read_to_string(ssh.with_extension("pub")).unwrap().trim()))
+        .arg(format!(
+            "carol={}",
+            std::fs::read_to_string(ssh.with_extension("pub"))
+                .unwrap()
+                .trim()
+        ))
         .arg("--custodian")
         .arg("dave=passphrase")
         .arg("--passphrase-file")
@@ -82,9 +90,22 @@ fn recipients_from_ssh_keys_files_and_passphrases() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["kind"].as_str().unwrap(), c["index"].as_u64().unwrap()))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["index"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, [("alice", "age", 1), ("carol", "ssh-ed25519", 2), ("dave", "passphrase", 3)]);
+    assert_eq!(
+        kinds,
+        [
+            ("alice", "age", 1),
+            ("carol", "ssh-ed25519", 2),
+            ("dave", "passphrase", 3)
+        ]
+    );
     // The test-only KDF is flagged.
     let status = kit.json(&["status"]);
     let attention = status["attention"].to_string();
@@ -95,7 +116,16 @@ fn recipients_from_ssh_keys_files_and_passphrases() {
 fn put_list_and_versions_never_show_values() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.bg()
-        .args(["put", "vpn", "--kind", "password", "--username", "bg-admin", "--url", "https://vpn.example"])
+        .args([
+            "put",
+            "vpn",
+            "--kind",
+            "password",
+            "--username",
+            "bg-admin",
+            "--url",
+            "https://vpn.example",
+        ])
         .write_stdin("s3cret-v1\n")
         .assert()
         .success()
@@ -114,7 +144,11 @@ fn put_list_and_versions_never_show_values() {
     let human = String::from_utf8(human.stdout).unwrap();
     assert!(human.contains("vpn") && !human.contains("s3cret"));
     // The newest version is the one revealed.
-    let out = kit.unseal(&["alice", "bob"], &["vpn"]).arg("--json").output().unwrap();
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn"])
+        .arg("--json")
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revealed"][0]["value"], "s3cret-v2");
     assert_eq!(kit.json(&["status"])["secrets"], 2);
@@ -130,14 +164,34 @@ fn put_reads_value_from_file_and_refuses_kind_change_and_empty_values() {
         .assert()
         .success();
     let before = kit.vault_bytes();
-    let out = kit.bg().args(["put", "db", "--kind", "note"]).write_stdin("x").output().unwrap();
+    let out = kit
+        .bg()
+        .args(["put", "db", "--kind", "note"])
+        .write_stdin("x")
+        .output()
+        .unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("secret db") && err.contains("--kind password"), "{err}");
-    let out = kit.bg().args(["put", "other", "--kind", "note"]).write_stdin("\n").output().unwrap();
+    assert!(
+        err.contains("secret db") && err.contains("--kind password"),
+        "{err}"
+    );
+    let out = kit
+        .bg()
+        .args(["put", "other", "--kind", "note"])
+        .write_stdin("\n")
+        .output()
+        .unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("secret other") && err.contains("empty"), "{err}");
+    assert!(
+        err.contains("secret other") && err.contains("empty"),
+        "{err}"
+    );
     assert_eq!(kit.vault_bytes(), before, "a refused put changes nothing");
-    let out = kit.unseal(&["alice", "bob"], &["db"]).arg("--json").output().unwrap();
+    let out = kit
+        .unseal(&["alice", "bob"], &["db"])
+        .arg("--json")
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revealed"][0]["value"], "from-a-file");
 }
@@ -173,10 +227,17 @@ fn status_reports_vault_and_attention() {
     assert_eq!(status["threshold"], 2);
     assert_eq!(status["custodians"].as_array().unwrap().len(), 3);
     assert_eq!(status["secrets"], 0);
-    assert!(status["attention"][0].as_str().unwrap().contains("no secrets"));
+    assert!(status["attention"][0]
+        .as_str()
+        .unwrap()
+        .contains("no secrets"));
     kit.put("vpn", "password", "x");
     assert_eq!(kit.json(&["status"])["attention"], serde_json::json!([]));
-    kit.bg().arg("status").assert().success().stdout(contains("Nothing needs attention"));
+    kit.bg()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(contains("Nothing needs attention"));
 }
 
 #[test]

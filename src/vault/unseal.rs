@@ -371,8 +371,12 @@ fn gather_and_open(
         let rejected = if g.rejected.is_empty() {
             String::new()
         } else {
-            let names: Vec<&str> = g.rejected.iter().map(|(n, _)| n.as_str()).collect();
-            format!(" (rejected: {})", names.join(", "))
+            let named: Vec<String> = g
+                .rejected
+                .iter()
+                .map(|(n, why)| format!("{n}: {why}"))
+                .collect();
+            format!(" (rejected {})", named.join("; "))
         };
         return Err(VaultError::NotEnoughShares {
             have: g.good.len(),

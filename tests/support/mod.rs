@@ -21,8 +21,15 @@ impl Kit {
         let vault = dir.path().join("vault.db");
         for name in names {
             let identity = age::x25519::Identity::generate();
-            write_private(&dir.path().join(format!("{name}.key")), identity.to_string().expose_secret());
-            std::fs::write(dir.path().join(format!("{name}.pub")), identity.to_public().to_string()).unwrap();
+            write_private(
+                &dir.path().join(format!("{name}.key")),
+                identity.to_string().expose_secret(),
+            );
+            std::fs::write(
+                dir.path().join(format!("{name}.pub")),
+                identity.to_public().to_string(),
+            )
+            .unwrap();
         }
         Kit {
             dir,
@@ -37,7 +44,8 @@ impl Kit {
         let mut cmd = kit.bg();
         cmd.args(["init", "--threshold", &threshold.to_string()]);
         for name in names {
-            cmd.arg("--custodian").arg(format!("{name}={}", kit.public(name)));
+            cmd.arg("--custodian")
+                .arg(format!("{name}={}", kit.public(name)));
         }
         cmd.assert().success();
         kit
@@ -83,7 +91,11 @@ impl Kit {
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.bg().args(args).arg("--json").output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -126,9 +138,15 @@ pub fn write_private(path: &Path, contents: &str) {
 pub fn one_line_error(output: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "want one error line, got: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
     stderr
 }
 
