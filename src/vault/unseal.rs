@@ -414,7 +414,7 @@ fn passphrase_custodian<'m>(
         Some(c) if c.kdf.is_none() => Err(VaultError::Custodian {
             name: name.into(),
             detail: format!(
-                "uses a {} key, not a passphrase; pass --identity FILE",
+                "holds a key ({}), not a passphrase; pass --identity FILE",
                 c.kind
             ),
         }),
