@@ -251,3 +251,20 @@ fn vault_path_comes_from_the_environment_when_no_flag_is_given() {
         .success()
         .stdout(contains("\"threshold\": 2"));
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_cli_definition() {
+    let kit = Kit::new(&[]);
+    let man = kit.bg().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        man.contains(".TH breakglass") && man.contains("unseal"),
+        "{man}"
+    );
+    let bash = kit.bg().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    assert!(String::from_utf8(bash.stdout)
+        .unwrap()
+        .contains("custodian"));
+}
