@@ -80,14 +80,7 @@ fn unseal_is_logged_with_reason_requester_and_custodians() {
 #[test]
 fn passphrase_and_ssh_custodians_unseal_together() {
     let kit = Kit::new(&["alice"]);
-    let ssh = kit.path("bob_ssh");
-    assert!(std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", ""])
-        .arg("-f")
-        .arg(&ssh)
-        .status()
-        .unwrap()
-        .success());
+    let ssh = support::ssh_ed25519_key(kit.dir.path(), "bob_ssh");
     std::fs::write(kit.path("carol.pass"), "carol passphrase").unwrap();
     std::fs::write(kit.path("wrong.pass"), "not carol's").unwrap();
     kit.bg()

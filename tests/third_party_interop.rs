@@ -45,14 +45,7 @@ fn stock_age_opens_an_exported_age_key_envelope() {
 #[test]
 fn stock_age_opens_an_exported_ssh_key_envelope() {
     let kit = Kit::new(&["alice"]);
-    let ssh = kit.path("bob_ssh");
-    assert!(std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", ""])
-        .arg("-f")
-        .arg(&ssh)
-        .status()
-        .unwrap()
-        .success());
+    let ssh = support::ssh_ed25519_key(kit.dir.path(), "bob_ssh");
     kit.bg()
         .args(["init", "--threshold", "2", "--custodian"])
         .arg(format!("alice={}", kit.public("alice")))

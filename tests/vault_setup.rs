@@ -59,14 +59,7 @@ fn init_never_overwrites_an_existing_vault() {
 #[test]
 fn recipients_from_ssh_keys_files_and_passphrases() {
     let kit = Kit::new(&["alice"]);
-    let ssh = kit.path("carol_ssh");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", ""])
-        .arg("-f")
-        .arg(&ssh)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let ssh = support::ssh_ed25519_key(kit.dir.path(), "carol_ssh");
     std::fs::write(kit.path("dave.pass"), "dave's long passphrase\n").unwrap();
     kit.bg()
         .args(["init", "--threshold", "2", "--insecure-test-only-kdf"])

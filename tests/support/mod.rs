@@ -157,3 +157,17 @@ pub fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
         .map(|m| (0..n).filter(|i| m & (1 << i) != 0).collect())
         .collect()
 }
+
+/// A fresh unencrypted ssh-ed25519 key from the stock `ssh-keygen`; returns the private key path
+/// (the public key is beside it with `.pub`).
+pub fn ssh_ed25519_key(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", ""])
+        .arg("-f")
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen is installed (.ci/run installs openssh-client)");
+    assert!(status.success());
+    path
+}
