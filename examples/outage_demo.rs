@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             passphrases: vec![],
             reveal: vec!["vpn-breakglass".into()],
             ssh_key_prompt: no_ssh_prompt,
+            remote: None,
         },
         &mut NoPrompt,
     )?;

@@ -258,7 +258,7 @@ fn envelope_swapped_from_another_vault_is_named_and_skipped() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(
-        err.contains("2 of 3 shares gathered") && err.contains("rejected alice:"),
+        err.contains("2 of 3 shares gathered") && err.contains("rejected custodian alice:"),
         "{err}"
     );
     assert!(
@@ -311,7 +311,7 @@ fn corrupted_envelope_is_named_and_skipped() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("custodian bob:") && stderr.contains("skipped"),
+        stderr.contains("custodian bob:") && stderr.contains("not used"),
         "{stderr}"
     );
     assert_eq!(revealed_value(&out), "pw-real");
@@ -320,7 +320,7 @@ fn corrupted_envelope_is_named_and_skipped() {
         .unseal(&["alice", "bob", "carol"], &["vpn"])
         .output()
         .unwrap();
-    assert!(one_line_error(&out).contains("rejected bob:"));
+    assert!(one_line_error(&out).contains("rejected custodian bob:"));
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn share_failing_its_commitment_is_rejected() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(
-        err.contains("rejected carol: share fails its commitment"),
+        err.contains("rejected custodian carol: share fails its commitment"),
         "{err}"
     );
     let out = kit

@@ -33,12 +33,18 @@ pub enum Command {
     Put(PutArgs),
     /// List secrets: names, kinds, usernames, URLs, versions, state; never values
     List(JsonFlag),
-    /// Fingerprint, epoch, threshold, custodians, and anything that needs attention
-    Status(JsonFlag),
+    /// Fingerprint, epoch, threshold, custodians, drills, open requests, and anything that needs attention
+    Status(StatusArgs),
     /// Show the emergency runbook (readable without a quorum), or `runbook set` it
     Runbook(RunbookArgs),
-    /// Gather K custodian shares, verify them, and reveal named secrets (logged first)
+    /// Start a remote request: a one-line request code and read-back words to send to custodians
+    Request(RequestArgs),
+    /// Custodian side: check the read-back words and turn your share into a one-line approval code
+    Approve(ApproveArgs),
+    /// Gather K custodian shares (local keys and remote approvals), verify them, reveal named secrets
     Unseal(UnsealArgs),
+    /// Each custodian given proves their share still decrypts and matches its commitment (logged)
+    Drill(DrillArgs),
     /// Read and verify the audit log (no quorum needed)
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -132,10 +138,82 @@ pub enum RunbookCommand {
 }
 
 #[derive(Args)]
-pub struct UnsealArgs {
-    /// Why the vault is being opened (logged)
+pub struct StatusArgs {
+    /// Exit 1 when anything needs attention (for cron and monitoring)
+    #[arg(long)]
+    pub check: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    /// Why the vault must be opened (custodians see it; logged)
     #[arg(long)]
     pub reason: String,
+    /// How long approvals may be collected: e.g. 30m, 2h, 1d (1m to 7d)
+    #[arg(long, default_value = "2h", value_name = "DURATION")]
+    pub ttl: String,
+    /// Where to write the request code (must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ApproveArgs {
+    /// The request code file, or - for stdin
+    #[arg(long, value_name = "FILE|-")]
+    pub request: String,
+    /// Your age identity file or OpenSSH private key
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Your passphrase from a file, as NAME=PATH (passphrase custodians)
+    #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
+    pub passphrase_file: Option<String>,
+    /// Your custodian name, to be asked for your passphrase on the terminal
+    #[arg(long, value_name = "NAME")]
+    pub custodian: Option<String>,
+    /// Your exported envelope (else the envelope in the --vault copy is used)
+    #[arg(long, value_name = "FILE")]
+    pub envelope: Option<PathBuf>,
+    /// The read-back words you heard from the requester (else you are asked)
+    #[arg(long, value_name = "\"W1 W2 W3 W4\"")]
+    pub words: Option<String>,
+    /// Where to write the approval code (must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// A custodian's age identity file or OpenSSH private key (repeatable)
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// A passphrase custodian's passphrase from a file (repeatable)
+    #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
+    pub passphrase_files: Vec<String>,
+    /// Test this exported envelope instead of the vault's copy
+    #[arg(long, value_name = "FILE")]
+    pub envelope: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct UnsealArgs {
+    /// Why the vault is being opened (logged); with --request, the request's reason is used
+    #[arg(long, required_unless_present = "request", conflicts_with = "request")]
+    pub reason: Option<String>,
+    /// A request made on this machine with `breakglass request`
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
+    /// An approval code file from a remote custodian (repeatable)
+    #[arg(long = "approval", value_name = "FILE", requires = "request")]
+    pub approvals: Vec<PathBuf>,
     /// An age identity file or OpenSSH private key of a custodian (repeatable)
     #[arg(long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,

@@ -1,7 +1,7 @@
 //! Everything that reads from the user: files, stdin, hidden prompts. Secrets
 //! never come from argv or the environment.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use breakglass::crypto::{CustodianIdentity, Passphrase};
@@ -187,4 +187,35 @@ impl UnsealPrompt for Terminal {
     fn wrong_passphrase(&mut self, custodian: &str) {
         eprintln!("Wrong passphrase for custodian {custodian}; try again.");
     }
+}
+
+/// A visible line typed on the terminal (not secret), or `None` with no terminal.
+pub fn line(prompt: &str) -> Result<Option<String>, VaultError> {
+    use std::io::{BufRead, BufReader};
+    if !std::io::stderr().is_terminal() {
+        return Ok(None);
+    }
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Ok(None);
+    };
+    let mut writer = &tty;
+    let _ = writer.write_all(prompt.as_bytes());
+    let _ = writer.flush();
+    let mut answer = String::new();
+    BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|e| VaultError::Invalid(format!("terminal: cannot read input ({e})")))?;
+    Ok(Some(answer.trim().to_string()))
+}
+
+/// Ask once for an existing custodian's passphrase, only on a terminal.
+pub fn existing_passphrase(custodian: &str) -> Result<Option<Passphrase>, VaultError> {
+    if !interactive() {
+        return Ok(None);
+    }
+    hidden(&format!("Passphrase for custodian {custodian}: ")).map(Some)
 }

@@ -7,13 +7,15 @@ mod render;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use breakglass::remote::{parse_ttl, pending, ParsedRequest};
 use breakglass::vault::{
-    current_actor, CustodianSpec, Deposit, InitOptions, RecipientSpec, SecretKind, UnsealRequest,
+    approve as approve_request, current_actor, ApproveInput, ApproverKey, CustodianSpec, Deposit,
+    DrillRequest, InitOptions, RecipientSpec, RemoteApprovals, SecretKind, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
-use args::{AuditCommand, Cli, Command, CustodianCommand, KindArg, RunbookCommand};
+use args::{ApproveArgs, AuditCommand, Cli, Command, CustodianCommand, KindArg, RunbookCommand};
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAILURE: i32 = 1;
@@ -24,7 +26,7 @@ pub fn run() -> i32 {
         .vault
         .clone()
         .unwrap_or_else(|| PathBuf::from("breakglass.db"));
-    match dispatch(cli.command, &vault_path) {
+    match dispatch(cli.command, cli.vault.is_some(), &vault_path) {
         Ok(code) => code,
         Err(e) => {
             render::error(&e.to_string());
@@ -33,7 +35,7 @@ pub fn run() -> i32 {
     }
 }
 
-fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
+fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
     let actor = current_actor();
     match command {
         Command::Init(a) => {
@@ -115,10 +117,43 @@ fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
             render::list(&vault.list()?, f.json);
             Ok(EXIT_OK)
         }
-        Command::Status(f) => {
+        Command::Status(a) => {
             let vault = Vault::open(path, Access::ReadOnly)?;
-            render::status(&vault.status()?, f.json);
+            let report = vault.status()?;
+            render::status(&report, a.json);
+            Ok(if a.check && !report.attention.is_empty() {
+                EXIT_FAILURE
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Request(a) => {
+            let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
+            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let issued = vault.create_request(&a.reason, ttl, &actor)?;
+            write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
+            render::request(&issued, &a.out, a.json);
             Ok(EXIT_OK)
+        }
+        Command::Approve(a) => approve(a, vault_flag, path),
+        Command::Drill(a) => {
+            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let envelope = match &a.envelope {
+                Some(p) => Some((p.display().to_string(), input::text(Some(p), "envelope")?)),
+                None => None,
+            };
+            let report = vault.drill(
+                DrillRequest {
+                    actor,
+                    identities: input::identity_files(&a.identities)?,
+                    passphrases: input::passphrase_files(&a.passphrase_files)?,
+                    envelope,
+                    ssh_key_prompt: input::ssh_key_passphrase,
+                },
+                &mut input::Terminal::default(),
+            )?;
+            render::drill(&report, a.json);
+            Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
         }
         Command::Runbook(a) => match a.command {
             Some(RunbookCommand::Set { file }) => {
@@ -136,13 +171,23 @@ fn dispatch(command: Command, path: &Path) -> Result<i32, VaultError> {
         },
         Command::Unseal(a) => {
             let mut vault = Vault::open(path, Access::ReadWrite)?;
-            if a.reason.trim().is_empty() {
+            let remote = match &a.request {
+                Some(file) => Some(remote_approvals(file, &a.approvals)?),
+                None => None,
+            };
+            let reason = match (&remote, a.reason) {
+                (Some(r), _) => r.request.request.reason.clone(),
+                (None, Some(reason)) => reason,
+                (None, None) => String::new(),
+            };
+            if reason.trim().is_empty() {
                 return Err(VaultError::Invalid(
                     "--reason is empty; say why the vault is being opened".into(),
                 ));
             }
             let request = UnsealRequest {
-                reason: a.reason,
+                reason,
+                remote,
                 actor,
                 identities: input::identity_files(&a.identities)?,
                 passphrases: input::passphrase_files(&a.passphrase_files)?,
@@ -200,4 +245,100 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
     file.write_all(contents)
         .and_then(|_| file.sync_all())
         .map_err(fail)
+}
+
+/// The requester's side of `unseal --request`: the request, its ephemeral key
+/// (only on this machine), and the approval codes that came back.
+fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApprovals, VaultError> {
+    let text = input::text(Some(file), "request code file")?;
+    let request = ParsedRequest::parse(&text)
+        .map_err(|e| VaultError::Invalid(format!("{}: {e}", file.display())))?;
+    let identity = pending::open_identity(&request).map_err(|e| {
+        let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
+        VaultError::Invalid(if unused.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} (approvals not used: {})", unused.join(", "))
+        })
+    })?;
+    let approvals = approvals
+        .iter()
+        .map(|p| {
+            Ok((
+                p.display().to_string(),
+                input::text(Some(p), "approval code file")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, VaultError>>()?;
+    Ok(RemoteApprovals {
+        request,
+        identity,
+        approvals,
+    })
+}
+
+/// The custodian's side: show the request, check the read-back words, approve.
+fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
+    let text = if a.request == "-" {
+        input::text(None, "request code")?
+    } else {
+        input::text(Some(Path::new(&a.request)), "request code file")?
+    };
+    let request = ParsedRequest::parse(&text)
+        .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
+    render::request_details(&request);
+    let words = match a.words {
+        Some(w) => w,
+        None => input::line("Type the read-back words you heard from the requester: ")?.ok_or_else(|| {
+            VaultError::Invalid(
+                "read-back words are required; pass --words \"W1 W2 W3 W4\" as heard from the requester".into(),
+            )
+        })?,
+    };
+    let key = if !a.identities.is_empty() {
+        ApproverKey::Identities(input::identity_files(&a.identities)?)
+    } else if let Some(spec) = &a.passphrase_file {
+        let (name, passphrase) = input::passphrase_files(std::slice::from_ref(spec))?
+            .pop()
+            .expect("one spec gives one passphrase");
+        ApproverKey::Passphrase(name, passphrase)
+    } else if let Some(name) = &a.custodian {
+        let passphrase =
+            input::existing_passphrase(name)?.ok_or_else(|| VaultError::Custodian {
+                name: name.clone(),
+                detail: "no terminal to ask for the passphrase; pass --passphrase-file NAME=PATH"
+                    .into(),
+            })?;
+        ApproverKey::Passphrase(name.clone(), passphrase)
+    } else {
+        return Err(VaultError::Invalid(
+            "say who is approving: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME".into(),
+        ));
+    };
+    let envelope = match &a.envelope {
+        Some(p) => Some((
+            p.display().to_string(),
+            input::text(Some(p), "envelope file")?,
+        )),
+        None => None,
+    };
+    let vault = if a.envelope.is_none() || vault_flag {
+        Some(Vault::open(path, Access::ReadOnly)?)
+    } else {
+        None
+    };
+    let approval = approve_request(
+        ApproveInput {
+            request: &request,
+            typed_words: &words,
+            key,
+            envelope,
+            ssh_key_prompt: input::ssh_key_passphrase,
+        },
+        vault.as_ref(),
+        &mut input::Terminal::default(),
+    )?;
+    write_new_file(&a.out, format!("{}\n", approval.code).as_bytes())?;
+    render::approval(&approval, &request, &a.out, a.json);
+    Ok(EXIT_OK)
 }

@@ -4,8 +4,10 @@
 use std::io::Write;
 
 use breakglass::audit::VerifyReport;
+use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
-    AuditLogReport, CustodianListReport, ListReport, RunbookReport, StatusReport, UnsealReport,
+    Approval, AuditLogReport, CustodianListReport, DrillReport, ListReport, RequestIssued,
+    RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -87,12 +89,31 @@ pub fn status(report: &StatusReport, as_json: bool) {
         report.custodians.len()
     );
     for c in &report.custodians {
-        println!("  {:>3}  {:<20} {}", c.index, c.name, c.kind);
+        let drill = match &c.last_drill {
+            Some(t) => format!("last drill {}", &t[..t.len().min(10)]),
+            None => "never drilled".into(),
+        };
+        let flag = if c.drill_overdue {
+            "  (drill overdue)"
+        } else {
+            ""
+        };
+        println!(
+            "  {:>3}  {:<20} {:<12} {drill}{flag}",
+            c.index, c.name, c.kind
+        );
     }
     println!(
         "Secrets: {}   Audit entries: {}",
         report.secrets, report.audit_entries
     );
+    for r in &report.open_requests {
+        let state = if r.expired { "expired" } else { "open" };
+        println!(
+            "Request {} ({state}, expires {}): {}",
+            r.request_id, r.expires, r.reason
+        );
+    }
     if report.attention.is_empty() {
         println!("Nothing needs attention.");
     } else {
@@ -213,4 +234,73 @@ fn write_unseal_json(out: &mut impl Write, report: &UnsealReport) -> std::io::Re
         report.epoch,
         serde_json::to_string(&report.warnings)?
     )
+}
+
+pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
+    if as_json {
+        return json(issued);
+    }
+    println!("{}", issued.code);
+    println!("Read-back words: {}", issued.words.join(" "));
+    eprintln!(
+        "Request {} written to {}; it expires {}. Send the code to custodians over any channel, then read them the words by voice.",
+        issued.request_id,
+        out.display(),
+        issued.expires
+    );
+}
+
+/// What a custodian sees before approving.
+pub fn request_details(request: &ParsedRequest) {
+    let r = &request.request;
+    eprintln!(
+        "Vault:     {} (epoch {}, {} custodians needed)",
+        r.fingerprint, r.epoch, r.threshold
+    );
+    eprintln!("Requester: {}", r.requester);
+    eprintln!("Reason:    {}", r.reason);
+    eprintln!("Expires:   {}", r.expires);
+    eprintln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
+}
+
+pub fn approval(
+    approval: &Approval,
+    request: &ParsedRequest,
+    out: &std::path::Path,
+    as_json: bool,
+) {
+    if as_json {
+        return json(approval);
+    }
+    println!("{}", approval.code);
+    eprintln!(
+        "Approval by custodian {} for request {} written to {}; send it back to the requester.",
+        approval.custodian,
+        request.request.request_id,
+        out.display()
+    );
+}
+
+pub fn drill(report: &DrillReport, as_json: bool) {
+    if as_json {
+        json(report);
+    } else {
+        for r in &report.results {
+            match &r.problem {
+                None => println!("custodian {}: pass", r.custodian),
+                Some(p) => println!("custodian {}: FAIL: {p}", r.custodian),
+            }
+        }
+    }
+    let failed: Vec<String> = report
+        .results
+        .iter()
+        .filter_map(|r| r.problem.as_ref().map(|p| format!("{}: {p}", r.custodian)))
+        .collect();
+    if !failed.is_empty() {
+        error(&format!(
+            "drill failed for {}; re-export the envelope or check the key",
+            failed.join("; ")
+        ));
+    }
 }

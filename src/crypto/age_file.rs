@@ -195,26 +195,31 @@ impl CustodianIdentity {
 
 /// Encrypt `plaintext` to one recipient as an ASCII-armored age file.
 pub fn encrypt_armored(recipient: &CustodianRecipient, plaintext: &[u8]) -> Result<String, String> {
-    encrypt_to(recipient.to_age().as_ref(), plaintext)
+    let out = encrypt(recipient.to_age().as_ref(), plaintext, Format::AsciiArmor)?;
+    String::from_utf8(out).map_err(|e| e.to_string())
 }
 
-/// Encrypt to the vault's own recipient (`age1…`).
-pub(crate) fn encrypt_to(
+/// Encrypt `plaintext` to one recipient as a binary age file (for codes, which base64 it).
+pub fn encrypt_binary(recipient: &CustodianRecipient, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    encrypt(recipient.to_age().as_ref(), plaintext, Format::Binary)
+}
+
+fn encrypt(
     recipient: &dyn age::Recipient,
     plaintext: &[u8],
-) -> Result<String, String> {
+    format: Format,
+) -> Result<Vec<u8>, String> {
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(recipient)).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(plaintext.len() * 2 + 512);
-    let armored =
-        ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(|e| e.to_string())?;
+    let armored = ArmoredWriter::wrap_output(&mut out, format).map_err(|e| e.to_string())?;
     let mut writer = encryptor.wrap_output(armored).map_err(|e| e.to_string())?;
     writer.write_all(plaintext).map_err(|e| e.to_string())?;
     writer
         .finish()
         .and_then(|armored| armored.finish())
         .map_err(|e| e.to_string())?;
-    String::from_utf8(out).map_err(|e| e.to_string())
+    Ok(out)
 }
 
 /// The three ways an attempt to open an age file can end.

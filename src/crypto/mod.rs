@@ -9,8 +9,8 @@ mod shamir;
 mod sign;
 
 pub use age_file::{
-    decrypt, decrypt_with_vault_key, encrypt_armored, CustodianIdentity, CustodianRecipient,
-    DecryptOutcome, RecipientKind, SshKeyPassphrasePrompt,
+    decrypt, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
+    CustodianRecipient, DecryptOutcome, RecipientKind, SshKeyPassphrasePrompt,
 };
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};

@@ -1,20 +1,24 @@
 //! Domain operations on a vault. The sealed `Vault` can deposit, list and report;
 //! reading a secret needs a quorum (`unseal`). Nothing here prints or prompts.
 
+mod drill;
 mod error;
 mod init;
 mod records;
+mod remote;
 mod reports;
 mod unseal;
 
+pub use drill::{DrillOutcome, DrillReport, DrillRequest};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
+pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
 pub use reports::{
     AuditLogReport, CustodianInfo, CustodianListReport, ListReport, RunbookReport, SecretInfo,
     StatusReport,
 };
-pub use unseal::{Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
+pub use unseal::{RemoteApprovals, Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
 
 use std::path::Path;
 

@@ -38,7 +38,14 @@ pub struct StatusCustodian {
     pub name: String,
     pub kind: String,
     pub index: u8,
+    /// Time of the last successful drill, if any.
+    pub last_drill: Option<String>,
+    /// Never drilled, or not within the last 90 days.
+    pub drill_overdue: bool,
 }
+
+/// Custodians should prove their share works at least this often.
+pub const DRILL_INTERVAL_DAYS: i64 = 90;
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -49,6 +56,8 @@ pub struct StatusReport {
     pub custodians: Vec<StatusCustodian>,
     pub secrets: usize,
     pub audit_entries: u64,
+    /// Requests made on this machine that are still open (or just expired).
+    pub open_requests: Vec<crate::remote::OpenRequest>,
     pub attention: Vec<String>,
 }
 
@@ -117,7 +126,10 @@ impl Vault {
     pub fn status(&self) -> Result<StatusReport, VaultError> {
         let m = self.manifest();
         let secrets = self.store.read().secrets()?.len();
-        let verify = self.verify_audit()?;
+        let entries = self.store.read().audit_entries()?;
+        let verify = crate::audit::verify(&entries);
+        let last_drills = last_successful_drills(&entries);
+        let now = chrono::Utc::now();
         let mut attention = Vec::new();
         if m.insecure_test_only_kdf {
             attention.push(
@@ -130,22 +142,45 @@ impl Vault {
         if secrets == 0 {
             attention.push("no secrets deposited yet; add them with `breakglass put`".into());
         }
+        let custodians = m
+            .custodians
+            .iter()
+            .map(|c| {
+                let last = last_drills.iter().find(|(n, _)| n == &c.name).map(|(_, t)| t.clone());
+                let age_days = last
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| (now - t.with_timezone(&chrono::Utc)).num_days());
+                let overdue = age_days.is_none_or(|d| d > DRILL_INTERVAL_DAYS);
+                match age_days {
+                    None => attention.push(format!(
+                        "custodian {} has never drilled; run `breakglass drill` with their key",
+                        c.name
+                    )),
+                    Some(d) if overdue => attention.push(format!(
+                        "custodian {} last drilled {d} days ago (more than {DRILL_INTERVAL_DAYS}); run `breakglass drill` with their key",
+                        c.name
+                    )),
+                    _ => {}
+                }
+                StatusCustodian {
+                    name: c.name.clone(),
+                    kind: c.kind.clone(),
+                    index: c.index,
+                    last_drill: last,
+                    drill_overdue: overdue,
+                }
+            })
+            .collect();
         Ok(StatusReport {
             fingerprint: m.fingerprint(),
             vault_id: m.vault_id.clone(),
             epoch: m.epoch,
             threshold: m.threshold,
-            custodians: m
-                .custodians
-                .iter()
-                .map(|c| StatusCustodian {
-                    name: c.name.clone(),
-                    kind: c.kind.clone(),
-                    index: c.index,
-                })
-                .collect(),
+            custodians,
             secrets,
             audit_entries: verify.entries,
+            open_requests: crate::remote::pending::list_for(&m.vault_id),
             attention,
         })
     }
@@ -179,4 +214,27 @@ impl Vault {
             .collect();
         Ok(AuditLogReport { entries })
     }
+}
+
+/// (custodian, time) of each custodian's newest passing drill.
+fn last_successful_drills(entries: &[crate::audit::Entry]) -> Vec<(String, String)> {
+    let mut last: Vec<(String, String)> = Vec::new();
+    for e in entries.iter().filter(|e| e.action == "drill") {
+        let passed = serde_json::from_str::<serde_json::Value>(&e.details)
+            .ok()
+            .and_then(|d| {
+                d.get("outcome")
+                    .and_then(|o| o.as_str())
+                    .map(|o| o == "pass")
+            })
+            .unwrap_or(false);
+        if !passed {
+            continue;
+        }
+        match last.iter_mut().find(|(n, _)| n == &e.subject) {
+            Some(slot) => slot.1 = e.time.clone(),
+            None => last.push((e.subject.clone(), e.time.clone())),
+        }
+    }
+    last
 }

@@ -2,6 +2,7 @@
 //! each against its commitment, combine K, then reveal — logging first.
 
 use super::records::{self, SecretValue, ShareRecord};
+use super::remote::APPROVAL_MAGIC;
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{
@@ -9,6 +10,8 @@ use crate::crypto::{
     VaultKeys,
 };
 use crate::manifest::CustodianEntry;
+use crate::remote::code::{self, CodeKind};
+use crate::remote::{pending, ParsedRequest};
 use crate::store::EnvelopeRow;
 
 /// Prompting is the caller's job; the vault asks through this.
@@ -30,6 +33,16 @@ pub struct UnsealRequest {
     pub passphrases: Vec<(String, Passphrase)>,
     pub reveal: Vec<String>,
     pub ssh_key_prompt: SshKeyPassphrasePrompt,
+    /// Approvals from remote custodians, for a request made on this machine.
+    pub remote: Option<RemoteApprovals>,
+}
+
+/// A request made here, its ephemeral key, and the approval codes that came back.
+pub struct RemoteApprovals {
+    pub request: ParsedRequest,
+    pub identity: CustodianIdentity,
+    /// Approval codes by label (usually the file they came in).
+    pub approvals: Vec<(String, String)>,
 }
 
 pub struct Revealed {
@@ -66,7 +79,17 @@ struct Gathering<'a> {
     envelopes: Vec<EnvelopeRow>,
     good: Vec<(String, Share)>,
     tried: Vec<String>,
-    rejected: Vec<(String, String)>,
+    rejected: Vec<Rejection>,
+    /// Approvals used: (custodian, label).
+    approvals: Vec<(String, String)>,
+}
+
+/// A share or approval that was named and not used.
+struct Rejection {
+    action: &'static str,
+    subject: String,
+    who: String,
+    why: String,
 }
 
 impl Gathering<'_> {
@@ -107,7 +130,10 @@ impl Gathering<'_> {
                 self.reject(custodian, &format!("envelope is corrupted ({why})"))
             }
             DecryptOutcome::Plaintext(plaintext) => {
-                match self.check_record(custodian, &plaintext) {
+                let checked = ShareRecord::decode(&plaintext)
+                    .ok_or_else(|| "envelope does not hold a breakglass share".to_string())
+                    .and_then(|record| self.check_record(custodian, record));
+                match checked {
                     Ok(share) => self.good.push((custodian.name.clone(), share)),
                     Err(why) => self.reject(custodian, &why),
                 }
@@ -115,43 +141,103 @@ impl Gathering<'_> {
         }
     }
 
-    fn check_record(&self, custodian: &CustodianEntry, plaintext: &[u8]) -> Result<Share, String> {
-        let record = ShareRecord::decode(plaintext)
-            .ok_or_else(|| "envelope does not hold a breakglass share".to_string())?;
-        if record.vault_id != self.vault_id {
-            return Err(format!(
-                "share belongs to another vault ({})",
-                hex::encode(record.vault_id)
+    /// Open one approval code with the request's ephemeral key and check the share in it.
+    fn take_approval(
+        &mut self,
+        label: &str,
+        text: &str,
+        key: &CustodianIdentity,
+        request_id: &[u8; 16],
+    ) {
+        match self.open_approval(label, text, key, request_id) {
+            Ok((name, share)) => {
+                self.tried.push(name.clone());
+                self.good.push((name.clone(), share));
+                self.approvals.push((name, label.to_string()));
+            }
+            Err((subject, why)) => {
+                let who = if subject == label {
+                    format!("approval {label}")
+                } else {
+                    format!("approval {label} from {subject}")
+                };
+                self.rejected.push(Rejection {
+                    action: "approval_rejected",
+                    subject,
+                    who,
+                    why,
+                });
+            }
+        }
+    }
+
+    /// The custodian and share of a good approval, or (subject, problem).
+    fn open_approval(
+        &self,
+        label: &str,
+        text: &str,
+        key: &CustodianIdentity,
+        request_id: &[u8; 16],
+    ) -> Result<(String, Share), (String, String)> {
+        let fail = |why: String| (label.to_string(), why);
+        let sealed = code::decode(CodeKind::Approval, text).map_err(|e| fail(e.to_string()))?;
+        let plaintext = match crypto::decrypt(&sealed, key, no_ssh_prompt) {
+            DecryptOutcome::Plaintext(p) => p,
+            DecryptOutcome::NotMine => {
+                return Err(fail(
+                    "is not for this request (sealed to another request's key); ask the custodian to approve this request".into(),
+                ))
+            }
+            DecryptOutcome::Failed(why) => return Err(fail(format!("is damaged ({why})"))),
+        };
+        if plaintext.len() < 24 || &plaintext[..8] != APPROVAL_MAGIC {
+            return Err(fail("does not hold a breakglass approval".into()));
+        }
+        if !crypto::ct_eq(&plaintext[8..24], request_id) {
+            return Err(fail("is for another request".into()));
+        }
+        let record = ShareRecord::decode(&plaintext[24..])
+            .ok_or_else(|| fail("does not hold a breakglass share".into()))?;
+        let name = record.custodian.clone();
+        let Some(custodian) = self.custodians.iter().find(|c| c.name == name) else {
+            return Err((
+                name.clone(),
+                format!("comes from {name}, who is not a custodian of this vault"),
+            ));
+        };
+        if self.tried.contains(&name) {
+            return Err((
+                name.clone(),
+                format!("is a second approval from custodian {name}"),
             ));
         }
-        if record.epoch != self.epoch {
-            return Err(format!(
-                "share is from epoch {}; the vault is at epoch {}",
-                record.epoch, self.epoch
-            ));
-        }
-        if record.custodian != custodian.name
-            || record.index != custodian.index
-            || usize::from(record.threshold) != self.threshold
-        {
-            return Err("share's custodian, index or threshold do not match the manifest".into());
-        }
-        let commitment = crypto::commitment(&self.vault_id, self.epoch, &record.share);
-        if !crypto::ct_eq(commitment.as_bytes(), custodian.commitment.as_bytes()) {
-            return Err("share fails its commitment (corrupted or forged)".into());
-        }
-        Ok(record.share)
+        let share = self
+            .check_record(custodian, record)
+            .map_err(|why| (name.clone(), why))?;
+        Ok((name, share))
+    }
+
+    fn check_record(
+        &self,
+        custodian: &CustodianEntry,
+        record: ShareRecord,
+    ) -> Result<Share, String> {
+        check_share(self.vault_id, self.epoch, self.threshold, custodian, record)
     }
 
     fn reject(&mut self, custodian: &CustodianEntry, why: &str) {
-        self.rejected
-            .push((custodian.name.clone(), why.to_string()));
+        self.rejected.push(Rejection {
+            action: "share_rejected",
+            subject: custodian.name.clone(),
+            who: format!("custodian {}", custodian.name),
+            why: why.to_string(),
+        });
     }
 
     fn warnings(&self) -> Vec<String> {
         self.rejected
             .iter()
-            .map(|(name, why)| format!("custodian {name}: {why}; share skipped"))
+            .map(|r| format!("{}: {}; not used", r.who, r.why))
             .collect()
     }
 }
@@ -177,6 +263,28 @@ impl Vault {
             }
         }
         let manifest = self.current.manifest.clone();
+        if let Some(remote) = &request.remote {
+            let r = &remote.request.request;
+            if r.vault_id != manifest.vault_id {
+                return Err(VaultError::invalid(format!(
+                    "request {} is for vault {}, not this one ({}); use the vault the request was made from",
+                    r.request_id, r.fingerprint, manifest.fingerprint()
+                )));
+            }
+            if r.epoch != manifest.epoch {
+                return Err(VaultError::invalid(format!(
+                    "request {} is for epoch {}; the vault is at epoch {} — make a new request",
+                    r.request_id, r.epoch, manifest.epoch
+                )));
+            }
+            if remote.request.is_expired() {
+                let _ = pending::close(&r.request_id, "expired");
+                return Err(VaultError::invalid(format!(
+                    "request {} expired at {}; make a new request",
+                    r.request_id, r.expires
+                )));
+            }
+        }
         let mut gathering = Gathering {
             vault_id: self.vault_id(),
             epoch: manifest.epoch,
@@ -186,18 +294,28 @@ impl Vault {
             good: Vec::new(),
             tried: Vec::new(),
             rejected: Vec::new(),
+            approvals: Vec::new(),
         };
         let outcome = gather_and_open(self, &mut gathering, &request, &reveal, prompt);
         let warnings = gathering.warnings();
+        let request_id = request
+            .remote
+            .as_ref()
+            .map(|r| r.request.request.request_id.clone());
         let mut entries: Vec<NewEntry> = gathering
             .rejected
             .iter()
-            .map(|(name, why)| {
-                NewEntry::new(&request.actor, "share_rejected", name)
+            .map(|r| {
+                NewEntry::new(&request.actor, r.action, &r.subject)
                     .reason(&request.reason)
-                    .details(serde_json::json!({ "problem": why }))
+                    .details(serde_json::json!({ "problem": r.why, "what": r.who, "request_id": request_id }))
             })
             .collect();
+        entries.extend(gathering.approvals.iter().map(|(name, label)| {
+            NewEntry::new(&request.actor, "approval_accepted", name)
+                .reason(&request.reason)
+                .details(serde_json::json!({ "approval": label, "request_id": request_id }))
+        }));
         let used: Vec<String> = gathering.good.iter().map(|(n, _)| n.clone()).collect();
         match outcome {
             Err(error) => {
@@ -208,6 +326,7 @@ impl Vault {
                             "epoch": manifest.epoch,
                             "error": error.to_string(),
                             "custodians": used,
+                            "request_id": request_id,
                         })),
                 );
                 // Best effort: the failure is the error the user needs to see.
@@ -222,6 +341,7 @@ impl Vault {
                             "epoch": manifest.epoch,
                             "custodians": used,
                             "requester": request.actor,
+                            "request_id": request_id,
                             "reveal": revealed.iter().map(|r| &r.name).collect::<Vec<_>>(),
                         })),
                 );
@@ -236,6 +356,15 @@ impl Vault {
                 }
                 self.append_audit(entries)
                     .map_err(|e| VaultError::AuditWriteFailed(e.to_string()))?;
+                let mut warnings = warnings;
+                if let Some(id) = &request_id {
+                    // The request is used: its ephemeral key goes, so approvals cannot be replayed.
+                    if let Err(e) = pending::close(id, "used") {
+                        warnings.push(format!(
+                            "request {id}: could not delete its key ({e}); delete it by hand"
+                        ));
+                    }
+                }
                 Ok(UnsealReport {
                     revealed,
                     custodians: used,
@@ -324,7 +453,17 @@ fn gather_and_open(
             });
         }
     }
-    // 2. Passphrases given up front.
+    // 2. Remote approvals, opened with the request's ephemeral key.
+    if let Some(remote) = &request.remote {
+        let request_id = remote
+            .request
+            .request_id_bytes()
+            .ok_or_else(|| VaultError::invalid("request code has a malformed request id"))?;
+        for (label, text) in &remote.approvals {
+            g.take_approval(label, text, &remote.identity, &request_id);
+        }
+    }
+    // 3. Passphrases given up front.
     for (name, passphrase) in &request.passphrases {
         let custodian = passphrase_custodian(manifest.custodian(name), name)?;
         g.claim(name)?;
@@ -337,7 +476,7 @@ fn gather_and_open(
         .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
         g.take_share(custodian, &identity, request.ssh_key_prompt);
     }
-    // 3. Prompt passphrase custodians, only while shares are still missing.
+    // 4. Prompt passphrase custodians, only while shares are still missing.
     let waiting: Vec<&CustodianEntry> = g
         .custodians
         .iter()
@@ -374,7 +513,7 @@ fn gather_and_open(
             let named: Vec<String> = g
                 .rejected
                 .iter()
-                .map(|(n, why)| format!("{n}: {why}"))
+                .map(|r| format!("{}: {}", r.who, r.why))
                 .collect();
             format!(" (rejected {})", named.join("; "))
         };
@@ -385,7 +524,7 @@ fn gather_and_open(
             rejected,
         });
     }
-    // 4. Combine, and check the rebuilt key against the signed manifest.
+    // 5. Combine, and check the rebuilt key against the signed manifest.
     let shares: Vec<&Share> = g.good.iter().map(|(_, s)| s).collect();
     let seed =
         crypto::combine(&shares, g.threshold).map_err(|e| VaultError::invalid(e.to_string()))?;
@@ -395,14 +534,14 @@ fn gather_and_open(
     {
         return Err(VaultError::KeyMismatch);
     }
-    // 5. Decrypt in memory; nothing leaves until the audit rows are committed.
+    // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
     reveal
         .iter()
         .map(|name| vault.decrypt_secret(&keys, name))
         .collect()
 }
 
-fn passphrase_custodian<'m>(
+pub(crate) fn passphrase_custodian<'m>(
     custodian: Option<&'m CustodianEntry>,
     name: &str,
 ) -> Result<&'m CustodianEntry, VaultError> {
@@ -423,11 +562,11 @@ fn passphrase_custodian<'m>(
 }
 
 /// Derive a passphrase custodian's identity; `None` if the passphrase is wrong.
-fn derive(
+pub(crate) fn derive(
     custodian: &CustodianEntry,
     passphrase: &Passphrase,
     allow_test_only_kdf: bool,
-    progress: &mut dyn UnsealPrompt,
+    progress: &mut dyn KdfProgress,
 ) -> Result<Option<CustodianIdentity>, VaultError> {
     let kdf = custodian
         .kdf
@@ -445,4 +584,42 @@ fn derive(
     progress.kdf_finished();
     let identity = identity.map_err(bad)?;
     Ok((identity.recipient().as_deref() == Some(custodian.recipient.as_str())).then_some(identity))
+}
+
+fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
+    None
+}
+
+/// Check a decrypted share against the manifest: vault, epoch, custodian, index,
+/// threshold, and finally its commitment.
+pub(crate) fn check_share(
+    vault_id: [u8; 16],
+    epoch: u64,
+    threshold: usize,
+    custodian: &CustodianEntry,
+    record: ShareRecord,
+) -> Result<Share, String> {
+    if record.vault_id != vault_id {
+        return Err(format!(
+            "share belongs to another vault ({})",
+            hex::encode(record.vault_id)
+        ));
+    }
+    if record.epoch != epoch {
+        return Err(format!(
+            "share is from epoch {}; the vault is at epoch {}",
+            record.epoch, epoch
+        ));
+    }
+    if record.custodian != custodian.name
+        || record.index != custodian.index
+        || usize::from(record.threshold) != threshold
+    {
+        return Err("share's custodian, index or threshold do not match the manifest".into());
+    }
+    let commitment = crypto::commitment(&vault_id, epoch, &record.share);
+    if !crypto::ct_eq(commitment.as_bytes(), custodian.commitment.as_bytes()) {
+        return Err("share fails its commitment (corrupted or forged)".into());
+    }
+    Ok(record.share)
 }

@@ -113,11 +113,14 @@ impl Kit {
     }
 }
 
+/// The binary for `vault`, with its per-machine state (request keys) kept beside it.
 pub fn bg(vault: &Path) -> Command {
     let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    let state = vault.parent().unwrap().join("state");
     cmd.arg("--vault")
         .arg(vault)
         .env_remove("BREAKGLASS_VAULT")
+        .env("BREAKGLASS_STATE_DIR", state)
         .env("NO_COLOR", "1");
     cmd
 }

@@ -1,0 +1,199 @@
+//! Single-line codes that survive chat, email and SMS: a version prefix naming
+//! the kind, then base64url of (length ‖ payload ‖ 4-byte checksum). Whitespace
+//! and line breaks inside a pasted code are ignored.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::crypto;
+
+const MAX_PAYLOAD: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    Request,
+    Approval,
+}
+
+impl CodeKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            CodeKind::Request => "BGREQ1:",
+            CodeKind::Approval => "BGAPR1:",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            CodeKind::Request => "request code",
+            CodeKind::Approval => "approval code",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("is {found}, not {expected}; paste the right one")]
+    WrongKind {
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("is not a breakglass {0}; paste the whole line starting with {1}")]
+    NotACode(&'static str, &'static str),
+    #[error("is a {0} from a newer breakglass; upgrade breakglass")]
+    NewerVersion(&'static str),
+    #[error("is cut short ({have} of {need} bytes); copy the whole code again")]
+    CutShort { have: usize, need: usize },
+    #[error("is damaged ({0}); copy the code again")]
+    Damaged(&'static str),
+}
+
+fn checksum(kind: CodeKind, payload: &[u8]) -> [u8; 4] {
+    let digest = crypto::sha256(&[kind.prefix().as_bytes(), payload]);
+    digest[..4].try_into().expect("4 bytes")
+}
+
+pub fn encode(kind: CodeKind, payload: &[u8]) -> String {
+    let mut raw = Vec::with_capacity(payload.len() + 8);
+    raw.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    raw.extend_from_slice(payload);
+    raw.extend_from_slice(&checksum(kind, payload));
+    format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// Decode a pasted code of the expected kind, naming what is wrong with it.
+pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '>')
+        .collect();
+    let Some(body) = compact.strip_prefix(kind.prefix()) else {
+        for other in [CodeKind::Request, CodeKind::Approval] {
+            if compact.starts_with(other.prefix()) {
+                return Err(CodeError::WrongKind {
+                    found: other.noun(),
+                    expected: kind.noun(),
+                });
+            }
+        }
+        let family = match kind {
+            CodeKind::Request => "BGREQ",
+            CodeKind::Approval => "BGAPR",
+        };
+        if compact.starts_with(family) {
+            return Err(CodeError::NewerVersion(kind.noun()));
+        }
+        return Err(CodeError::NotACode(kind.noun(), kind.prefix()));
+    };
+    if body
+        .bytes()
+        .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(CodeError::Damaged("it holds characters no code contains"));
+    }
+    // Decode whole 4-character groups, then the tail on its own: a cut code
+    // ends in a partial group, which must read as "cut short", not "damaged".
+    let whole = body.len() / 4 * 4;
+    let mut raw = URL_SAFE_NO_PAD
+        .decode(&body[..whole])
+        .map_err(|_| CodeError::Damaged("it is not valid base64url"))?;
+    let tail = &body[whole..];
+    let tail_ok = match URL_SAFE_NO_PAD.decode(tail) {
+        Ok(bytes) => {
+            raw.extend_from_slice(&bytes);
+            true
+        }
+        Err(_) => false,
+    };
+    if raw.len() < 4 {
+        return Err(CodeError::CutShort {
+            have: raw.len(),
+            need: 8,
+        });
+    }
+    let len = u32::from_be_bytes(raw[..4].try_into().expect("4 bytes")) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(CodeError::Damaged("its length field is implausible"));
+    }
+    let need = 4 + len + 4;
+    if raw.len() < need {
+        return Err(CodeError::CutShort {
+            have: raw.len(),
+            need,
+        });
+    }
+    if !tail_ok {
+        return Err(CodeError::Damaged("its last characters were changed"));
+    }
+    if raw.len() > need {
+        return Err(CodeError::Damaged("it has extra characters at the end"));
+    }
+    let payload = &raw[4..4 + len];
+    if raw[4 + len..] != checksum(kind, payload) {
+        return Err(CodeError::Damaged(
+            "checksum mismatch: a character was changed",
+        ));
+    }
+    Ok(payload.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn kinds_are_told_apart() {
+        let code = encode(CodeKind::Approval, b"x");
+        assert_eq!(
+            decode(CodeKind::Request, &code),
+            Err(CodeError::WrongKind {
+                found: "approval code",
+                expected: "request code"
+            })
+        );
+        assert!(matches!(
+            decode(CodeKind::Request, "hello"),
+            Err(CodeError::NotACode(..))
+        ));
+        assert!(matches!(
+            decode(CodeKind::Request, "BGREQ9:abc"),
+            Err(CodeError::NewerVersion(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_through_wrapping_and_indentation(payload in proptest::collection::vec(any::<u8>(), 0..600), width in 20usize..80) {
+            let code = encode(CodeKind::Request, &payload);
+            prop_assert!(!code.contains(char::is_whitespace));
+            let wrapped: String = code
+                .as_bytes()
+                .chunks(width)
+                .map(|c| format!("    {}\r\n", std::str::from_utf8(c).unwrap()))
+                .collect();
+            prop_assert_eq!(decode(CodeKind::Request, &wrapped).unwrap(), payload);
+        }
+
+        #[test]
+        fn any_changed_character_is_caught(payload in proptest::collection::vec(any::<u8>(), 1..300), at in any::<usize>(), to in "[A-Za-z0-9_-]") {
+            let code = encode(CodeKind::Approval, &payload);
+            let prefix = "BGAPR1:".len();
+            let i = prefix + at % (code.len() - prefix);
+            let mut chars: Vec<char> = code.chars().collect();
+            let replacement = to.chars().next().unwrap();
+            prop_assume!(chars[i] != replacement);
+            chars[i] = replacement;
+            let changed: String = chars.into_iter().collect();
+            prop_assert!(decode(CodeKind::Approval, &changed).is_err());
+        }
+
+        #[test]
+        fn any_cut_is_caught(payload in proptest::collection::vec(any::<u8>(), 1..300), cut in 1usize..40) {
+            let code = encode(CodeKind::Approval, &payload);
+            let keep = code.len().saturating_sub(cut).max("BGAPR1:".len());
+            let is_short = matches!(decode(CodeKind::Approval, &code[..keep]), Err(CodeError::CutShort { .. }));
+            prop_assert!(is_short);
+        }
+    }
+}

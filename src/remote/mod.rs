@@ -1,0 +1,10 @@
+//! Remote quorum over any text channel: request codes, read-back words,
+//! approval codes, and the requester's ephemeral keys.
+
+pub mod code;
+pub mod pending;
+pub mod request;
+pub mod words;
+
+pub use pending::{state_dir, OpenRequest, PendingError};
+pub use request::{parse_ttl, ParsedRequest, Request, RequestError};

@@ -1,0 +1,205 @@
+//! The requester's side of an open request: its ephemeral private key, kept only
+//! on this machine in the user's state directory (mode 0600), never in the vault.
+//! It is replaced by a tombstone when used or found expired, so a replayed
+//! approval is named.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::request::ParsedRequest;
+use crate::crypto::CustodianIdentity;
+
+/// `BREAKGLASS_STATE_DIR`, else `$XDG_STATE_HOME/breakglass`, else `~/.local/state/breakglass`.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BREAKGLASS_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("breakglass");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/state/breakglass")
+}
+
+fn requests_dir() -> PathBuf {
+    state_dir().join("requests")
+}
+
+fn file_for(request_id: &str) -> PathBuf {
+    requests_dir().join(format!("{request_id}.json"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingFile {
+    request_id: String,
+    vault_id: String,
+    reason: String,
+    expires: String,
+    /// The ephemeral identity while open; absent once used or expired.
+    identity: Option<String>,
+    closed: Option<String>,
+}
+
+/// A summary of one request made on this machine, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenRequest {
+    pub request_id: String,
+    pub reason: String,
+    pub expires: String,
+    pub expired: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    #[error("request {0} was not made on this machine (no key for it in {1}); run `breakglass unseal --request` where `breakglass request` ran")]
+    Unknown(String, String),
+    #[error(
+        "request {0} was already {1}; approvals for it cannot be used again — make a new request"
+    )]
+    Closed(String, String),
+    #[error("request {0} expired at {1}; make a new request")]
+    Expired(String, String),
+    #[error("state directory {0}: {1}")]
+    Io(String, String),
+}
+
+fn io_err(e: std::io::Error) -> PendingError {
+    PendingError::Io(state_dir().display().to_string(), e.to_string())
+}
+
+/// Keep a new request's ephemeral identity (created 0600, never overwritten).
+pub fn save(request: &ParsedRequest, identity: &SecretString) -> Result<(), PendingError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(requests_dir())
+        .map_err(io_err)?;
+    let r = &request.request;
+    let contents = Zeroizing::new(
+        serde_json::to_vec(&PendingFile {
+            request_id: r.request_id.clone(),
+            vault_id: r.vault_id.clone(),
+            reason: r.reason.clone(),
+            expires: r.expires.clone(),
+            identity: Some(identity.expose_secret().to_string()),
+            closed: None,
+        })
+        .expect("pending file serializes"),
+    );
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file_for(&r.request_id))
+        .map_err(io_err)?;
+    file.write_all(&contents)
+        .and_then(|_| file.sync_all())
+        .map_err(io_err)
+}
+
+fn read(request_id: &str) -> Result<Option<PendingFile>, PendingError> {
+    match std::fs::read(file_for(request_id)) {
+        Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                PendingError::Io(file_for(request_id).display().to_string(), e.to_string())
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// The ephemeral identity of an open, unexpired request made here. An expired
+/// one is closed on the spot.
+pub fn open_identity(request: &ParsedRequest) -> Result<CustodianIdentity, PendingError> {
+    let id = &request.request.request_id;
+    let Some(file) = read(id)? else {
+        return Err(PendingError::Unknown(
+            id.clone(),
+            requests_dir().display().to_string(),
+        ));
+    };
+    if let Some(closed) = &file.closed {
+        return Err(PendingError::Closed(id.clone(), closed.clone()));
+    }
+    if request.is_expired() {
+        close(id, "expired")?;
+        return Err(PendingError::Expired(
+            id.clone(),
+            request.request.expires.clone(),
+        ));
+    }
+    let text = Zeroizing::new(file.identity.unwrap_or_default());
+    CustodianIdentity::parse_file(text.as_bytes())
+        .ok()
+        .and_then(|mut ids| ids.pop())
+        .ok_or_else(|| {
+            PendingError::Io(
+                file_for(id).display().to_string(),
+                "key is unreadable".into(),
+            )
+        })
+}
+
+/// Delete the ephemeral key, leaving a tombstone that says why.
+pub fn close(request_id: &str, why: &str) -> Result<(), PendingError> {
+    let Some(mut file) = read(request_id)? else {
+        return Ok(());
+    };
+    file.identity = None;
+    file.closed = Some(format!("{why} at {}", crate::audit::now()));
+    let path = file_for(request_id);
+    let staging = path.with_extension("closing");
+    let _ = std::fs::remove_file(&staging);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&staging)
+        .map_err(io_err)?;
+    out.write_all(&serde_json::to_vec(&file).expect("serializes"))
+        .and_then(|_| out.sync_all())
+        .map_err(io_err)?;
+    std::fs::rename(&staging, &path).map_err(io_err)
+}
+
+/// Requests made on this machine for a vault; expired ones are closed as they are seen.
+pub fn list_for(vault_id: &str) -> Vec<OpenRequest> {
+    let Ok(entries) = std::fs::read_dir(requests_dir()) else {
+        return Vec::new();
+    };
+    let now = chrono::Utc::now();
+    let mut open = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()).map(Zeroizing::new) else {
+            continue;
+        };
+        let Ok(file) = serde_json::from_slice::<PendingFile>(&bytes) else {
+            continue;
+        };
+        if file.vault_id != vault_id || file.closed.is_some() {
+            continue;
+        }
+        let expired = chrono::DateTime::parse_from_rfc3339(&file.expires)
+            .map(|t| t.with_timezone(&chrono::Utc) <= now)
+            .unwrap_or(true);
+        if expired {
+            let _ = close(&file.request_id, "expired");
+        }
+        open.push(OpenRequest {
+            request_id: file.request_id,
+            reason: file.reason,
+            expires: file.expires,
+            expired,
+        });
+    }
+    open.sort_by(|a, b| a.expires.cmp(&b.expires));
+    open
+}
