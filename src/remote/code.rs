@@ -29,6 +29,13 @@ impl CodeKind {
             CodeKind::Approval => "approval code",
         }
     }
+
+    fn with_article(self) -> &'static str {
+        match self {
+            CodeKind::Request => "a request code",
+            CodeKind::Approval => "an approval code",
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,8 +78,8 @@ pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
         for other in [CodeKind::Request, CodeKind::Approval] {
             if compact.starts_with(other.prefix()) {
                 return Err(CodeError::WrongKind {
-                    found: other.noun(),
-                    expected: kind.noun(),
+                    found: other.with_article(),
+                    expected: kind.with_article(),
                 });
             }
         }
@@ -148,8 +155,8 @@ mod tests {
         assert_eq!(
             decode(CodeKind::Request, &code),
             Err(CodeError::WrongKind {
-                found: "approval code",
-                expected: "request code"
+                found: "an approval code",
+                expected: "a request code"
             })
         );
         assert!(matches!(

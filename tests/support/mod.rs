@@ -174,3 +174,13 @@ pub fn ssh_ed25519_key(dir: &Path, name: &str) -> PathBuf {
     assert!(status.success());
     path
 }
+
+/// The binary with no vault at all, run in `dir`: a remote custodian's laptop.
+pub fn bg_without_vault(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    cmd.current_dir(dir)
+        .env_remove("BREAKGLASS_VAULT")
+        .env("BREAKGLASS_STATE_DIR", dir.join("state"))
+        .env("NO_COLOR", "1");
+    cmd
+}
