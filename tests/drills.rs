@@ -1,0 +1,240 @@
+//! Drills through the real binary: each custodian proves their share works, with
+//! nothing combined; outcomes are logged and drive `status` and `status --check`.
+
+mod support;
+
+use sha2::Digest;
+use support::{one_line_error, Kit};
+
+fn drill(kit: &Kit, keys: &[&str], envelope: Option<&std::path::Path>) -> std::process::Output {
+    let mut cmd = kit.bg();
+    cmd.arg("drill");
+    for k in keys {
+        cmd.arg("--identity").arg(kit.key(k));
+    }
+    if let Some(e) = envelope {
+        cmd.arg("--envelope").arg(e);
+    }
+    cmd.arg("--json").output().unwrap()
+}
+
+#[test]
+fn good_envelopes_pass_and_are_logged_without_combining() {
+    let kit = Kit::init(&["alice", "bob", "carol"], 2);
+    kit.put("vpn", "password", "never-shown");
+    let exported = kit.path("bob.age");
+    kit.bg()
+        .args(["custodian", "export", "bob", "--out"])
+        .arg(&exported)
+        .assert()
+        .success();
+    let out = drill(&kit, &["alice"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["results"],
+        serde_json::json!([{"custodian": "alice", "passed": true, "problem": null}])
+    );
+    // A custodian's exported copy can be drilled too.
+    let out = drill(&kit, &["bob"], Some(&exported));
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never-shown"));
+    let log = kit.json(&["audit", "log"]);
+    let drills: Vec<&serde_json::Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "drill")
+        .collect();
+    assert_eq!(drills.len(), 2);
+    assert_eq!(drills[0]["subject"], "alice");
+    assert_eq!(drills[0]["details"]["outcome"], "pass");
+    assert_eq!(
+        drills[1]["details"]["envelope"],
+        exported.display().to_string()
+    );
+    assert!(!kit
+        .audit_actions()
+        .iter()
+        .any(|a| a == "unseal" || a == "reveal"));
+    let status = kit.json(&["status"]);
+    let custodians = status["custodians"].as_array().unwrap();
+    assert!(custodians[0]["last_drill"]
+        .as_str()
+        .unwrap()
+        .starts_with("20"));
+    assert_eq!(custodians[0]["drill_overdue"], false);
+    assert!(custodians[2]["last_drill"].is_null());
+    assert_eq!(custodians[2]["drill_overdue"], true);
+    assert!(status["attention"]
+        .to_string()
+        .contains("custodian carol has never drilled"));
+    kit.bg().args(["status", "--check"]).assert().code(1);
+}
+
+#[test]
+fn corrupted_envelope_fails_and_names_the_custodian() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let exported = kit.path("alice.age");
+    kit.bg()
+        .args(["custodian", "export", "alice", "--out"])
+        .arg(&exported)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&exported).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let i = lines.len() - 2;
+    lines[i] = lines[i].chars().rev().collect();
+    std::fs::write(&exported, lines.join("\n") + "\n").unwrap();
+    let out = drill(&kit, &["alice"], Some(&exported));
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("drill failed for alice") && err.contains("corrupted"),
+        "{err}"
+    );
+    let log = kit.json(&["audit", "log"]);
+    let last = log["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["subject"].as_str()),
+        (Some("drill"), Some("alice"))
+    );
+    assert_eq!(last["details"]["outcome"], "fail");
+    assert!(kit.json(&["status"])["custodians"][0]["last_drill"].is_null());
+}
+
+#[test]
+fn wrong_key_fails_and_names_the_custodian() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let bobs = kit.path("bob.age");
+    kit.bg()
+        .args(["custodian", "export", "bob", "--out"])
+        .arg(&bobs)
+        .assert()
+        .success();
+    // Alice drills with bob's envelope: her key does not open it.
+    let err = one_line_error(&drill(&kit, &["alice"], Some(&bobs)));
+    assert!(
+        err.contains("drill failed for alice") && err.contains("not sealed to alice's key"),
+        "{err}"
+    );
+    // A key of nobody in this vault.
+    let stranger = Kit::new(&["mallory"]);
+    let out = kit
+        .bg()
+        .args(["drill", "--identity"])
+        .arg(stranger.key("mallory"))
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("mallory.key matches no custodian"), "{err}");
+}
+
+#[test]
+fn wrong_passphrase_fails_the_drill() {
+    let kit = Kit::new(&["alice"]);
+    std::fs::write(kit.path("p"), "right").unwrap();
+    std::fs::write(kit.path("w"), "wrong").unwrap();
+    kit.bg()
+        .args([
+            "init",
+            "--threshold",
+            "2",
+            "--insecure-test-only-kdf",
+            "--custodian",
+        ])
+        .arg(format!("alice={}", kit.public("alice")))
+        .args(["--custodian", "pat=passphrase", "--passphrase-file"])
+        .arg(format!("pat={}", kit.path("p").display()))
+        .assert()
+        .success();
+    kit.bg()
+        .args(["drill", "--passphrase-file"])
+        .arg(format!("pat={}", kit.path("p").display()))
+        .assert()
+        .success();
+    let out = kit
+        .bg()
+        .args(["drill", "--passphrase-file"])
+        .arg(format!("pat={}", kit.path("w").display()))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("drill failed for pat: wrong passphrase"));
+}
+
+/// Move a drill 100 days into the past and re-chain the log after it, as a
+/// clock that ran 100 days would have. (The hash chain alone does not stop a
+/// writer from doing this; signed checkpoints will.)
+fn age_drills_by_100_days(kit: &Kit) {
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::days(100))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    conn.execute("UPDATE audit SET time = ?1 WHERE action = 'drill'", [&old])
+        .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, time, actor, action, subject, reason, details FROM audit ORDER BY seq",
+        )
+        .unwrap();
+    let rows: Vec<(u64, String, String, String, String, String, String)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut prev = "0".repeat(64);
+    for row in rows {
+        let canonical = serde_json::to_vec(&row).unwrap();
+        let hash = hex_encode(
+            &sha2::Sha256::new()
+                .chain_update(b"breakglass/v1/audit-row\0")
+                .chain_update(prev.as_bytes())
+                .chain_update(&canonical)
+                .finalize(),
+        );
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![prev, hash, row.0 as i64],
+        )
+        .unwrap();
+        prev = hash;
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn drills_older_than_90_days_are_overdue() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "x");
+    assert!(drill(&kit, &["alice", "bob"], None).status.success());
+    kit.bg().args(["status", "--check"]).assert().success();
+    age_drills_by_100_days(&kit);
+    kit.bg().args(["audit", "verify"]).assert().success();
+    let status = kit.json(&["status"]);
+    assert_eq!(status["custodians"][0]["drill_overdue"], true);
+    assert!(
+        status["attention"]
+            .to_string()
+            .contains("custodian alice last drilled 100 days ago"),
+        "{status}"
+    );
+    kit.bg().args(["status", "--check"]).assert().code(1);
+    // A fresh drill clears it.
+    assert!(drill(&kit, &["alice", "bob"], None).status.success());
+    kit.bg().args(["status", "--check"]).assert().success();
+}
