@@ -322,6 +322,11 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
         )),
         None => None,
     };
+    if a.envelope.is_none() && !vault_flag && !path.exists() {
+        return Err(VaultError::Invalid(
+            "no envelope: give --envelope FILE (your exported envelope) or --vault PATH (a vault copy)".into(),
+        ));
+    }
     let vault = if a.envelope.is_none() || vault_flag {
         Some(Vault::open(path, Access::ReadOnly)?)
     } else {
