@@ -636,3 +636,69 @@ fn passphrase_custodian_approves_without_a_vault_copy() {
         .unwrap();
     assert_eq!(revealed(&out), "pp-remote");
 }
+
+#[test]
+fn approve_without_words_and_no_terminal_never_waits() {
+    let o = outage();
+    std::fs::copy(&o.request, o.home("bob").join("request.txt")).unwrap();
+    let out = bg_without_vault(&o.home("bob"))
+        .args([
+            "approve",
+            "--request",
+            "request.txt",
+            "--identity",
+            "me.key",
+            "--envelope",
+            "envelope.age",
+            "--out",
+            "a.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("read-back words are required"));
+    // Without an envelope or a vault copy there is nothing to approve with.
+    let out = bg_without_vault(&o.home("bob"))
+        .args([
+            "approve",
+            "--request",
+            "request.txt",
+            "--identity",
+            "me.key",
+            "--words",
+            &o.words,
+            "--out",
+            "a.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("no envelope: give --envelope FILE"));
+}
+
+#[test]
+fn request_ttl_and_reason_are_validated() {
+    let kit = Kit::init(&NAMES, 3);
+    for (ttl, want) in [
+        ("0m", "between 1m and 7d"),
+        ("30d", "between 1m and 7d"),
+        ("2w", "unknown unit"),
+        ("soon", "expected a number"),
+    ] {
+        let out = kit
+            .bg()
+            .args(["request", "--reason", "r", "--ttl", ttl, "--out"])
+            .arg(kit.path("r.txt"))
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        assert!(err.contains(want), "{ttl}: {err}");
+    }
+    let out = kit
+        .bg()
+        .args(["request", "--reason", " ", "--out"])
+        .arg(kit.path("r.txt"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("--reason is empty"));
+    assert!(!kit.path("r.txt").exists());
+    assert_eq!(kit.audit_actions(), ["init"]);
+}

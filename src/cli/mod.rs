@@ -129,6 +129,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Request(a) => {
             let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
+            refuse_existing(&a.out)?;
             let mut vault = Vault::open(path, Access::ReadWrite)?;
             let issued = vault.create_request(&a.reason, ttl, &actor)?;
             write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
@@ -227,6 +228,17 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
     }
 }
 
+/// Fail early, before any state changes, if an --out file already exists.
+fn refuse_existing(path: &Path) -> Result<(), VaultError> {
+    if path.exists() {
+        return Err(VaultError::Invalid(format!(
+            "--out {}: already exists; choose a new file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Create `path` mode 0600, refusing to overwrite anything.
 fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -286,6 +298,7 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
     };
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
+    refuse_existing(&a.out)?;
     render::request_details(&request);
     let words = match a.words {
         Some(w) => w,
