@@ -81,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reveal: vec!["vpn-breakglass".into()],
             ssh_key_prompt: no_ssh_prompt,
             remote: None,
+            no_rekey: false,
         },
         &mut NoPrompt,
     )?;

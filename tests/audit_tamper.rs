@@ -6,7 +6,7 @@ mod support;
 
 use support::Kit;
 
-/// A vault with 6 log rows: init, 3 puts, unseal, reveal.
+/// A vault with 7 log rows: init, 3 puts, unseal, reveal, new_epoch.
 fn logged_kit() -> Kit {
     let kit = Kit::init(&["alice", "bob", "carol"], 2);
     for name in ["a", "b", "c"] {
@@ -15,7 +15,7 @@ fn logged_kit() -> Kit {
     kit.unseal(&["alice", "bob"], &["b"]).assert().success();
     assert_eq!(
         kit.audit_actions(),
-        ["init", "put", "put", "put", "unseal", "reveal"]
+        ["init", "put", "put", "put", "unseal", "reveal", "new_epoch"]
     );
     kit
 }
@@ -64,13 +64,13 @@ fn intact_log_verifies() {
     let v = kit.json(&["audit", "verify"]);
     assert_eq!(
         v,
-        serde_json::json!({"ok": true, "entries": 6, "first_bad_seq": null})
+        serde_json::json!({"ok": true, "entries": 7, "first_bad_seq": null})
     );
     kit.bg()
         .args(["audit", "verify"])
         .assert()
         .success()
-        .stdout(predicates::str::contains("6 entries"));
+        .stdout(predicates::str::contains("7 entries"));
     let log = kit.json(&["audit", "log"]);
     let first = &log["entries"][0];
     for key in [
@@ -160,9 +160,9 @@ fn appended_forged_row_is_caught() {
     sqlite3(
         &kit,
         "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
-         SELECT 7, time, actor, 'runbook_set', 'runbook', '', '{}', hash, hash FROM audit WHERE seq = 6",
+         SELECT 8, time, actor, 'runbook_set', 'runbook', '', '{}', hash, hash FROM audit WHERE seq = 7",
     );
-    assert_caught_at(&kit, 7);
+    assert_caught_at(&kit, 8);
 }
 
 #[test]
@@ -187,6 +187,7 @@ fn log_is_readable_with_the_stock_sqlite3_shell() {
         "4|put|c".into(),
         format!("5|unseal|{fingerprint}"),
         "6|reveal|b".into(),
+        format!("7|new_epoch|{fingerprint}"),
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 }

@@ -157,7 +157,7 @@ fn three_of_five_remote_custodians_open_the_vault() {
             )
         })
         .collect();
-    let tail: Vec<(&str, &str)> = rows[rows.len() - 6..]
+    let tail: Vec<(&str, &str)> = rows[rows.len() - 7..]
         .iter()
         .map(|(a, s)| (a.as_str(), s.as_str()))
         .collect();
@@ -172,7 +172,8 @@ fn three_of_five_remote_custodians_open_the_vault() {
     );
     assert_eq!(tail[4].0, "unseal");
     assert_eq!(tail[5], ("reveal", "vpn"));
-    let unseal = &log["entries"].as_array().unwrap()[rows.len() - 2];
+    assert_eq!(tail[6].0, "new_epoch");
+    let unseal = &log["entries"].as_array().unwrap()[rows.len() - 3];
     assert_eq!(unseal["reason"], "Duo outage INC-7");
     assert_eq!(unseal["details"]["request_id"], o.request_id.as_str());
 

@@ -88,10 +88,21 @@ pub enum CustodianCommand {
     List(JsonFlag),
     /// Write a custodian's share envelope: a standard age file (`age -d -i KEY` opens it)
     Export {
-        name: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
         /// Where to write it (must not exist)
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        out: Option<PathBuf>,
+        /// Write every custodian's envelope to --out-dir as NAME.age
+        #[arg(long, requires = "out_dir")]
+        all: bool,
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -223,6 +234,9 @@ pub struct UnsealArgs {
     /// A secret to reveal (repeatable)
     #[arg(long = "reveal", value_name = "NAME")]
     pub reveal: Vec<String>,
+    /// Do not move to a new key epoch after revealing (warned and logged; a re-key stays due)
+    #[arg(long)]
+    pub no_rekey: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -5,6 +5,7 @@ mod input;
 mod render;
 
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
@@ -79,14 +80,51 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::custodians(&vault.custodians(), f.json);
             Ok(EXIT_OK)
         }
-        Command::Custodian(CustodianCommand::Export { name, out }) => {
+        Command::Custodian(CustodianCommand::Export {
+            name,
+            out,
+            all,
+            out_dir,
+        }) => {
             let vault = Vault::open(path, Access::ReadOnly)?;
-            let envelope = vault.export_envelope(&name)?;
-            write_new_file(&out, envelope.as_bytes())?;
-            eprintln!(
-                "Wrote the envelope of custodian {name} to {} (open it with `age -d -i KEY`).",
-                out.display()
-            );
+            let targets: Vec<(String, PathBuf)> = match (all, name, out, out_dir) {
+                (true, _, _, Some(dir)) => {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .map_err(|e| {
+                            VaultError::Invalid(format!("--out-dir {}: {e}", dir.display()))
+                        })?;
+                    vault
+                        .custodians()
+                        .custodians
+                        .into_iter()
+                        .map(|c| {
+                            let file = dir.join(format!("{}.age", c.name));
+                            (c.name, file)
+                        })
+                        .collect()
+                }
+                (false, Some(name), Some(out), _) => vec![(name, out)],
+                _ => {
+                    return Err(VaultError::Invalid(
+                        "give NAME --out FILE, or --all --out-dir DIR".into(),
+                    ))
+                }
+            };
+            for (_, file) in &targets {
+                refuse_existing(file)?;
+            }
+            for (name, file) in &targets {
+                let envelope = vault.export_envelope(name)?;
+                write_new_file(file, envelope.as_bytes())?;
+                eprintln!(
+                    "Wrote the epoch {} envelope of custodian {name} to {} (open it with `age -d -i KEY`).",
+                    vault.manifest().epoch,
+                    file.display()
+                );
+            }
             Ok(EXIT_OK)
         }
         Command::Put(a) => {
@@ -193,6 +231,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 identities: input::identity_files(&a.identities)?,
                 passphrases: input::passphrase_files(&a.passphrase_files)?,
                 reveal: a.reveal,
+                no_rekey: a.no_rekey,
                 ssh_key_prompt: input::ssh_key_passphrase,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;

@@ -205,6 +205,19 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
         out.write_all(r.value.expose_secret())?;
         writeln!(out)?;
     }
+    if !report.revealed.is_empty() {
+        writeln!(out, "---")?;
+        writeln!(
+            out,
+            "Revealed secrets are now marked exposed: rotate them (`breakglass rotate NAME`)."
+        )?;
+    }
+    if let Some(epoch) = report.new_epoch {
+        writeln!(
+            out,
+            "The vault moved to epoch {epoch}: the shares just used are dead. Custodians re-export their envelopes (`breakglass custodian export --all --out-dir DIR`)."
+        )?;
+    }
     Ok(())
 }
 
@@ -229,9 +242,10 @@ fn write_unseal_json(out: &mut impl Write, report: &UnsealReport) -> std::io::Re
     }
     writeln!(
         out,
-        "],\"custodians\":{},\"epoch\":{},\"warnings\":{}}}",
+        "],\"custodians\":{},\"epoch\":{},\"new_epoch\":{},\"warnings\":{}}}",
         serde_json::to_string(&report.custodians)?,
         report.epoch,
+        serde_json::to_string(&report.new_epoch)?,
         serde_json::to_string(&report.warnings)?
     )
 }

@@ -52,6 +52,21 @@ const STEPS: &[&str] = &[
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     );",
+    // 2: exposure tracking and rotation settings.
+    "CREATE TABLE exposures (
+        secret TEXT PRIMARY KEY REFERENCES secrets(name),
+        version INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        revealed_by TEXT NOT NULL,
+        revealed_at TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE rotation_settings (
+        secret TEXT PRIMARY KEY REFERENCES secrets(name),
+        apply_cmd TEXT,
+        gen_length INTEGER,
+        gen_charset TEXT
+    );",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
@@ -83,6 +98,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_version_1_file_upgrades_in_place() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(STEPS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO secrets (name, kind, created) VALUES ('vpn', 'password', 'now')",
+            [],
+        )
+        .unwrap();
+        run(&conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM secrets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        conn.execute(
+            "INSERT INTO exposures VALUES ('vpn', 1, 1, 'a', 'now', 'r')",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn migrating_twice_is_a_no_op() {
         let conn = Connection::open_in_memory().unwrap();
         run(&conn).unwrap();
@@ -96,6 +134,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 6);
+        assert_eq!(tables, 8);
     }
 }

@@ -92,6 +92,25 @@ pub struct VersionRow {
     pub created: String,
 }
 
+/// A secret revealed in an unseal and not rotated since.
+#[derive(Debug, Clone)]
+pub struct ExposureRow {
+    pub secret: String,
+    pub version: u32,
+    pub epoch: u64,
+    pub revealed_by: String,
+    pub revealed_at: String,
+    pub reason: String,
+}
+
+/// How a secret is rotated: its apply hook and password generator settings.
+#[derive(Debug, Clone, Default)]
+pub struct RotationRow {
+    pub apply_cmd: Option<String>,
+    pub gen_length: Option<u32>,
+    pub gen_charset: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunbookRow {
     pub text: String,
@@ -361,6 +380,117 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Add a version in any state (e.g. `pending`) without touching the others.
+    pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.secret,
+                    row.version,
+                    row.epoch as i64,
+                    row.ciphertext,
+                    row.state,
+                    row.depositor,
+                    row.created
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Make `version` the active one; the previous active version becomes superseded.
+    pub fn activate_version(&self, secret: &str, version: u32) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active' AND version != ?2",
+                params![secret, version],
+            )
+            .and_then(|_| {
+                self.tx.execute(
+                    "UPDATE secret_versions SET state = 'active' WHERE secret = ?1 AND version = ?2",
+                    params![secret, version],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_version_state(
+        &self,
+        secret: &str,
+        version: u32,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE secret_versions SET state = ?3 WHERE secret = ?1 AND version = ?2",
+                params![secret, version, state],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replace a version's ciphertext after re-encryption to a new epoch's key.
+    pub fn reseal_version(
+        &self,
+        secret: &str,
+        version: u32,
+        epoch: u64,
+        ciphertext: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE secret_versions SET epoch = ?3, ciphertext = ?4 WHERE secret = ?1 AND version = ?2",
+                params![secret, version, epoch as i64, ciphertext],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn delete_envelopes(&self, epoch: u64) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM envelopes WHERE epoch = ?1",
+                params![epoch as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn upsert_exposure(&self, row: &ExposureRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO exposures (secret, version, epoch, revealed_by, revealed_at, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(secret) DO UPDATE SET version = excluded.version, epoch = excluded.epoch,
+                   revealed_by = excluded.revealed_by, revealed_at = excluded.revealed_at, reason = excluded.reason",
+                params![row.secret, row.version, row.epoch as i64, row.revealed_by, row.revealed_at, row.reason],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn clear_exposure(&self, secret: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM exposures WHERE secret = ?1", params![secret])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Set the given rotation settings, keeping the ones not given.
+    pub fn update_rotation(&self, secret: &str, row: &RotationRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO rotation_settings (secret, apply_cmd, gen_length, gen_charset) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(secret) DO UPDATE SET apply_cmd = COALESCE(excluded.apply_cmd, apply_cmd),
+                   gen_length = COALESCE(excluded.gen_length, gen_length), gen_charset = COALESCE(excluded.gen_charset, gen_charset)",
+                params![secret, row.apply_cmd, row.gen_length, row.gen_charset],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn set_runbook(&self, row: &RunbookRow) -> Result<(), StoreError> {
         self.tx
             .execute(
@@ -479,6 +609,63 @@ impl Reader<'_> {
                 version_row,
             )
             .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every version in one of `states` (e.g. active and pending), for re-encryption.
+    pub fn versions_in(&self, states: &[&str]) -> Result<Vec<VersionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, epoch, ciphertext, state, depositor, created FROM secret_versions ORDER BY secret, version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], version_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|v| states.contains(&v.state.as_str()))
+            .collect())
+    }
+
+    pub fn exposures(&self) -> Result<Vec<ExposureRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT secret, version, epoch, revealed_by, revealed_at, reason FROM exposures ORDER BY secret")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ExposureRow {
+                    secret: r.get(0)?,
+                    version: r.get(1)?,
+                    epoch: r.get::<_, i64>(2)? as u64,
+                    revealed_by: r.get(3)?,
+                    revealed_at: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn rotation(&self, secret: &str) -> Result<RotationRow, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT apply_cmd, gen_length, gen_charset FROM rotation_settings WHERE secret = ?1",
+                params![secret],
+                |r| {
+                    Ok(RotationRow {
+                        apply_cmd: r.get(0)?,
+                        gen_length: r.get(1)?,
+                        gen_charset: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))
     }
 

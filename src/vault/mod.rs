@@ -2,6 +2,7 @@
 //! reading a secret needs a quorum (`unseal`). Nothing here prints or prompts.
 
 mod drill;
+mod epoch;
 mod error;
 mod init;
 mod records;

@@ -1,6 +1,7 @@
 //! Unsealing: gather shares from custodians' identities and passphrases, check
 //! each against its commitment, combine K, then reveal — logging first.
 
+use super::epoch::NextCustodian;
 use super::records::{self, SecretValue, ShareRecord};
 use super::remote::APPROVAL_MAGIC;
 use super::{KdfProgress, SecretKind, Vault, VaultError};
@@ -12,7 +13,7 @@ use crate::crypto::{
 use crate::manifest::CustodianEntry;
 use crate::remote::code::{self, CodeKind};
 use crate::remote::{pending, ParsedRequest};
-use crate::store::EnvelopeRow;
+use crate::store::{EnvelopeRow, ExposureRow};
 
 /// Prompting is the caller's job; the vault asks through this.
 pub trait UnsealPrompt: KdfProgress {
@@ -35,6 +36,8 @@ pub struct UnsealRequest {
     pub ssh_key_prompt: SshKeyPassphrasePrompt,
     /// Approvals from remote custodians, for a request made on this machine.
     pub remote: Option<RemoteApprovals>,
+    /// Skip the new epoch after a reveal (warned and logged).
+    pub no_rekey: bool,
 }
 
 /// A request made here, its ephemeral key, and the approval codes that came back.
@@ -63,7 +66,10 @@ impl std::fmt::Debug for Revealed {
 pub struct UnsealReport {
     pub revealed: Vec<Revealed>,
     pub custodians: Vec<String>,
+    /// The epoch that was unsealed.
     pub epoch: u64,
+    /// The epoch the vault moved to afterwards, if it did.
+    pub new_epoch: Option<u64>,
     /// Shares that were named and skipped, one line each.
     pub warnings: Vec<String>,
 }
@@ -333,7 +339,16 @@ impl Vault {
                 let _ = self.append_audit(entries);
                 Err(error)
             }
-            Ok(revealed) => {
+            Ok((revealed, keys)) => {
+                if request.no_rekey && !revealed.is_empty() {
+                    entries.push(
+                        NewEntry::new(&request.actor, "rekey_skipped", &manifest.fingerprint())
+                            .reason(&request.reason)
+                            .details(
+                                serde_json::json!({ "epoch": manifest.epoch, "why": "--no-rekey" }),
+                            ),
+                    );
+                }
                 entries.push(
                     NewEntry::new(&request.actor, "unseal", &manifest.fingerprint())
                         .reason(&request.reason)
@@ -354,9 +369,27 @@ impl Vault {
                             ),
                     );
                 }
-                self.append_audit(entries)
+                self.commit_reveal(entries, &revealed, &request, manifest.epoch)
                     .map_err(|e| VaultError::AuditWriteFailed(e.to_string()))?;
                 let mut warnings = warnings;
+                let mut new_epoch = None;
+                if !revealed.is_empty() {
+                    if request.no_rekey {
+                        warnings.push(format!(
+                            "--no-rekey: the vault stays at epoch {}, so the shares just combined still open it; run `breakglass rekey` with a quorum soon",
+                            manifest.epoch
+                        ));
+                    } else {
+                        match self.rekey_after_use(&keys, &request) {
+                            Ok(epoch) => new_epoch = Some(epoch),
+                            Err(e) => warnings.push(format!(
+                                "re-key to epoch {} failed ({e}); the vault stays at epoch {} and a re-key is due: run `breakglass rekey` with a quorum",
+                                manifest.epoch + 1,
+                                manifest.epoch
+                            )),
+                        }
+                    }
+                }
                 if let Some(id) = &request_id {
                     // The request is used: its ephemeral key goes, so approvals cannot be replayed.
                     if let Err(e) = pending::close(id, "used") {
@@ -369,10 +402,67 @@ impl Vault {
                     revealed,
                     custodians: used,
                     epoch: manifest.epoch,
+                    new_epoch,
                     warnings,
                 })
             }
         }
+    }
+
+    /// The unseal's audit rows and the exposure of every revealed secret, in one transaction.
+    fn commit_reveal(
+        &mut self,
+        entries: Vec<NewEntry>,
+        revealed: &[Revealed],
+        request: &UnsealRequest,
+        epoch: u64,
+    ) -> Result<(), VaultError> {
+        let tx = self.store.begin()?;
+        audit::append(&tx, entries)?;
+        let now = audit::now();
+        for r in revealed {
+            tx.upsert_exposure(&ExposureRow {
+                secret: r.name.clone(),
+                version: r.version,
+                epoch,
+                revealed_by: request.actor.clone(),
+                revealed_at: now.clone(),
+                reason: request.reason.clone(),
+            })?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The combined shares are burnt: move to a new epoch under the same custodians.
+    fn rekey_after_use(
+        &mut self,
+        keys: &VaultKeys,
+        request: &UnsealRequest,
+    ) -> Result<u64, VaultError> {
+        let m = self.manifest().clone();
+        let custodians = m
+            .custodians
+            .iter()
+            .map(NextCustodian::from_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let result = self.advance_epoch(
+            keys,
+            usize::from(m.threshold),
+            &custodians,
+            &request.actor,
+            &format!("after unseal: {}", request.reason),
+        );
+        if let Err(e) = &result {
+            let _ = self.append_audit(vec![NewEntry::new(
+                &request.actor,
+                "rekey_failed",
+                &m.fingerprint(),
+            )
+            .reason(&request.reason)
+            .details(serde_json::json!({ "epoch": m.epoch, "error": e.to_string() }))]);
+        }
+        result
     }
 
     fn append_audit(&mut self, entries: Vec<NewEntry>) -> Result<(), VaultError> {
@@ -429,7 +519,7 @@ fn gather_and_open(
     request: &UnsealRequest,
     reveal: &[String],
     prompt: &mut dyn UnsealPrompt,
-) -> Result<Vec<Revealed>, VaultError> {
+) -> Result<(Vec<Revealed>, VaultKeys), VaultError> {
     let manifest = vault.manifest();
     // 1. Identity files: match each key to a custodian by its public recipient.
     for (label, identities) in &request.identities {
@@ -535,10 +625,11 @@ fn gather_and_open(
         return Err(VaultError::KeyMismatch);
     }
     // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
-    reveal
+    let revealed = reveal
         .iter()
         .map(|name| vault.decrypt_secret(&keys, name))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((revealed, keys))
 }
 
 pub(crate) fn passphrase_custodian<'m>(
