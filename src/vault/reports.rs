@@ -88,12 +88,18 @@ pub struct AuditLogReport {
 impl Vault {
     pub fn list(&self) -> Result<ListReport, VaultError> {
         let read = self.store.read();
+        let exposed = read.exposures()?;
         let mut secrets = Vec::new();
         for row in read.secrets()? {
             let version = read
                 .active_version(&row.name)?
                 .map(|v| v.version)
                 .unwrap_or(0);
+            let state = if exposed.iter().any(|e| e.secret == row.name) {
+                "exposed"
+            } else {
+                "ok"
+            };
             secrets.push(SecretInfo {
                 name: row.name,
                 kind: row.kind,
@@ -101,7 +107,7 @@ impl Vault {
                 url: row.url,
                 note: row.note,
                 version,
-                state: "ok".into(),
+                state: state.into(),
             });
         }
         Ok(ListReport { secrets })
@@ -128,7 +134,7 @@ impl Vault {
         let secrets = self.store.read().secrets()?.len();
         let entries = self.store.read().audit_entries()?;
         let verify = crate::audit::verify(&entries);
-        let last_drills = last_successful_drills(&entries);
+        let last_drills = last_successful_drills(&entries, m.epoch);
         let now = chrono::Utc::now();
         let mut attention = Vec::new();
         if m.insecure_test_only_kdf {
@@ -142,6 +148,25 @@ impl Vault {
         if secrets == 0 {
             attention.push("no secrets deposited yet; add them with `breakglass put`".into());
         }
+        let exposures = self.store.read().exposures()?;
+        for e in &exposures {
+            attention.push(format!(
+                "secret {} is exposed: revealed by {} at {} ({}); rotate it with `breakglass rotate {}`",
+                e.secret, e.revealed_by, e.revealed_at, e.reason, e.secret
+            ));
+        }
+        if exposures.iter().any(|e| e.epoch == m.epoch) {
+            attention.push(format!(
+                "a re-key is due: epoch {} keys were used to reveal secrets; run `breakglass rekey` with a quorum",
+                m.epoch
+            ));
+        }
+        for v in self.store.read().versions_in(&["pending"])? {
+            attention.push(format!(
+                "secret {}: rotation to version {} was interrupted; run `breakglass rotate {}` again",
+                v.secret, v.version, v.secret
+            ));
+        }
         let custodians = m
             .custodians
             .iter()
@@ -153,6 +178,10 @@ impl Vault {
                     .map(|t| (now - t.with_timezone(&chrono::Utc)).num_days());
                 let overdue = age_days.is_none_or(|d| d > DRILL_INTERVAL_DAYS);
                 match age_days {
+                    None if m.epoch > 1 => attention.push(format!(
+                        "custodian {} has not drilled since epoch {} began; re-export their envelope (`breakglass custodian export --all --out-dir DIR`) and drill",
+                        c.name, m.epoch
+                    )),
                     None => attention.push(format!(
                         "custodian {} has never drilled; run `breakglass drill` with their key",
                         c.name
@@ -216,18 +245,16 @@ impl Vault {
     }
 }
 
-/// (custodian, time) of each custodian's newest passing drill.
-fn last_successful_drills(entries: &[crate::audit::Entry]) -> Vec<(String, String)> {
+/// (custodian, time) of each custodian's newest passing drill in `epoch`: an
+/// older epoch's envelope proves nothing about the current one.
+fn last_successful_drills(entries: &[crate::audit::Entry], epoch: u64) -> Vec<(String, String)> {
     let mut last: Vec<(String, String)> = Vec::new();
     for e in entries.iter().filter(|e| e.action == "drill") {
-        let passed = serde_json::from_str::<serde_json::Value>(&e.details)
-            .ok()
-            .and_then(|d| {
-                d.get("outcome")
-                    .and_then(|o| o.as_str())
-                    .map(|o| o == "pass")
-            })
-            .unwrap_or(false);
+        let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
+        let passed = details.as_ref().is_some_and(|d| {
+            d.get("outcome").and_then(|o| o.as_str()) == Some("pass")
+                && d.get("epoch").and_then(|x| x.as_u64()) == Some(epoch)
+        });
         if !passed {
             continue;
         }
