@@ -60,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             url: Some("https://vpn.example.com/admin".into()),
             note: Some("AnyConnect local account; bypasses Duo".into()),
             value: SecretValue::new(b"correct-horse-battery-staple".to_vec()),
+            apply: None,
         },
         "demo-admin@laptop",
     )?;

@@ -31,6 +31,8 @@ pub enum Command {
     Custodian(CustodianCommand),
     /// Deposit a new version of a secret (no quorum needed)
     Put(PutArgs),
+    /// Deposit a new version and apply it (two-phase, with an optional hook); no quorum needed
+    Rotate(RotateArgs),
     /// List secrets: names, kinds, usernames, URLs, versions, state; never values
     List(JsonFlag),
     /// Fingerprint, epoch, threshold, custodians, drills, open requests, and anything that needs attention
@@ -128,6 +130,44 @@ pub struct PutArgs {
     /// Read the value from this file (else stdin, else a hidden prompt)
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Rotation hook: `sh -c CMD` gets each new value on stdin (e.g. chpasswd, ldappasswd)
+    #[arg(long, value_name = "CMD")]
+    pub apply: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CharsetArg {
+    Alnum,
+    AlnumSymbols,
+    Hex,
+    Digits,
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    /// The secret to rotate
+    #[arg(required_unless_present = "exposed", conflicts_with = "exposed")]
+    pub name: Option<String>,
+    /// Rotate every exposed secret that has a generator or a hook; list the rest
+    #[arg(long)]
+    pub exposed: bool,
+    /// Draw a new password from the OS CSPRNG
+    #[arg(long, conflicts_with = "file")]
+    pub generate: bool,
+    /// Generated password length
+    #[arg(long, default_value_t = 24, requires = "generate")]
+    pub length: usize,
+    /// Generated password alphabet
+    #[arg(long, value_enum, default_value = "alnum", requires = "generate")]
+    pub charset: CharsetArg,
+    /// Read the new value from this file (else stdin, else a hidden prompt)
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Set this secret's apply hook: `sh -c CMD` gets the new value on stdin
+    #[arg(long, value_name = "CMD")]
+    pub apply: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

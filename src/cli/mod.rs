@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
 use breakglass::vault::{
-    approve as approve_request, current_actor, ApproveInput, ApproverKey, CustodianSpec, Deposit,
-    DrillRequest, InitOptions, RecipientSpec, RemoteApprovals, SecretKind, UnsealRequest,
+    approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
+    Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RemoteApprovals, RotateRequest,
+    SecretKind, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
-use args::{ApproveArgs, AuditCommand, Cli, Command, CustodianCommand, KindArg, RunbookCommand};
+use args::{
+    ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand, KindArg, RunbookCommand,
+};
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAILURE: i32 = 1;
@@ -144,10 +147,42 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     url: a.url,
                     note: a.note,
                     value,
+                    apply: a.apply,
                 },
                 &actor,
             )?;
             println!("Deposited {name} version {version}.");
+            Ok(EXIT_OK)
+        }
+        Command::Rotate(a) => {
+            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            if a.exposed {
+                let report = vault.rotate_exposed(&actor)?;
+                render::rotate_exposed(&report, a.json);
+                let done = report.failed.is_empty() && report.needs_human.is_empty();
+                return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
+            }
+            let name = a.name.expect("clap requires NAME without --exposed");
+            let value = if a.generate {
+                NewValue::Generate {
+                    length: a.length,
+                    charset: match a.charset {
+                        CharsetArg::Alnum => Charset::Alnum,
+                        CharsetArg::AlnumSymbols => Charset::AlnumSymbols,
+                        CharsetArg::Hex => Charset::Hex,
+                        CharsetArg::Digits => Charset::Digits,
+                    },
+                }
+            } else {
+                NewValue::Given(input::secret_value(a.file.as_deref(), &name)?)
+            };
+            let outcome = vault.rotate(RotateRequest {
+                name,
+                value,
+                apply: a.apply,
+                actor,
+            })?;
+            render::rotated(&outcome, a.json);
             Ok(EXIT_OK)
         }
         Command::List(f) => {

@@ -6,8 +6,8 @@ use std::io::Write;
 use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
-    Approval, AuditLogReport, CustodianListReport, DrillReport, ListReport, RequestIssued,
-    RunbookReport, StatusReport, UnsealReport,
+    Approval, AuditLogReport, CustodianListReport, DrillReport, ExposedRotation, ListReport,
+    RequestIssued, RotateOutcome, RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -316,5 +316,37 @@ pub fn drill(report: &DrillReport, as_json: bool) {
             "drill failed for {}; re-export the envelope or check the key",
             failed.join("; ")
         ));
+    }
+}
+
+pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
+    if as_json {
+        return json(outcome);
+    }
+    let hook = match outcome.hook_exit {
+        Some(code) => format!(" (apply hook exited {code})"),
+        None => String::new(),
+    };
+    println!(
+        "Rotated {} to version {}{hook}; it is {} now.",
+        outcome.name, outcome.version, outcome.state
+    );
+}
+
+pub fn rotate_exposed(report: &ExposedRotation, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    for r in &report.rotated {
+        rotated(r, false);
+    }
+    for f in &report.failed {
+        println!("FAILED: {f}");
+    }
+    for name in &report.needs_human {
+        println!("needs a human: {name} (no generator or hook; run `breakglass rotate {name} --file PATH`)");
+    }
+    if report.rotated.is_empty() && report.failed.is_empty() && report.needs_human.is_empty() {
+        println!("Nothing is exposed.");
     }
 }

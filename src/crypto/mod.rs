@@ -36,6 +36,17 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// A random string of `length` characters drawn uniformly from `alphabet` (OS CSPRNG).
+pub fn random_string(length: usize, alphabet: &[u8]) -> zeroize::Zeroizing<String> {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(length));
+    for _ in 0..length {
+        out.push(alphabet[rng.gen_range(0..alphabet.len())] as char);
+    }
+    out
+}
+
 /// Constant-time comparison for commitments and keys.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

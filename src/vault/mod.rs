@@ -8,6 +8,7 @@ mod init;
 mod records;
 mod remote;
 mod reports;
+mod rotate;
 mod unseal;
 
 pub use drill::{DrillOutcome, DrillReport, DrillRequest};
@@ -18,6 +19,9 @@ pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
 pub use reports::{
     AuditLogReport, CustodianInfo, CustodianListReport, ListReport, RunbookReport, SecretInfo,
     StatusReport,
+};
+pub use rotate::{
+    Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest, DEFAULT_LENGTH,
 };
 pub use unseal::{RemoteApprovals, Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
 
@@ -76,6 +80,8 @@ pub struct Deposit {
     pub url: Option<String>,
     pub note: Option<String>,
     pub value: SecretValue,
+    /// Rotation hook: run with each new value on its stdin (see `rotate`).
+    pub apply: Option<String>,
 }
 
 /// An opened, verified, still sealed vault.
@@ -156,6 +162,15 @@ impl Vault {
             note: keep(deposit.note, existing.as_ref().map(|e| &e.note)),
             created: now.clone(),
         })?;
+        if deposit.apply.is_some() {
+            tx.update_rotation(
+                &deposit.name,
+                &crate::store::RotationRow {
+                    apply_cmd: deposit.apply.clone(),
+                    ..Default::default()
+                },
+            )?;
+        }
         tx.insert_active_version(&VersionRow {
             secret: deposit.name.clone(),
             version,

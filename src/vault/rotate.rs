@@ -1,0 +1,340 @@
+//! Rotation without a quorum, in two phases so nothing is lost: the new version
+//! is stored `pending`, the apply hook runs with the value on its stdin, and only
+//! if it exits 0 does the new version become `active` (the old one `superseded`).
+//! A failed hook leaves the old version active and the new one `failed`.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::records::{self, SecretValue};
+use super::{SecretKind, Vault, VaultError};
+use crate::audit::{self, NewEntry};
+use crate::crypto::{self, CustodianRecipient};
+use crate::store::{RotationRow, VersionRow};
+
+/// How long an apply hook may run before it is killed and the rotation fails.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_LENGTH: usize = 24;
+
+/// Alphabets for generated passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charset {
+    Alnum,
+    AlnumSymbols,
+    Hex,
+    Digits,
+}
+
+impl Charset {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Charset::Alnum => "alnum",
+            Charset::AlnumSymbols => "alnum-symbols",
+            Charset::Hex => "hex",
+            Charset::Digits => "digits",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Alnum, Self::AlnumSymbols, Self::Hex, Self::Digits]
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
+
+    fn alphabet(&self) -> &'static [u8] {
+        match self {
+            Charset::Alnum => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            Charset::AlnumSymbols => {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#%+-.:=?@^_~"
+            }
+            Charset::Hex => b"0123456789abcdef",
+            Charset::Digits => b"0123456789",
+        }
+    }
+}
+
+/// Where the new value comes from.
+pub enum NewValue {
+    Given(SecretValue),
+    Generate { length: usize, charset: Charset },
+}
+
+pub struct RotateRequest {
+    pub name: String,
+    pub value: NewValue,
+    /// Set (and keep) this secret's apply hook.
+    pub apply: Option<String>,
+    pub actor: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RotateOutcome {
+    pub name: String,
+    pub version: u32,
+    pub hook_exit: Option<i32>,
+    pub state: String,
+}
+
+/// What `rotate --exposed` did.
+#[derive(Debug, Serialize)]
+pub struct ExposedRotation {
+    pub rotated: Vec<RotateOutcome>,
+    pub failed: Vec<String>,
+    pub needs_human: Vec<String>,
+}
+
+impl Vault {
+    pub fn rotate(&mut self, request: RotateRequest) -> Result<RotateOutcome, VaultError> {
+        let name = request.name.clone();
+        let meta = self
+            .store
+            .read()
+            .secret(&name)?
+            .ok_or_else(|| VaultError::UnknownSecret(name.clone()))?;
+        let kind = SecretKind::parse(&meta.kind)?;
+        let generator = match &request.value {
+            NewValue::Generate { length, charset } => {
+                (Some(*length as u32), Some(charset.as_str().to_string()))
+            }
+            NewValue::Given(_) => (None, None),
+        };
+        let settings = RotationRow {
+            apply_cmd: request.apply.clone(),
+            gen_length: generator.0,
+            gen_charset: generator.1,
+        };
+        let value = match request.value {
+            NewValue::Given(v) => v,
+            NewValue::Generate { length, charset } => {
+                if kind != SecretKind::Password {
+                    return Err(VaultError::Secret {
+                        name,
+                        detail: format!("is a {} secret; --generate makes passwords only — give the new value with --file or stdin", meta.kind),
+                    });
+                }
+                if !(12..=256).contains(&length) {
+                    return Err(VaultError::invalid(format!(
+                        "--length {length}: choose 12 to 256"
+                    )));
+                }
+                SecretValue::new(
+                    crypto::random_string(length, charset.alphabet())
+                        .as_bytes()
+                        .to_vec(),
+                )
+            }
+        };
+        if std::str::from_utf8(value.expose_secret()).map_or(true, |t| t.trim().is_empty()) {
+            return Err(VaultError::Secret {
+                name,
+                detail: "new value is empty or not UTF-8 text; nothing was rotated".into(),
+            });
+        }
+        let hook = match &request.apply {
+            Some(cmd) => Some(cmd.clone()),
+            None => self.store.read().rotation(&name)?.apply_cmd,
+        };
+
+        // Phase 1: the new version, pending; earlier interrupted attempts are abandoned.
+        let version = self.store_pending(&name, &value, &settings, &request.actor, kind)?;
+
+        // Phase 2: apply it where it lives.
+        let (hook_exit, hook_error) = match &hook {
+            None => (None, None),
+            Some(cmd) => match run_hook(cmd, &name, meta.username.as_deref(), &value) {
+                Ok((0, _)) => (Some(0), None),
+                Ok((code, last_stderr)) if last_stderr.is_empty() => {
+                    (Some(code), Some(format!("apply hook exited {code}")))
+                }
+                Ok((code, last_stderr)) => (
+                    Some(code),
+                    Some(format!("apply hook exited {code}: {last_stderr}")),
+                ),
+                Err(why) => (None, Some(why)),
+            },
+        };
+
+        // Phase 3: promote or keep as failed.
+        let tx = self.store.begin()?;
+        let outcome = match &hook_error {
+            None => {
+                tx.activate_version(&name, version)?;
+                tx.clear_exposure(&name)?;
+                audit::append(
+                    &tx,
+                    vec![NewEntry::new(&request.actor, "rotate", &name).details(
+                        serde_json::json!({ "version": version, "hook_exit": hook_exit }),
+                    )],
+                )?;
+                "active"
+            }
+            Some(_) => {
+                tx.set_version_state(&name, version, "failed")?;
+                audit::append(
+                    &tx,
+                    vec![NewEntry::new(&request.actor, "rotate_failed", &name)
+                        .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": "apply hook failed" }))],
+                )?;
+                "failed"
+            }
+        };
+        tx.commit()?;
+        if let Some(why) = hook_error {
+            return Err(VaultError::Secret {
+                name,
+                detail: format!("{why}; version {version} kept as failed and the old version stays active — fix the hook and rotate again"),
+            });
+        }
+        Ok(RotateOutcome {
+            name,
+            version,
+            hook_exit,
+            state: outcome.into(),
+        })
+    }
+
+    fn store_pending(
+        &mut self,
+        name: &str,
+        value: &SecretValue,
+        settings: &RotationRow,
+        actor: &str,
+        kind: SecretKind,
+    ) -> Result<u32, VaultError> {
+        let recipient = CustodianRecipient::parse_public_key(&self.manifest().vault_recipient)
+            .map_err(VaultError::Invalid)?;
+        let vault_id = self.vault_id();
+        let epoch = self.manifest().epoch;
+        let tx = self.store.begin()?;
+        for stale in tx
+            .read()
+            .versions_in(&["pending"])?
+            .into_iter()
+            .filter(|v| v.secret == name)
+        {
+            tx.set_version_state(name, stale.version, "abandoned")?;
+        }
+        let version = tx.read().latest_version_number(name)? + 1;
+        let plaintext = records::encode_secret(&vault_id, name, version, value);
+        let ciphertext =
+            crypto::encrypt_armored(&recipient, &plaintext).map_err(VaultError::invalid)?;
+        tx.insert_version(&VersionRow {
+            secret: name.into(),
+            version,
+            epoch,
+            ciphertext: ciphertext.clone(),
+            state: "pending".into(),
+            depositor: actor.into(),
+            created: audit::now(),
+        })?;
+        tx.update_rotation(name, settings)?;
+        audit::append(
+            &tx,
+            vec![
+                NewEntry::new(actor, "rotate_started", name).details(serde_json::json!({
+                    "version": version,
+                    "kind": kind.as_str(),
+                    "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
+                })),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// Rotate every exposed secret that has a generator or a hook; list the rest.
+    pub fn rotate_exposed(&mut self, actor: &str) -> Result<ExposedRotation, VaultError> {
+        let mut report = ExposedRotation {
+            rotated: Vec::new(),
+            failed: Vec::new(),
+            needs_human: Vec::new(),
+        };
+        for exposure in self.store.read().exposures()? {
+            let name = exposure.secret;
+            let settings = self.store.read().rotation(&name)?;
+            let kind = self.store.read().secret(&name)?.map(|s| s.kind);
+            let automatic = kind.as_deref() == Some("password")
+                && (settings.apply_cmd.is_some() || settings.gen_length.is_some());
+            if !automatic {
+                report.needs_human.push(name);
+                continue;
+            }
+            let length = settings.gen_length.map_or(DEFAULT_LENGTH, |l| l as usize);
+            let charset = settings
+                .gen_charset
+                .as_deref()
+                .and_then(Charset::parse)
+                .unwrap_or(Charset::Alnum);
+            match self.rotate(RotateRequest {
+                name: name.clone(),
+                value: NewValue::Generate { length, charset },
+                apply: None,
+                actor: actor.into(),
+            }) {
+                Ok(outcome) => report.rotated.push(outcome),
+                Err(e) => report.failed.push(e.to_string()),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Run `sh -c CMD` with the new value on stdin (never argv or the environment).
+/// Returns the exit code and the last line of its stderr, or why it could not run.
+fn run_hook(
+    cmd: &str,
+    name: &str,
+    username: Option<&str>,
+    value: &SecretValue,
+) -> Result<(i32, String), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("BREAKGLASS_SECRET_NAME", name)
+        .env("BREAKGLASS_SECRET_USERNAME", username.unwrap_or(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("apply hook could not start ({e})"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that ignores stdin closes the pipe early; its exit code decides.
+        let _ = stdin.write_all(value.expose_secret());
+    }
+    let mut stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(64 * 1024).read_to_string(&mut text);
+        }
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > HOOK_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "apply hook timed out after {}s",
+                    HOOK_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("apply hook could not be waited for ({e})")),
+        }
+    };
+    let stderr_text = reader.join().unwrap_or_default();
+    let last = stderr_text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status.code().unwrap_or(-1), last))
+}
