@@ -6,15 +6,34 @@ mod support;
 use support::{one_line_error, Kit};
 
 fn unseal_json(kit: &Kit, who: &[&str], reveal: &[&str], extra: &[&str]) -> serde_json::Value {
-    let out = kit.unseal(who, reveal).arg("--json").args(extra).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kit
+        .unseal(who, reveal)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn state_of(kit: &Kit, name: &str) -> String {
     let list = kit.json(&["list"]);
-    let secret = list["secrets"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
-    format!("v{} {}", secret["version"], secret["state"].as_str().unwrap())
+    let secret = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+        .clone();
+    format!(
+        "v{} {}",
+        secret["version"],
+        secret["state"].as_str().unwrap()
+    )
 }
 
 #[test]
@@ -23,33 +42,69 @@ fn a_reveal_marks_the_secret_exposed_and_ends_the_epoch() {
     kit.put("vpn", "password", "pw-1");
     kit.put("notes", "note", "untouched");
     let old_envelope = kit.path("alice-epoch1.age");
-    kit.bg().args(["custodian", "export", "alice", "--out"]).arg(&old_envelope).assert().success();
+    kit.bg()
+        .args(["custodian", "export", "alice", "--out"])
+        .arg(&old_envelope)
+        .assert()
+        .success();
 
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
-    assert_eq!((v["epoch"].as_u64(), v["new_epoch"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (v["epoch"].as_u64(), v["new_epoch"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(state_of(&kit, "vpn"), "v1 exposed");
     assert_eq!(state_of(&kit, "notes"), "v1 ok");
     let status = kit.json(&["status"]);
     assert_eq!(status["epoch"], 2);
     let attention = status["attention"].to_string();
     assert!(attention.contains("secret vpn is exposed"), "{attention}");
-    assert!(attention.contains("has not drilled since epoch 2 began"), "{attention}");
+    assert!(
+        attention.contains("has not drilled since epoch 2 began"),
+        "{attention}"
+    );
     assert!(!attention.contains("re-key is due"));
     kit.bg().args(["status", "--check"]).assert().code(1);
     kit.bg().args(["audit", "verify"]).assert().success();
 
     // The envelope exported before is dead.
-    let out = kit.bg().args(["drill", "--identity"]).arg(kit.key("alice")).arg("--envelope").arg(&old_envelope).output().unwrap();
+    let out = kit
+        .bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--envelope")
+        .arg(&old_envelope)
+        .output()
+        .unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("share is from epoch 1; the vault is at epoch 2"), "{err}");
+    assert!(
+        err.contains("share is from epoch 1; the vault is at epoch 2"),
+        "{err}"
+    );
     // Fresh envelopes for everyone, and a fresh quorum opens epoch 2 with every secret readable.
     let dir = kit.path("envelopes");
-    kit.bg().args(["custodian", "export", "--all", "--out-dir"]).arg(&dir).assert().success();
+    kit.bg()
+        .args(["custodian", "export", "--all", "--out-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
     for name in ["alice", "bob", "carol"] {
-        let out = std::process::Command::new("age").arg("-d").arg("-i").arg(kit.key(name)).arg(dir.join(format!("{name}.age"))).output().unwrap();
+        let out = std::process::Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(kit.key(name))
+            .arg(dir.join(format!("{name}.age")))
+            .output()
+            .unwrap();
         assert!(out.status.success());
     }
-    kit.bg().args(["drill", "--identity"]).arg(kit.key("alice")).arg("--envelope").arg(dir.join("alice.age")).assert().success();
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--envelope")
+        .arg(dir.join("alice.age"))
+        .assert()
+        .success();
     let v = unseal_json(&kit, &["bob", "carol"], &["vpn", "notes"], &[]);
     assert_eq!(v["epoch"], 2);
     assert_eq!(v["revealed"][0]["value"], "pw-1");
@@ -60,7 +115,11 @@ fn a_reveal_marks_the_secret_exposed_and_ends_the_epoch() {
 fn no_rekey_keeps_the_epoch_warns_and_logs() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "pw");
-    let out = kit.unseal(&["alice", "bob"], &["vpn"]).arg("--no-rekey").output().unwrap();
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn"])
+        .arg("--no-rekey")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-rekey: the vault stays at epoch 1"));
     let status = kit.json(&["status"]);
@@ -84,10 +143,25 @@ fn rotation_hook_gets_the_new_value_on_stdin_and_promotes_it() {
         .success();
     unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
     assert_eq!(state_of(&kit, "vpn"), "v1 exposed");
-    let out = kit.bg().args(["rotate", "vpn", "--generate", "--length", "32", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kit
+        .bg()
+        .args(["rotate", "vpn", "--generate", "--length", "32", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["version"].as_u64(), v["hook_exit"].as_i64(), v["state"].as_str()), (Some(2), Some(0), Some("active")));
+    assert_eq!(
+        (
+            v["version"].as_u64(),
+            v["hook_exit"].as_i64(),
+            v["state"].as_str()
+        ),
+        (Some(2), Some(0), Some("active"))
+    );
     assert_eq!(state_of(&kit, "vpn"), "v2 ok");
     let applied = std::fs::read_to_string(&got).unwrap();
     assert_eq!(applied.len(), 32);
@@ -97,7 +171,13 @@ fn rotation_hook_gets_the_new_value_on_stdin_and_promotes_it() {
     assert_eq!(v["revealed"][0]["value"], applied.as_str());
     let log = serde_json::to_string(&kit.json(&["audit", "log"])).unwrap();
     assert!(!log.contains(&applied));
-    let rotate_row = kit.json(&["audit", "log"])["entries"].as_array().unwrap().iter().find(|e| e["action"] == "rotate").unwrap().clone();
+    let rotate_row = kit.json(&["audit", "log"])["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "rotate")
+        .unwrap()
+        .clone();
     assert_eq!(rotate_row["details"]["hook_exit"], 0);
 }
 
@@ -106,14 +186,27 @@ fn hook_that_checks_its_stdin() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("db", "password", "old-db");
     kit.bg()
-        .args(["rotate", "db", "--apply", "test \"$(cat)\" = 'new-db-pw' || { echo 'wrong value on stdin' >&2; exit 9; }"])
+        .args([
+            "rotate",
+            "db",
+            "--apply",
+            "test \"$(cat)\" = 'new-db-pw' || { echo 'wrong value on stdin' >&2; exit 9; }",
+        ])
         .write_stdin("new-db-pw\n")
         .assert()
         .success();
     assert_eq!(state_of(&kit, "db"), "v2 ok");
-    let out = kit.bg().args(["rotate", "db"]).write_stdin("something-else").output().unwrap();
+    let out = kit
+        .bg()
+        .args(["rotate", "db"])
+        .write_stdin("something-else")
+        .output()
+        .unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("apply hook exited 9: wrong value on stdin"), "{err}");
+    assert!(
+        err.contains("apply hook exited 9: wrong value on stdin"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -123,11 +216,20 @@ fn failing_hook_keeps_the_old_value_active() {
     unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
     let out = kit
         .bg()
-        .args(["rotate", "vpn", "--generate", "--apply", "echo 'ldap: insufficient access' >&2; exit 50"])
+        .args([
+            "rotate",
+            "vpn",
+            "--generate",
+            "--apply",
+            "echo 'ldap: insufficient access' >&2; exit 50",
+        ])
         .output()
         .unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("secret vpn: apply hook exited 50: ldap: insufficient access"), "{err}");
+    assert!(
+        err.contains("secret vpn: apply hook exited 50: ldap: insufficient access"),
+        "{err}"
+    );
     assert!(err.contains("old version stays active"), "{err}");
     assert_eq!(state_of(&kit, "vpn"), "v1 exposed");
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
@@ -140,18 +242,36 @@ fn failing_hook_keeps_the_old_value_active() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(states, [(1, "active".to_string()), (2, "failed".to_string())]);
+    assert_eq!(
+        states,
+        [(1, "active".to_string()), (2, "failed".to_string())]
+    );
     assert!(kit.audit_actions().contains(&"rotate_failed".to_string()));
 }
 
 #[test]
 fn rotate_exposed_handles_what_it_can_and_lists_the_rest() {
     let kit = Kit::init(&["alice", "bob"], 2);
-    kit.bg().args(["put", "vpn", "--kind", "password", "--apply", "cat > /dev/null"]).write_stdin("a").assert().success();
+    kit.bg()
+        .args([
+            "put",
+            "vpn",
+            "--kind",
+            "password",
+            "--apply",
+            "cat > /dev/null",
+        ])
+        .write_stdin("a")
+        .assert()
+        .success();
     kit.put("codes", "bypass-codes", "111\n222");
     kit.put("calm", "password", "not revealed");
     unseal_json(&kit, &["alice", "bob"], &["vpn", "codes"], &[]);
-    let out = kit.bg().args(["rotate", "--exposed", "--json"]).output().unwrap();
+    let out = kit
+        .bg()
+        .args(["rotate", "--exposed", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "a secret still needs a human");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rotated"][0]["name"], "vpn");
@@ -159,7 +279,11 @@ fn rotate_exposed_handles_what_it_can_and_lists_the_rest() {
     assert_eq!(state_of(&kit, "vpn"), "v2 ok");
     assert_eq!(state_of(&kit, "codes"), "v1 exposed");
     assert_eq!(state_of(&kit, "calm"), "v1 ok");
-    kit.bg().args(["rotate", "codes"]).write_stdin("333\n444").assert().success();
+    kit.bg()
+        .args(["rotate", "codes"])
+        .write_stdin("333\n444")
+        .assert()
+        .success();
     let out = kit.bg().args(["rotate", "--exposed"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Nothing is exposed"));
@@ -171,11 +295,29 @@ fn generate_refuses_non_passwords_and_bad_lengths() {
     kit.put("codes", "bypass-codes", "1\n2");
     kit.put("vpn", "password", "x");
     let before = kit.vault_bytes();
-    let err = one_line_error(&kit.bg().args(["rotate", "codes", "--generate"]).output().unwrap());
-    assert!(err.contains("secret codes: is a bypass-codes secret"), "{err}");
-    let err = one_line_error(&kit.bg().args(["rotate", "vpn", "--generate", "--length", "4"]).output().unwrap());
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "codes", "--generate"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("secret codes: is a bypass-codes secret"),
+        "{err}"
+    );
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "vpn", "--generate", "--length", "4"])
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("--length 4"), "{err}");
-    let err = one_line_error(&kit.bg().args(["rotate", "nope", "--generate"]).output().unwrap());
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "nope", "--generate"])
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("secret nope: no such secret"), "{err}");
     assert_eq!(kit.vault_bytes(), before);
 }
@@ -185,19 +327,107 @@ fn a_kill_during_the_hook_leaves_the_old_version_active() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "survives-the-kill");
     // The hook kills breakglass itself (its parent) between phase 1 and phase 3.
-    let out = kit.bg().args(["rotate", "vpn", "--generate", "--apply", "kill -9 $PPID; sleep 5"]).output().unwrap();
+    let out = kit
+        .bg()
+        .args([
+            "rotate",
+            "vpn",
+            "--generate",
+            "--apply",
+            "kill -9 $PPID; sleep 5",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), None, "breakglass was killed by a signal");
     // The vault opens, verifies, and the old version is active; the new one is pending.
     kit.bg().args(["audit", "verify"]).assert().success();
     assert_eq!(state_of(&kit, "vpn"), "v1 ok");
     let status = kit.json(&["status"]);
-    assert!(status["attention"].to_string().contains("rotation to version 2 was interrupted"));
+    assert!(status["attention"]
+        .to_string()
+        .contains("rotation to version 2 was interrupted"));
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
     assert_eq!(v["revealed"][0]["value"], "survives-the-kill");
     // The pending version was re-sealed with the epoch; a new rotation supersedes it.
-    kit.bg().args(["rotate", "vpn", "--apply", "true"]).write_stdin("after-the-kill").assert().success();
+    kit.bg()
+        .args(["rotate", "vpn", "--apply", "true"])
+        .write_stdin("after-the-kill")
+        .assert()
+        .success();
     assert_eq!(state_of(&kit, "vpn"), "v3 ok");
-    assert!(!kit.json(&["status"])["attention"].to_string().contains("interrupted"));
+    assert!(!kit.json(&["status"])["attention"]
+        .to_string()
+        .contains("interrupted"));
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
     assert_eq!(v["revealed"][0]["value"], "after-the-kill");
+}
+
+/// Kill `unseal --reveal` (which re-keys to a new epoch) at many points in its
+/// life. Each time, the vault must open at exactly one epoch, verify, and give
+/// back every secret with the same custodian keys.
+#[test]
+fn a_kill_at_any_point_of_the_epoch_rekey_leaves_one_whole_epoch() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    for i in 0..4 {
+        kit.put(&format!("s{i}"), "password", &format!("value-{i}"));
+    }
+    let binary = assert_cmd::cargo::cargo_bin("breakglass");
+    let mut epochs_seen = std::collections::BTreeSet::new();
+    for delay_ms in (0..60).step_by(4) {
+        let mut child = std::process::Command::new(&binary)
+            .arg("--vault")
+            .arg(&kit.vault)
+            .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+            .args([
+                "unseal",
+                "--reason",
+                "kill loop",
+                "--reveal",
+                "s0",
+                "--reveal",
+                "s3",
+                "--identity",
+            ])
+            .arg(kit.key("alice"))
+            .arg("--identity")
+            .arg(kit.key("bob"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        kit.bg().args(["audit", "verify"]).assert().success();
+        let status = kit.json(&["status"]);
+        epochs_seen.insert(status["epoch"].as_u64().unwrap());
+        let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+        let envelope_epochs: Vec<i64> = conn
+            .prepare("SELECT DISTINCT epoch FROM envelopes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            envelope_epochs,
+            [status["epoch"].as_i64().unwrap()],
+            "envelopes of exactly one epoch"
+        );
+        drop(conn);
+        let v = unseal_json(
+            &kit,
+            &["alice", "bob"],
+            &["s0", "s1", "s2", "s3"],
+            &["--no-rekey"],
+        );
+        for i in 0..4 {
+            assert_eq!(v["revealed"][i]["value"], format!("value-{i}"));
+        }
+    }
+    assert!(
+        epochs_seen.len() > 1,
+        "some runs got far enough to re-key: {epochs_seen:?}"
+    );
 }

@@ -47,6 +47,8 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Each custodian given proves their share still decrypts and matches its commitment (logged)
     Drill(DrillArgs),
+    /// With a quorum, move to a new key epoch, optionally changing threshold or custodians
+    Rekey(RekeyArgs),
     /// Read and verify the audit log (no quorum needed)
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -287,4 +289,28 @@ pub enum AuditCommand {
     Log(JsonFlag),
     /// Check the hash chain; exit 1 naming the first bad entry
     Verify(JsonFlag),
+}
+
+#[derive(Args)]
+pub struct RekeyArgs {
+    /// New threshold K (default: unchanged)
+    #[arg(long, value_name = "K")]
+    pub threshold: Option<usize>,
+    /// Add a custodian: NAME=age1…, NAME=ssh-…, NAME=@FILE or NAME=passphrase (repeatable)
+    #[arg(long = "add-custodian", value_name = "NAME=RECIPIENT")]
+    pub add: Vec<String>,
+    /// Remove a custodian (repeatable)
+    #[arg(long = "remove-custodian", value_name = "NAME")]
+    pub remove: Vec<String>,
+    /// A current custodian's age identity file or OpenSSH private key (repeatable)
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// A passphrase from a file, for a current or an added passphrase custodian (repeatable)
+    #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
+    pub passphrase_files: Vec<String>,
+    /// Why (logged)
+    #[arg(long, default_value = "scheduled rekey")]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
 use breakglass::vault::{
     approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
-    Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RemoteApprovals, RotateRequest,
-    SecretKind, UnsealRequest,
+    Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
+    RotateRequest, SecretKind, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
@@ -273,6 +273,37 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::unseal(&report, a.json);
             Ok(EXIT_OK)
         }
+        Command::Rekey(a) => {
+            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let add = custodian_specs(&a.add, "--add-custodian")?;
+            let (mut new_passphrases, quorum_passphrases): (Vec<_>, Vec<_>) =
+                input::passphrase_files(&a.passphrase_files)?
+                    .into_iter()
+                    .partition(|(n, _)| add.iter().any(|c| &c.name == n));
+            ask_new_passphrases(&add, &mut new_passphrases)?;
+            let quorum = UnsealRequest {
+                reason: a.reason,
+                actor,
+                identities: input::identity_files(&a.identities)?,
+                passphrases: quorum_passphrases,
+                reveal: Vec::new(),
+                no_rekey: false,
+                ssh_key_prompt: input::ssh_key_passphrase,
+                remote: None,
+            };
+            let report = vault.rekey(
+                quorum,
+                RekeyChanges {
+                    threshold: a.threshold,
+                    add,
+                    remove: a.remove,
+                    new_passphrases,
+                },
+                &mut input::Terminal::default(),
+            )?;
+            render::rekeyed(&report, a.json);
+            Ok(EXIT_OK)
+        }
         Command::Audit(AuditCommand::Log(f)) => {
             let vault = Vault::open(path, Access::ReadOnly)?;
             render::audit_log(&vault.audit_log()?, f.json);
@@ -433,4 +464,42 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
     write_new_file(&a.out, format!("{}\n", approval.code).as_bytes())?;
     render::approval(&approval, &request, &a.out, a.json);
     Ok(EXIT_OK)
+}
+
+/// Parse repeated `NAME=RECIPIENT` options.
+fn custodian_specs(specs: &[String], flag: &str) -> Result<Vec<CustodianSpec>, VaultError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, recipient) = spec.split_once('=').ok_or_else(|| {
+                VaultError::Invalid(format!("{flag} {spec}: expected NAME=RECIPIENT"))
+            })?;
+            let recipient =
+                RecipientSpec::parse(recipient).map_err(|detail| VaultError::Custodian {
+                    name: name.into(),
+                    detail,
+                })?;
+            Ok(CustodianSpec {
+                name: name.into(),
+                recipient,
+            })
+        })
+        .collect()
+}
+
+/// Ask on the terminal for passphrases of new passphrase custodians not given by file.
+fn ask_new_passphrases(
+    custodians: &[CustodianSpec],
+    passphrases: &mut Vec<(String, breakglass::crypto::Passphrase)>,
+) -> Result<(), VaultError> {
+    for c in custodians {
+        let wanted = matches!(c.recipient, RecipientSpec::Passphrase)
+            && !passphrases.iter().any(|(n, _)| n == &c.name);
+        if wanted {
+            if let Some(p) = input::new_passphrase(&c.name)? {
+                passphrases.push((c.name.clone(), p));
+            }
+        }
+    }
+    Ok(())
 }

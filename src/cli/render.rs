@@ -7,7 +7,7 @@ use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
     Approval, AuditLogReport, CustodianListReport, DrillReport, ExposedRotation, ListReport,
-    RequestIssued, RotateOutcome, RunbookReport, StatusReport, UnsealReport,
+    RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -349,4 +349,23 @@ pub fn rotate_exposed(report: &ExposedRotation, as_json: bool) {
     if report.rotated.is_empty() && report.failed.is_empty() && report.needs_human.is_empty() {
         println!("Nothing is exposed.");
     }
+}
+
+pub fn rekeyed(report: &RekeyReport, as_json: bool) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if as_json {
+        return json(report);
+    }
+    println!(
+        "Re-keyed from epoch {} to epoch {} with {} ({}-of-{}): {}.",
+        report.from_epoch,
+        report.epoch,
+        report.quorum.join(", "),
+        report.threshold,
+        report.custodians.len(),
+        report.custodians.join(", ")
+    );
+    println!("Every custodian re-exports their envelope: `breakglass custodian export --all --out-dir DIR`.");
 }

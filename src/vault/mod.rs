@@ -6,6 +6,7 @@ mod epoch;
 mod error;
 mod init;
 mod records;
+mod rekey;
 mod remote;
 mod reports;
 mod rotate;
@@ -15,6 +16,7 @@ pub use drill::{DrillOutcome, DrillReport, DrillRequest};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
+pub use rekey::{RekeyChanges, RekeyReport};
 pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
 pub use reports::{
     AuditLogReport, CustodianInfo, CustodianListReport, ListReport, RunbookReport, SecretInfo,

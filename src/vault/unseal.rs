@@ -257,6 +257,16 @@ impl Vault {
         request: UnsealRequest,
         prompt: &mut dyn UnsealPrompt,
     ) -> Result<UnsealReport, VaultError> {
+        self.quorum_session(request, prompt)
+            .map(|(report, _keys)| report)
+    }
+
+    /// An unseal that also hands back the rebuilt keys, for `rekey`.
+    pub(crate) fn quorum_session(
+        &mut self,
+        request: UnsealRequest,
+        prompt: &mut dyn UnsealPrompt,
+    ) -> Result<(UnsealReport, VaultKeys), VaultError> {
         let mut reveal: Vec<String> = Vec::new();
         for name in &request.reveal {
             if !reveal.contains(name) {
@@ -398,13 +408,16 @@ impl Vault {
                         ));
                     }
                 }
-                Ok(UnsealReport {
-                    revealed,
-                    custodians: used,
-                    epoch: manifest.epoch,
-                    new_epoch,
-                    warnings,
-                })
+                Ok((
+                    UnsealReport {
+                        revealed,
+                        custodians: used,
+                        epoch: manifest.epoch,
+                        new_epoch,
+                        warnings,
+                    },
+                    keys,
+                ))
             }
         }
     }

@@ -1,0 +1,139 @@
+//! `rekey`: a quorum of the current epoch moves the vault to a new epoch under a
+//! changed threshold or custodian set. Same re-encryption as after an unseal.
+
+use serde::Serialize;
+
+use super::epoch::NextCustodian;
+use super::init::{validate_custodian_name, CustodianSpec, RecipientSpec};
+use super::{UnsealPrompt, UnsealRequest, Vault, VaultError};
+use crate::crypto::{
+    self, CustodianRecipient, KdfParams, Passphrase, RecipientKind, KDF_TEST_ONLY_INSECURE,
+};
+use crate::manifest::KdfSpec;
+
+pub struct RekeyChanges {
+    pub threshold: Option<usize>,
+    pub add: Vec<CustodianSpec>,
+    pub remove: Vec<String>,
+    /// Passphrases of added `passphrase` custodians, by name.
+    pub new_passphrases: Vec<(String, Passphrase)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RekeyReport {
+    pub from_epoch: u64,
+    pub epoch: u64,
+    pub threshold: usize,
+    pub custodians: Vec<String>,
+    /// The current-epoch custodians whose shares were used.
+    pub quorum: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Vault {
+    pub fn rekey(
+        &mut self,
+        mut quorum: UnsealRequest,
+        mut changes: RekeyChanges,
+        prompt: &mut dyn UnsealPrompt,
+    ) -> Result<RekeyReport, VaultError> {
+        let m = self.manifest().clone();
+        for name in &changes.remove {
+            if m.custodian(name).is_none() {
+                return Err(VaultError::Custodian {
+                    name: name.clone(),
+                    detail: "is not a custodian, so it cannot be removed; run `breakglass custodian list`".into(),
+                });
+            }
+        }
+        let mut next: Vec<NextCustodian> = m
+            .custodians
+            .iter()
+            .filter(|c| !changes.remove.contains(&c.name))
+            .map(NextCustodian::from_entry)
+            .collect::<Result<_, _>>()?;
+        let threshold = changes.threshold.unwrap_or(usize::from(m.threshold));
+        let total = next.len() + changes.add.len();
+        if total < threshold {
+            return Err(VaultError::invalid(format!(
+                "removing {} would leave {total} custodians, fewer than the threshold {threshold}; lower --threshold or add custodians",
+                changes.remove.join(", ")
+            )));
+        }
+        crypto::check_threshold(threshold, total)
+            .map_err(|e| VaultError::invalid(format!("--threshold {threshold}: {e}")))?;
+        let params = if m.insecure_test_only_kdf {
+            KDF_TEST_ONLY_INSECURE
+        } else {
+            KdfParams::DEFAULT
+        };
+        for spec in changes.add.drain(..) {
+            validate_custodian_name(&spec.name)?;
+            if next.iter().any(|c| c.name == spec.name) {
+                return Err(VaultError::Custodian {
+                    name: spec.name,
+                    detail: "is already a custodian; pick another name".into(),
+                });
+            }
+            let (recipient, kdf) = match spec.recipient {
+                RecipientSpec::PublicKey(r) => (r, None),
+                RecipientSpec::Passphrase => {
+                    let pos = changes
+                        .new_passphrases
+                        .iter()
+                        .position(|(n, _)| n == &spec.name)
+                        .ok_or_else(|| VaultError::Custodian {
+                            name: spec.name.clone(),
+                            detail: "needs a passphrase; give --passphrase-file NAME=PATH or run on a terminal".into(),
+                        })?;
+                    let (_, passphrase) = changes.new_passphrases.swap_remove(pos);
+                    let salt = crypto::random_bytes::<16>();
+                    prompt.kdf_started(&spec.name);
+                    let identity = params.derive_identity(&passphrase, &salt);
+                    prompt.kdf_finished();
+                    let text = identity
+                        .map_err(VaultError::invalid)?
+                        .recipient()
+                        .expect("x25519 has a recipient");
+                    (
+                        CustodianRecipient::from_stored(RecipientKind::Passphrase, &text)
+                            .map_err(VaultError::invalid)?,
+                        Some(KdfSpec {
+                            salt: hex::encode(salt),
+                            params,
+                        }),
+                    )
+                }
+            };
+            if let Some(twin) = next.iter().find(|c| c.recipient.text() == recipient.text()) {
+                return Err(VaultError::Custodian {
+                    name: spec.name,
+                    detail: format!(
+                        "has the same key as custodian {}; each custodian needs their own key",
+                        twin.name
+                    ),
+                });
+            }
+            next.push(NextCustodian {
+                name: spec.name,
+                recipient,
+                kdf,
+            });
+        }
+
+        quorum.reveal.clear();
+        quorum.reason = format!("rekey: {}", quorum.reason);
+        let actor = quorum.actor.clone();
+        let reason = quorum.reason.clone();
+        let (report, keys) = self.quorum_session(quorum, prompt)?;
+        let epoch = self.advance_epoch(&keys, threshold, &next, &actor, &reason)?;
+        Ok(RekeyReport {
+            from_epoch: m.epoch,
+            epoch,
+            threshold,
+            custodians: next.into_iter().map(|c| c.name).collect(),
+            quorum: report.custodians,
+            warnings: report.warnings,
+        })
+    }
+}
