@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             note: Some("AnyConnect local account; bypasses Duo".into()),
             value: SecretValue::new(b"correct-horse-battery-staple".to_vec()),
             apply: None,
+            policy: Default::default(),
         },
         "demo-admin@laptop",
     )?;
@@ -83,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ssh_key_prompt: no_ssh_prompt,
             remote: None,
             no_rekey: false,
+            one_code: false,
         },
         &mut NoPrompt,
     )?;

@@ -135,6 +135,12 @@ pub struct PutArgs {
     /// Rotation hook: `sh -c CMD` gets each new value on stdin (e.g. chpasswd, ldappasswd)
     #[arg(long, value_name = "CMD")]
     pub apply: Option<String>,
+    /// Flag the secret in `status` when not rotated within this long, e.g. 90d
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,6 +174,12 @@ pub struct RotateArgs {
     /// Set this secret's apply hook: `sh -c CMD` gets the new value on stdin
     #[arg(long, value_name = "CMD")]
     pub apply: Option<String>,
+    /// Flag the secret in `status` when not rotated within this long, e.g. 90d
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -279,6 +291,9 @@ pub struct UnsealArgs {
     /// Do not move to a new key epoch after revealing (warned and logged; a re-key stays due)
     #[arg(long)]
     pub no_rekey: bool,
+    /// For bypass-codes secrets: reveal only the next unused code and mark it used
+    #[arg(long)]
+    pub one: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -9,6 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
+use breakglass::vault::Policy;
 use breakglass::vault::{
     approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
     Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
@@ -132,6 +133,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Put(a) => {
             let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             let value = input::secret_value(a.file.as_deref(), &a.name)?;
             let kind = match a.kind {
                 KindArg::Password => SecretKind::Password,
@@ -148,6 +150,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     note: a.note,
                     value,
                     apply: a.apply,
+                    policy,
                 },
                 &actor,
             )?;
@@ -163,6 +166,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
             }
             let name = a.name.expect("clap requires NAME without --exposed");
+            let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             let value = if a.generate {
                 NewValue::Generate {
                     length: a.length,
@@ -180,6 +184,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 name,
                 value,
                 apply: a.apply,
+                policy,
                 actor,
             })?;
             render::rotated(&outcome, a.json);
@@ -267,6 +272,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 passphrases: input::passphrase_files(&a.passphrase_files)?,
                 reveal: a.reveal,
                 no_rekey: a.no_rekey,
+                one_code: a.one,
                 ssh_key_prompt: input::ssh_key_passphrase,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
@@ -288,6 +294,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 passphrases: quorum_passphrases,
                 reveal: Vec::new(),
                 no_rekey: false,
+                one_code: false,
                 ssh_key_prompt: input::ssh_key_passphrase,
                 remote: None,
             };

@@ -107,6 +107,12 @@ pub fn status(report: &StatusReport, as_json: bool) {
         "Secrets: {}   Audit entries: {}",
         report.secrets, report.audit_entries
     );
+    for b in &report.bypass_codes {
+        println!(
+            "Bypass codes {}: {} of {} unused",
+            b.name, b.remaining, b.total
+        );
+    }
     for r in &report.open_requests {
         let state = if r.expired { "expired" } else { "open" };
         println!(

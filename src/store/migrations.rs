@@ -65,7 +65,22 @@ const STEPS: &[&str] = &[
         secret TEXT PRIMARY KEY REFERENCES secrets(name),
         apply_cmd TEXT,
         gen_length INTEGER,
-        gen_charset TEXT
+        gen_charset TEXT,
+        max_age_days INTEGER,
+        expires TEXT
+    );
+    CREATE TABLE bypass_codes (
+        secret TEXT NOT NULL REFERENCES secrets(name),
+        version INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        PRIMARY KEY (secret, version)
+    );
+    CREATE TABLE bypass_used (
+        secret TEXT NOT NULL REFERENCES secrets(name),
+        version INTEGER NOT NULL,
+        code_index INTEGER NOT NULL,
+        used_at TEXT NOT NULL,
+        PRIMARY KEY (secret, version, code_index)
     );",
 ];
 
@@ -134,6 +149,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 8);
+        assert_eq!(tables, 10);
     }
 }

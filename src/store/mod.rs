@@ -109,6 +109,9 @@ pub struct RotationRow {
     pub apply_cmd: Option<String>,
     pub gen_length: Option<u32>,
     pub gen_charset: Option<String>,
+    pub max_age_days: Option<u32>,
+    /// YYYY-MM-DD after which the credential stops working (e.g. Duo codes).
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -482,10 +485,44 @@ impl Tx<'_> {
     pub fn update_rotation(&self, secret: &str, row: &RotationRow) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO rotation_settings (secret, apply_cmd, gen_length, gen_charset) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO rotation_settings (secret, apply_cmd, gen_length, gen_charset, max_age_days, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(secret) DO UPDATE SET apply_cmd = COALESCE(excluded.apply_cmd, apply_cmd),
-                   gen_length = COALESCE(excluded.gen_length, gen_length), gen_charset = COALESCE(excluded.gen_charset, gen_charset)",
-                params![secret, row.apply_cmd, row.gen_length, row.gen_charset],
+                   gen_length = COALESCE(excluded.gen_length, gen_length), gen_charset = COALESCE(excluded.gen_charset, gen_charset),
+                   max_age_days = COALESCE(excluded.max_age_days, max_age_days), expires = COALESCE(excluded.expires, expires)",
+                params![secret, row.apply_cmd, row.gen_length, row.gen_charset, row.max_age_days, row.expires],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many single-use codes a bypass-codes version holds (counted at deposit).
+    pub fn set_code_count(
+        &self,
+        secret: &str,
+        version: u32,
+        total: usize,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT OR REPLACE INTO bypass_codes (secret, version, total) VALUES (?1, ?2, ?3)",
+                params![secret, version, total as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn mark_code_used(
+        &self,
+        secret: &str,
+        version: u32,
+        index: usize,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO bypass_used (secret, version, code_index, used_at) VALUES (?1, ?2, ?3, ?4)",
+                params![secret, version, index as i64, at],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -654,19 +691,58 @@ impl Reader<'_> {
     pub fn rotation(&self, secret: &str) -> Result<RotationRow, StoreError> {
         self.conn
             .query_row(
-                "SELECT apply_cmd, gen_length, gen_charset FROM rotation_settings WHERE secret = ?1",
+                "SELECT apply_cmd, gen_length, gen_charset, max_age_days, expires FROM rotation_settings WHERE secret = ?1",
                 params![secret],
                 |r| {
                     Ok(RotationRow {
                         apply_cmd: r.get(0)?,
                         gen_length: r.get(1)?,
                         gen_charset: r.get(2)?,
+                        max_age_days: r.get(3)?,
+                        expires: r.get(4)?,
                     })
                 },
             )
             .optional()
             .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))
+    }
+
+    /// (total, used) codes of a bypass-codes version, if counted.
+    pub fn code_counts(
+        &self,
+        secret: &str,
+        version: u32,
+    ) -> Result<Option<(usize, usize)>, StoreError> {
+        let total: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT total FROM bypass_codes WHERE secret = ?1 AND version = ?2",
+                params![secret, version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(total) = total else { return Ok(None) };
+        Ok(Some((
+            total as usize,
+            self.used_codes(secret, version)?.len(),
+        )))
+    }
+
+    /// Indexes of the codes already handed out from a version.
+    pub fn used_codes(&self, secret: &str, version: u32) -> Result<Vec<usize>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT code_index FROM bypass_used WHERE secret = ?1 AND version = ?2 ORDER BY code_index")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![secret, version], |r| {
+                r.get::<_, i64>(0).map(|i| i as usize)
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     pub fn latest_version_number(&self, secret: &str) -> Result<u32, StoreError> {

@@ -73,6 +73,79 @@ impl SecretKind {
     }
 }
 
+/// When a secret needs attention even if nobody used it.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `status` flags the secret when its active version is older than this.
+    pub max_age_days: Option<u32>,
+    /// YYYY-MM-DD the credential stops working; `status` flags it two weeks ahead.
+    pub expires: Option<String>,
+}
+
+impl Policy {
+    /// Parse `--max-age 90d` (days or weeks) and `--expires YYYY-MM-DD`.
+    pub fn parse(max_age: Option<&str>, expires: Option<&str>) -> Result<Self, VaultError> {
+        let max_age_days = match max_age {
+            None => None,
+            Some(text) => {
+                let t = text.trim();
+                let (n, mult) = if let Some(n) = t.strip_suffix('d') {
+                    (n, 1)
+                } else if let Some(n) = t.strip_suffix('w') {
+                    (n, 7)
+                } else {
+                    (t, 1)
+                };
+                let days = n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .map(|d| d * mult)
+                    .ok_or_else(|| {
+                        VaultError::invalid(format!(
+                            "--max-age {text}: expected days like 90d (or weeks like 12w)"
+                        ))
+                    })?;
+                Some(days)
+            }
+        };
+        let expires = match expires {
+            None => None,
+            Some(text) => Some(
+                chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                    .map_err(|_| {
+                        VaultError::invalid(format!(
+                            "--expires {text}: expected a date like 2027-03-31"
+                        ))
+                    })?
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+        };
+        Ok(Self {
+            max_age_days,
+            expires,
+        })
+    }
+}
+
+/// The single-use codes in a bypass-codes value: one per line or whitespace-separated.
+pub(crate) fn split_codes(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+pub(crate) fn count_codes(value: &SecretValue) -> Result<usize, VaultError> {
+    let n = std::str::from_utf8(value.expose_secret())
+        .map(|t| split_codes(t).len())
+        .unwrap_or(0);
+    if n == 0 {
+        return Err(VaultError::invalid(
+            "a bypass-codes value needs at least one code (one per line)",
+        ));
+    }
+    Ok(n)
+}
+
 /// A deposit: metadata in the clear, the value sealed to the vault recipient.
 #[derive(Debug)]
 pub struct Deposit {
@@ -84,6 +157,7 @@ pub struct Deposit {
     pub value: SecretValue,
     /// Rotation hook: run with each new value on its stdin (see `rotate`).
     pub apply: Option<String>,
+    pub policy: Policy,
 }
 
 /// An opened, verified, still sealed vault.
@@ -164,14 +238,17 @@ impl Vault {
             note: keep(deposit.note, existing.as_ref().map(|e| &e.note)),
             created: now.clone(),
         })?;
-        if deposit.apply.is_some() {
-            tx.update_rotation(
-                &deposit.name,
-                &crate::store::RotationRow {
-                    apply_cmd: deposit.apply.clone(),
-                    ..Default::default()
-                },
-            )?;
+        tx.update_rotation(
+            &deposit.name,
+            &crate::store::RotationRow {
+                apply_cmd: deposit.apply.clone(),
+                max_age_days: deposit.policy.max_age_days,
+                expires: deposit.policy.expires.clone(),
+                ..Default::default()
+            },
+        )?;
+        if deposit.kind == SecretKind::BypassCodes {
+            tx.set_code_count(&deposit.name, version, count_codes(&deposit.value)?)?;
         }
         tx.insert_active_version(&VersionRow {
             secret: deposit.name.clone(),

@@ -58,8 +58,22 @@ pub struct StatusReport {
     pub audit_entries: u64,
     /// Requests made on this machine that are still open (or just expired).
     pub open_requests: Vec<crate::remote::OpenRequest>,
+    /// Unused single-use codes of each bypass-codes secret.
+    pub bypass_codes: Vec<BypassCount>,
     pub attention: Vec<String>,
 }
+
+#[derive(Debug, Serialize)]
+pub struct BypassCount {
+    pub name: String,
+    pub remaining: usize,
+    pub total: usize,
+}
+
+/// Fewer unused bypass codes than this is flagged.
+pub const LOW_CODES: usize = 3;
+/// Expiry dates are flagged this many days ahead.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 #[derive(Debug, Serialize)]
 pub struct RunbookReport {
@@ -161,6 +175,7 @@ impl Vault {
                 m.epoch
             ));
         }
+        let bypass_codes = self.secret_policy_attention(&mut attention)?;
         for v in self.store.read().versions_in(&["pending"])? {
             attention.push(format!(
                 "secret {}: rotation to version {} was interrupted; run `breakglass rotate {}` again",
@@ -210,8 +225,61 @@ impl Vault {
             secrets,
             audit_entries: verify.entries,
             open_requests: crate::remote::pending::list_for(&m.vault_id),
+            bypass_codes,
             attention,
         })
+    }
+
+    /// Max-age, expiry and low-code flags; returns the bypass-code counts.
+    fn secret_policy_attention(
+        &self,
+        attention: &mut Vec<String>,
+    ) -> Result<Vec<BypassCount>, VaultError> {
+        let read = self.store.read();
+        let now = chrono::Utc::now();
+        let mut counts = Vec::new();
+        for secret in read.secrets()? {
+            let Some(active) = read.active_version(&secret.name)? else {
+                continue;
+            };
+            let policy = read.rotation(&secret.name)?;
+            if let Some(max_days) = policy.max_age_days {
+                let age = chrono::DateTime::parse_from_rfc3339(&active.created)
+                    .map(|t| (now - t.with_timezone(&chrono::Utc)).num_days())
+                    .unwrap_or(i64::MAX);
+                if age > i64::from(max_days) {
+                    attention.push(format!(
+                        "secret {} is overdue for rotation: version {} is {age} days old (max age {max_days} days); run `breakglass rotate {}`",
+                        secret.name, active.version, secret.name
+                    ));
+                }
+            }
+            if let Some(date) = policy.expires.as_deref() {
+                if let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                    let left = (day - now.date_naive()).num_days();
+                    if left < 0 {
+                        attention.push(format!("secret {} expired on {date}; deposit a new one with `breakglass rotate {} --expires DATE`", secret.name, secret.name));
+                    } else if left <= EXPIRY_WARNING_DAYS {
+                        attention.push(format!("secret {} expires on {date} (in {left} days); deposit a new one with `breakglass rotate {} --expires DATE`", secret.name, secret.name));
+                    }
+                }
+            }
+            if let Some((total, used)) = read.code_counts(&secret.name, active.version)? {
+                let remaining = total.saturating_sub(used);
+                if remaining < LOW_CODES {
+                    attention.push(format!(
+                        "secret {} has {remaining} unused bypass codes left (of {total}); deposit new ones with `breakglass rotate {}`",
+                        secret.name, secret.name
+                    ));
+                }
+                counts.push(BypassCount {
+                    name: secret.name,
+                    remaining,
+                    total,
+                });
+            }
+        }
+        Ok(counts)
     }
 
     pub fn runbook(&self) -> Result<RunbookReport, VaultError> {

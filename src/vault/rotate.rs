@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::records::{self, SecretValue};
-use super::{SecretKind, Vault, VaultError};
+use super::{count_codes, Policy, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{self, CustodianRecipient};
 use crate::store::{RotationRow, VersionRow};
@@ -67,6 +67,8 @@ pub struct RotateRequest {
     pub value: NewValue,
     /// Set (and keep) this secret's apply hook.
     pub apply: Option<String>,
+    /// Set (and keep) the rotation policy.
+    pub policy: Policy,
     pub actor: String,
 }
 
@@ -105,6 +107,8 @@ impl Vault {
             apply_cmd: request.apply.clone(),
             gen_length: generator.0,
             gen_charset: generator.1,
+            max_age_days: request.policy.max_age_days,
+            expires: request.policy.expires.clone(),
         };
         let value = match request.value {
             NewValue::Given(v) => v,
@@ -231,6 +235,9 @@ impl Vault {
             created: audit::now(),
         })?;
         tx.update_rotation(name, settings)?;
+        if kind == SecretKind::BypassCodes {
+            tx.set_code_count(name, version, count_codes(value)?)?;
+        }
         audit::append(
             &tx,
             vec![
@@ -272,6 +279,7 @@ impl Vault {
                 name: name.clone(),
                 value: NewValue::Generate { length, charset },
                 apply: None,
+                policy: Policy::default(),
                 actor: actor.into(),
             }) {
                 Ok(outcome) => report.rotated.push(outcome),

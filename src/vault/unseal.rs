@@ -38,6 +38,8 @@ pub struct UnsealRequest {
     pub remote: Option<RemoteApprovals>,
     /// Skip the new epoch after a reveal (warned and logged).
     pub no_rekey: bool,
+    /// For bypass-codes: reveal only the next unused code and mark it used.
+    pub one_code: bool,
 }
 
 /// A request made here, its ephemeral key, and the approval codes that came back.
@@ -54,6 +56,8 @@ pub struct Revealed {
     pub username: Option<String>,
     pub version: u32,
     pub value: SecretValue,
+    /// With `--one`: which single-use code of the version this is.
+    pub code_index: Option<usize>,
 }
 
 impl std::fmt::Debug for Revealed {
@@ -375,7 +379,7 @@ impl Vault {
                         NewEntry::new(&request.actor, "reveal", &r.name)
                             .reason(&request.reason)
                             .details(
-                                serde_json::json!({ "version": r.version, "custodians": used }),
+                                serde_json::json!({ "version": r.version, "custodians": used, "code_index": r.code_index }),
                             ),
                     );
                 }
@@ -434,6 +438,11 @@ impl Vault {
         audit::append(&tx, entries)?;
         let now = audit::now();
         for r in revealed {
+            if let Some(index) = r.code_index {
+                // One single-use code was handed out: it is spent, the others were not seen.
+                tx.mark_code_used(&r.name, r.version, index, &now)?;
+                continue;
+            }
             tx.upsert_exposure(&ExposureRow {
                 secret: r.name.clone(),
                 version: r.version,
@@ -485,7 +494,12 @@ impl Vault {
         Ok(())
     }
 
-    fn decrypt_secret(&self, keys: &VaultKeys, name: &str) -> Result<Revealed, VaultError> {
+    fn decrypt_secret(
+        &self,
+        keys: &VaultKeys,
+        name: &str,
+        one_code: bool,
+    ) -> Result<Revealed, VaultError> {
         let read = self.store.read();
         let tampered = |detail: &str| VaultError::Secret {
             name: name.into(),
@@ -516,13 +530,54 @@ impl Vault {
                 version.version
             )));
         }
+        let kind = SecretKind::parse(&meta.kind)?;
+        let (value, code_index) = if one_code {
+            self.next_unused_code(name, kind, version.version, &value)?
+        } else {
+            (value, None)
+        };
         Ok(Revealed {
             name: name.into(),
-            kind: SecretKind::parse(&meta.kind)?,
+            kind,
             username: meta.username,
             version: version.version,
             value,
+            code_index,
         })
+    }
+
+    /// For `--one`: the first code of a bypass-codes version not handed out yet.
+    fn next_unused_code(
+        &self,
+        name: &str,
+        kind: SecretKind,
+        version: u32,
+        value: &SecretValue,
+    ) -> Result<(SecretValue, Option<usize>), VaultError> {
+        if kind != SecretKind::BypassCodes {
+            return Err(VaultError::Secret {
+                name: name.into(),
+                detail: format!(
+                    "is a {} secret; --one hands out single bypass codes only",
+                    kind.as_str()
+                ),
+            });
+        }
+        let text = std::str::from_utf8(value.expose_secret()).unwrap_or_default();
+        let codes = super::split_codes(text);
+        let used = self.store.read().used_codes(name, version)?;
+        let (index, code) = codes
+            .iter()
+            .enumerate()
+            .find(|(i, _)| !used.contains(i))
+            .ok_or_else(|| VaultError::Secret {
+                name: name.into(),
+                detail: format!(
+                    "all {} codes are used; deposit new ones with `breakglass rotate {name}`",
+                    codes.len()
+                ),
+            })?;
+        Ok((SecretValue::new(code.as_bytes().to_vec()), Some(index)))
     }
 }
 
@@ -640,7 +695,7 @@ fn gather_and_open(
     // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
     let revealed = reveal
         .iter()
-        .map(|name| vault.decrypt_secret(&keys, name))
+        .map(|name| vault.decrypt_secret(&keys, name, request.one_code))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((revealed, keys))
 }
