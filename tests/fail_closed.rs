@@ -8,7 +8,13 @@ use assert_cmd::Command;
 
 fn bg(vault: &Path) -> Command {
     let mut cmd = Command::cargo_bin("breakglass").unwrap();
-    cmd.arg("--vault").arg(vault).env_remove("BREAKGLASS_VAULT");
+    cmd.arg("--vault")
+        .arg(vault)
+        .env_remove("BREAKGLASS_VAULT")
+        .env(
+            "BREAKGLASS_STATE_DIR",
+            vault.parent().unwrap().join("state"),
+        );
     cmd
 }
 

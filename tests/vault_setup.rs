@@ -246,6 +246,7 @@ fn vault_path_comes_from_the_environment_when_no_flag_is_given() {
     let kit = Kit::init(&["alice", "bob"], 2);
     let mut cmd = assert_cmd::Command::cargo_bin("breakglass").unwrap();
     cmd.env("BREAKGLASS_VAULT", &kit.vault)
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
         .current_dir(kit.dir.path())
         .args(["status", "--json"])
         .assert()

@@ -49,6 +49,12 @@ pub enum Command {
     Drill(DrillArgs),
     /// With a quorum, move to a new key epoch, optionally changing threshold or custodians
     Rekey(RekeyArgs),
+    /// Compare another copy of the vault with this one: same vault, epochs, diverged logs
+    VerifyCopy {
+        other: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and verify the audit log (no quorum needed)
     #[command(subcommand)]
     Audit(AuditCommand),

@@ -80,7 +80,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::Custodian(CustodianCommand::List(f)) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             render::custodians(&vault.custodians(), f.json);
             Ok(EXIT_OK)
         }
@@ -90,7 +90,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             all,
             out_dir,
         }) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             let targets: Vec<(String, PathBuf)> = match (all, name, out, out_dir) {
                 (true, _, _, Some(dir)) => {
                     std::fs::DirBuilder::new()
@@ -132,7 +132,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::Put(a) => {
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             let value = input::secret_value(a.file.as_deref(), &a.name)?;
             let kind = match a.kind {
@@ -158,7 +158,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::Rotate(a) => {
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             if a.exposed {
                 let report = vault.rotate_exposed(&actor)?;
                 render::rotate_exposed(&report, a.json);
@@ -191,12 +191,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::List(f) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             render::list(&vault.list()?, f.json);
             Ok(EXIT_OK)
         }
         Command::Status(a) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             let report = vault.status()?;
             render::status(&report, a.json);
             Ok(if a.check && !report.attention.is_empty() {
@@ -208,7 +208,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Request(a) => {
             let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
             refuse_existing(&a.out)?;
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             let issued = vault.create_request(&a.reason, ttl, &actor)?;
             write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
             render::request(&issued, &a.out, a.json);
@@ -216,7 +216,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Approve(a) => approve(a, vault_flag, path),
         Command::Drill(a) => {
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             let envelope = match &a.envelope {
                 Some(p) => Some((p.display().to_string(), input::text(Some(p), "envelope")?)),
                 None => None,
@@ -236,20 +236,20 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Runbook(a) => match a.command {
             Some(RunbookCommand::Set { file }) => {
-                let mut vault = Vault::open(path, Access::ReadWrite)?;
+                let mut vault = open(path, Access::ReadWrite)?;
                 let text = input::text(file.as_deref(), "runbook")?;
                 vault.set_runbook(&text, &actor)?;
                 println!("Runbook updated ({} bytes).", text.len());
                 Ok(EXIT_OK)
             }
             None => {
-                let vault = Vault::open(path, Access::ReadOnly)?;
+                let vault = open(path, Access::ReadOnly)?;
                 render::runbook(&vault.runbook()?, a.json);
                 Ok(EXIT_OK)
             }
         },
         Command::Unseal(a) => {
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             let remote = match &a.request {
                 Some(file) => Some(remote_approvals(file, &a.approvals)?),
                 None => None,
@@ -280,7 +280,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::Rekey(a) => {
-            let mut vault = Vault::open(path, Access::ReadWrite)?;
+            let mut vault = open(path, Access::ReadWrite)?;
             let add = custodian_specs(&a.add, "--add-custodian")?;
             let (mut new_passphrases, quorum_passphrases): (Vec<_>, Vec<_>) =
                 input::passphrase_files(&a.passphrase_files)?
@@ -311,13 +311,24 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::rekeyed(&report, a.json);
             Ok(EXIT_OK)
         }
+        Command::VerifyCopy { other, json } => {
+            let vault = open(path, Access::ReadOnly)?;
+            let copy = open(&other, Access::ReadOnly)?;
+            let report = vault.compare_copy(&copy)?;
+            render::copy_comparison(&report, &other, json);
+            Ok(if report.same_vault && !report.diverged {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            })
+        }
         Command::Audit(AuditCommand::Log(f)) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             render::audit_log(&vault.audit_log()?, f.json);
             Ok(EXIT_OK)
         }
         Command::Audit(AuditCommand::Verify(f)) => {
-            let vault = Vault::open(path, Access::ReadOnly)?;
+            let vault = open(path, Access::ReadOnly)?;
             let report = vault.verify_audit()?;
             render::audit_verify(&report, f.json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
@@ -453,7 +464,7 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
         ));
     }
     let vault = if a.envelope.is_none() || vault_flag {
-        Some(Vault::open(path, Access::ReadOnly)?)
+        Some(open(path, Access::ReadOnly)?)
     } else {
         None
     };
@@ -509,4 +520,13 @@ fn ask_new_passphrases(
         }
     }
     Ok(())
+}
+
+/// Open and verify the vault, showing any loud warning (a stale copy) first.
+fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
+    let vault = Vault::open(path, access)?;
+    for w in vault.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(vault)
 }

@@ -6,8 +6,9 @@ use std::io::Write;
 use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
-    Approval, AuditLogReport, CustodianListReport, DrillReport, ExposedRotation, ListReport,
-    RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport, UnsealReport,
+    Approval, AuditLogReport, CopyComparison, CustodianListReport, DrillReport, ExposedRotation,
+    ListReport, RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport,
+    UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -374,4 +375,39 @@ pub fn rekeyed(report: &RekeyReport, as_json: bool) {
         report.custodians.join(", ")
     );
     println!("Every custodian re-exports their envelope: `breakglass custodian export --all --out-dir DIR`.");
+}
+
+pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json: bool) {
+    if as_json {
+        json(report);
+    } else if report.same_vault {
+        println!(
+            "Same vault {}. This copy: epoch {}, {} log entries. {}: epoch {}, {} log entries.",
+            report.this_fingerprint,
+            report.this_epoch,
+            report.this_entries,
+            other.display(),
+            report.other_epoch,
+            report.other_entries
+        );
+        if !report.diverged {
+            println!(
+                "The logs agree on their first {} entries; one extends the other.",
+                report.common_entries
+            );
+        }
+    }
+    if !report.same_vault {
+        error(&format!(
+            "{} is a different vault ({}, this one is {}); compare copies of the same vault",
+            other.display(),
+            report.other_fingerprint,
+            report.this_fingerprint
+        ));
+    } else if report.diverged {
+        error(&format!(
+            "the audit logs diverge after entry {}: both copies were used separately; keep both and reconcile them",
+            report.common_entries
+        ));
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod code;
 pub mod pending;
+pub mod pins;
 pub mod request;
 pub mod words;
 

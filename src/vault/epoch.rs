@@ -170,6 +170,11 @@ impl Vault {
                 }))],
         )?;
         tx.commit()?;
+        crate::remote::pins::check(
+            &signed.manifest.vault_id,
+            &signed.manifest.fingerprint(),
+            epoch,
+        );
         self.current = signed;
         Ok(epoch)
     }

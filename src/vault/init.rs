@@ -224,9 +224,12 @@ impl Vault {
             return Err(e);
         }
         let store = store.publish(path)?;
+        let m = &signed.manifest;
+        crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch);
         Ok(Vault {
             store,
             current: signed,
+            warnings: Vec::new(),
         })
     }
 }

@@ -19,8 +19,8 @@ pub use records::SecretValue;
 pub use rekey::{RekeyChanges, RekeyReport};
 pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
 pub use reports::{
-    AuditLogReport, CustodianInfo, CustodianListReport, ListReport, RunbookReport, SecretInfo,
-    StatusReport,
+    AuditLogReport, CopyComparison, CustodianInfo, CustodianListReport, ListReport, RunbookReport,
+    SecretInfo, StatusReport,
 };
 pub use rotate::{
     Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest, DEFAULT_LENGTH,
@@ -164,6 +164,7 @@ pub struct Deposit {
 pub struct Vault {
     store: Store,
     current: SignedManifest,
+    warnings: Vec<String>,
 }
 
 impl Vault {
@@ -171,7 +172,34 @@ impl Vault {
     pub fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
         let store = Store::open(path, access)?;
         let current = manifest::verify_chain(&store.read().manifests()?)?;
-        Ok(Vault { store, current })
+        let m = &current.manifest;
+        let mut warnings = Vec::new();
+        match crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch) {
+            crate::remote::pins::PinCheck::Fine => {}
+            crate::remote::pins::PinCheck::Stale { seen } => warnings.push(format!(
+                "STALE COPY: {} is at epoch {} but this machine has seen epoch {seen} of this vault; its shares may be dead and its log incomplete — use the newest copy",
+                path.display(),
+                m.epoch
+            )),
+            crate::remote::pins::PinCheck::Mismatch { pinned } => {
+                return Err(VaultError::invalid(format!(
+                    "{}: vault {} has fingerprint {} but this machine pinned it as {pinned}; the file may be forged — do not use it, compare with a trusted copy",
+                    path.display(),
+                    m.vault_id,
+                    m.fingerprint()
+                )))
+            }
+        }
+        Ok(Vault {
+            store,
+            current,
+            warnings,
+        })
+    }
+
+    /// Loud warnings found on opening (a stale copy); the caller shows them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn manifest(&self) -> &manifest::Manifest {

@@ -63,6 +63,22 @@ pub struct StatusReport {
     pub attention: Vec<String>,
 }
 
+/// `verify-copy`: how another copy of a vault relates to this one.
+#[derive(Debug, Serialize)]
+pub struct CopyComparison {
+    pub same_vault: bool,
+    pub this_fingerprint: String,
+    pub other_fingerprint: String,
+    pub this_epoch: u64,
+    pub other_epoch: u64,
+    pub this_entries: usize,
+    pub other_entries: usize,
+    /// Leading audit entries the two logs share, hash for hash.
+    pub common_entries: usize,
+    /// Both logs grew after the common part (neither is a prefix of the other).
+    pub diverged: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct BypassCount {
     pub name: String,
@@ -280,6 +296,29 @@ impl Vault {
             }
         }
         Ok(counts)
+    }
+
+    /// Compare another copy with this vault: same vault, epochs, and the audit logs.
+    pub fn compare_copy(&self, other: &Vault) -> Result<CopyComparison, VaultError> {
+        let mine = self.store.read().audit_entries()?;
+        let theirs = other.store.read().audit_entries()?;
+        let common = mine
+            .iter()
+            .zip(&theirs)
+            .take_while(|(a, b)| a.hash == b.hash && a.seq == b.seq)
+            .count();
+        let (a, b) = (self.manifest(), other.manifest());
+        Ok(CopyComparison {
+            same_vault: a.vault_id == b.vault_id && a.fingerprint() == b.fingerprint(),
+            this_fingerprint: a.fingerprint(),
+            other_fingerprint: b.fingerprint(),
+            this_epoch: a.epoch,
+            other_epoch: b.epoch,
+            this_entries: mine.len(),
+            other_entries: theirs.len(),
+            common_entries: common,
+            diverged: common < mine.len().min(theirs.len()),
+        })
     }
 
     pub fn runbook(&self) -> Result<RunbookReport, VaultError> {
