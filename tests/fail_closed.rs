@@ -74,3 +74,62 @@ fn reveal_fails_closed_when_the_audit_log_cannot_be_written() {
         .collect();
     assert_eq!(actions, ["init", "put"], "no reveal may be logged or shown");
 }
+
+/// A writer killed mid-transaction leaves a hot journal. Read-only commands
+/// (status, audit verify) must still work: the old state is rolled back first.
+#[test]
+fn a_kill_mid_transaction_leaves_the_old_state_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("v.db");
+    let mut init = bg(&vault);
+    init.args(["init", "--threshold", "2"]);
+    for name in ["alice", "bob"] {
+        let identity = age::x25519::Identity::generate();
+        init.arg("--custodian")
+            .arg(format!("{name}={}", identity.to_public()));
+    }
+    init.assert().success();
+    let before = bg(&vault)
+        .args(["audit", "log", "--json"])
+        .output()
+        .unwrap()
+        .stdout;
+    // The stock sqlite3 shell starts a write transaction, then is SIGKILLed inside it.
+    let script = "PRAGMA cache_size=1;\nBEGIN IMMEDIATE;\nUPDATE audit SET reason = 'forged' || reason;\n\
+                  INSERT INTO runbook VALUES (1, printf('%.5000c', 'a'), 'x', 'y');\n.shell kill -9 $PPID\n";
+    let mut shell = std::process::Command::new("sqlite3")
+        .arg(&vault)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        shell
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    let status = shell.wait().unwrap();
+    assert!(
+        status.code().is_none(),
+        "sqlite3 was killed mid-transaction"
+    );
+    let journal = dir.path().join("v.db-journal");
+    assert!(
+        std::fs::metadata(&journal).unwrap().len() > 0,
+        "a hot journal was left"
+    );
+
+    bg(&vault).args(["audit", "verify"]).assert().success();
+    let after = bg(&vault)
+        .args(["audit", "log", "--json"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(before, after, "the interrupted change was rolled back");
+    let runbook = bg(&vault).args(["runbook", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&runbook.stdout).unwrap();
+    assert!(v["runbook"].is_null());
+}

@@ -125,6 +125,18 @@ impl Store {
     /// Open an existing vault. Read-only opens never write, so an auditor can verify
     /// a read-only copy.
     pub fn open(path: &Path, access: Access) -> Result<Store, StoreError> {
+        match Self::open_as(path, access) {
+            // A command killed mid-transaction leaves a hot journal that only a
+            // writer can roll back; do that (it restores the old state), then read.
+            Err(StoreError::Write { .. }) if access == Access::ReadOnly && hot_journal(path) => {
+                roll_back_hot_journal(path)?;
+                Self::open_as(path, access)
+            }
+            other => other,
+        }
+    }
+
+    fn open_as(path: &Path, access: Access) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         if !path.exists() {
             return Err(StoreError::Missing { path: shown });
@@ -822,6 +834,32 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
         depositor: r.get(5)?,
         created: r.get(6)?,
     })
+}
+
+fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-journal");
+    PathBuf::from(name)
+}
+
+fn hot_journal(path: &Path) -> bool {
+    std::fs::metadata(journal_path(path)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Open read-write just long enough for SQLite to roll back an interrupted
+/// transaction's journal.
+fn roll_back_hot_journal(path: &Path) -> Result<(), StoreError> {
+    let shown = path.display().to_string();
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|_| {
+        StoreError::Write {
+            path: shown.clone(),
+            detail: "an interrupted command left a transaction to roll back, and this user cannot write the file; run any breakglass command as a user who can".into(),
+        }
+    })?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .and_then(|_| conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)))
+        .map(|_| ())
+        .map_err(|e| classify(&shown, e))
 }
 
 fn staging_path(path: &Path) -> PathBuf {

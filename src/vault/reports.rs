@@ -13,6 +13,15 @@ pub struct SecretInfo {
     pub note: Option<String>,
     pub version: u32,
     pub state: String,
+    /// Who revealed it, when and why, while it is exposed.
+    pub exposure: Option<Exposure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Exposure {
+    pub revealed_by: String,
+    pub revealed_at: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,11 +134,15 @@ impl Vault {
                 .active_version(&row.name)?
                 .map(|v| v.version)
                 .unwrap_or(0);
-            let state = if exposed.iter().any(|e| e.secret == row.name) {
-                "exposed"
-            } else {
-                "ok"
-            };
+            let exposure = exposed
+                .iter()
+                .find(|e| e.secret == row.name)
+                .map(|e| Exposure {
+                    revealed_by: e.revealed_by.clone(),
+                    revealed_at: e.revealed_at.clone(),
+                    reason: e.reason.clone(),
+                });
+            let state = if exposure.is_some() { "exposed" } else { "ok" };
             secrets.push(SecretInfo {
                 name: row.name,
                 kind: row.kind,
@@ -138,6 +151,7 @@ impl Vault {
                 note: row.note,
                 version,
                 state: state.into(),
+                exposure,
             });
         }
         Ok(ListReport { secrets })
