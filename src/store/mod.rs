@@ -333,72 +333,53 @@ impl Tx<'_> {
         classify_write(&self.path.display().to_string(), e)
     }
 
+    /// Execute one statement of this transaction.
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+        self.tx
+            .execute(sql, params)
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn commit(self) -> Result<(), StoreError> {
         let shown = self.path.display().to_string();
         self.tx.commit().map_err(|e| classify_write(&shown, e))
     }
 
     pub fn insert_manifest(&self, row: &ManifestRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "INSERT INTO manifests (epoch, body, signatures) VALUES (?1, ?2, ?3)",
-                params![row.epoch as i64, row.body, row.signatures],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "INSERT INTO manifests (epoch, body, signatures) VALUES (?1, ?2, ?3)",
+            params![row.epoch as i64, row.body, row.signatures],
+        )
     }
 
     pub fn insert_envelope(&self, row: &EnvelopeRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO envelopes (epoch, custodian, share_index, envelope) VALUES (?1, ?2, ?3, ?4)",
                 params![row.epoch as i64, row.custodian, row.share_index, row.envelope],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     pub fn upsert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO secrets (name, kind, username, url, note, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(name) DO UPDATE SET username = excluded.username, url = excluded.url, note = excluded.note",
                 params![row.name, row.kind, row.username, row.url, row.note, row.created],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     /// Add a version as the active one; the previous active version becomes superseded.
     pub fn insert_active_version(&self, row: &VersionRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active'",
-                params![row.secret],
-            )
-            .map_err(|e| self.err(e))?;
-        self.tx
-            .execute(
-                "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    row.secret,
-                    row.version,
-                    row.epoch as i64,
-                    row.ciphertext,
-                    row.state,
-                    row.depositor,
-                    row.created
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active'",
+            params![row.secret],
+        )?;
+        self.insert_version(row)
     }
 
     /// Add a version in any state (e.g. `pending`) without touching the others.
     pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
@@ -411,25 +392,18 @@ impl Tx<'_> {
                     row.created
                 ],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     /// Make `version` the active one; the previous active version becomes superseded.
     pub fn activate_version(&self, secret: &str, version: u32) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active' AND version != ?2",
-                params![secret, version],
-            )
-            .and_then(|_| {
-                self.tx.execute(
-                    "UPDATE secret_versions SET state = 'active' WHERE secret = ?1 AND version = ?2",
-                    params![secret, version],
-                )
-            })
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active' AND version != ?2",
+            params![secret, version],
+        )?;
+        self.run(
+            "UPDATE secret_versions SET state = 'active' WHERE secret = ?1 AND version = ?2",
+            params![secret, version],
+        )
     }
 
     pub fn set_version_state(
@@ -438,13 +412,10 @@ impl Tx<'_> {
         version: u32,
         state: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "UPDATE secret_versions SET state = ?3 WHERE secret = ?1 AND version = ?2",
-                params![secret, version, state],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "UPDATE secret_versions SET state = ?3 WHERE secret = ?1 AND version = ?2",
+            params![secret, version, state],
+        )
     }
 
     /// Replace a version's ciphertext after re-encryption to a new epoch's key.
@@ -455,48 +426,35 @@ impl Tx<'_> {
         epoch: u64,
         ciphertext: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "UPDATE secret_versions SET epoch = ?3, ciphertext = ?4 WHERE secret = ?1 AND version = ?2",
                 params![secret, version, epoch as i64, ciphertext],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     pub fn delete_envelopes(&self, epoch: u64) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "DELETE FROM envelopes WHERE epoch = ?1",
-                params![epoch as i64],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "DELETE FROM envelopes WHERE epoch = ?1",
+            params![epoch as i64],
+        )
     }
 
     pub fn upsert_exposure(&self, row: &ExposureRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO exposures (secret, version, epoch, revealed_by, revealed_at, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(secret) DO UPDATE SET version = excluded.version, epoch = excluded.epoch,
                    revealed_by = excluded.revealed_by, revealed_at = excluded.revealed_at, reason = excluded.reason",
                 params![row.secret, row.version, row.epoch as i64, row.revealed_by, row.revealed_at, row.reason],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     pub fn clear_exposure(&self, secret: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM exposures WHERE secret = ?1", params![secret])
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run("DELETE FROM exposures WHERE secret = ?1", params![secret])
     }
 
     /// Set the given rotation settings, keeping the ones not given.
     pub fn update_rotation(&self, secret: &str, row: &RotationRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO rotation_settings (secret, apply_cmd, gen_length, gen_charset, max_age_days, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(secret) DO UPDATE SET apply_cmd = COALESCE(excluded.apply_cmd, apply_cmd),
@@ -504,8 +462,6 @@ impl Tx<'_> {
                    max_age_days = COALESCE(excluded.max_age_days, max_age_days), expires = COALESCE(excluded.expires, expires)",
                 params![secret, row.apply_cmd, row.gen_length, row.gen_charset, row.max_age_days, row.expires],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     /// How many single-use codes a bypass-codes version holds (counted at deposit).
@@ -515,13 +471,10 @@ impl Tx<'_> {
         version: u32,
         total: usize,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "INSERT OR REPLACE INTO bypass_codes (secret, version, total) VALUES (?1, ?2, ?3)",
-                params![secret, version, total as i64],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "INSERT OR REPLACE INTO bypass_codes (secret, version, total) VALUES (?1, ?2, ?3)",
+            params![secret, version, total as i64],
+        )
     }
 
     pub fn mark_code_used(
@@ -531,29 +484,22 @@ impl Tx<'_> {
         index: usize,
         at: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO bypass_used (secret, version, code_index, used_at) VALUES (?1, ?2, ?3, ?4)",
                 params![secret, version, index as i64, at],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     pub fn set_runbook(&self, row: &RunbookRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO runbook (id, text, updated, updated_by) VALUES (1, ?1, ?2, ?3)
                  ON CONFLICT(id) DO UPDATE SET text = excluded.text, updated = excluded.updated, updated_by = excluded.updated_by",
                 params![row.text, row.updated, row.updated_by],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
-        self.tx
-            .execute(
+        self.run(
                 "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -568,8 +514,6 @@ impl Tx<'_> {
                     entry.hash
                 ],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 }
 
