@@ -117,6 +117,10 @@ pub struct VerifyReport {
     pub first_bad_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The seq of the last valid checkpoint: the log up to it is signed.
+    pub signed_through: Option<u64>,
+    /// Entries after the last checkpoint.
+    pub unsigned_entries: u64,
 }
 
 /// Check that seqs run 1, 2, 3…, each row links to the one before, and each hash
@@ -147,6 +151,8 @@ pub fn verify(entries: &[Entry]) -> VerifyReport {
                 entries: entries.len() as u64,
                 first_bad_seq: Some(bad),
                 problem: Some(format!("audit row {bad}: {problem}")),
+                signed_through: None,
+                unsigned_entries: 0,
             };
         }
         prev_hash = entry.hash.clone();
@@ -156,6 +162,8 @@ pub fn verify(entries: &[Entry]) -> VerifyReport {
         entries: entries.len() as u64,
         first_bad_seq: None,
         problem: None,
+        signed_through: None,
+        unsigned_entries: entries.len() as u64,
     }
 }
 
@@ -209,5 +217,152 @@ mod tests {
         let extra = inserted[1].clone();
         inserted.insert(2, extra);
         assert!(!verify(&inserted).ok);
+    }
+}
+
+/// A checkpoint: the vault key of `epoch` signs the log head (seq, hash) and the
+/// current secret versions, so the log up to there cannot be rewritten without
+/// a quorum, and deposits since are known to be unendorsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CheckpointBody {
+    pub vault_id: String,
+    pub epoch: u64,
+    pub seq: u64,
+    pub head: String,
+    pub versions: Vec<EndorsedVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EndorsedVersion {
+    pub secret: String,
+    pub version: u32,
+    pub ciphertext_sha256: String,
+    pub depositor: String,
+}
+
+/// What a checkpoint row's `details` hold.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CheckpointDetails {
+    pub body: CheckpointBody,
+    pub signature: String,
+}
+
+pub const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_LABEL: &[u8] = b"breakglass/v1/checkpoint\0";
+
+/// The exact bytes a checkpoint signature covers.
+pub fn checkpoint_message(body: &CheckpointBody) -> Vec<u8> {
+    let mut message = CHECKPOINT_LABEL.to_vec();
+    message.extend_from_slice(&serde_json::to_vec(body).expect("checkpoint serializes"));
+    message
+}
+
+/// The checkpoint row that signs everything appended so far in `tx`.
+pub fn checkpoint_entry(
+    actor: &str,
+    subject: &str,
+    body: CheckpointBody,
+    signature: [u8; 64],
+) -> NewEntry {
+    let details = CheckpointDetails {
+        body,
+        signature: hex::encode(signature),
+    };
+    NewEntry::new(actor, CHECKPOINT, subject)
+        .details(serde_json::to_value(details).expect("checkpoint serializes"))
+}
+
+/// Check the hash chain and every checkpoint against the epoch keys.
+pub fn verify_signed(
+    entries: &[Entry],
+    vault_id: &str,
+    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+) -> VerifyReport {
+    let mut report = verify(entries);
+    if !report.ok {
+        return report;
+    }
+    for (i, entry) in entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == CHECKPOINT)
+    {
+        let fail = |why: &str| VerifyReport {
+            ok: false,
+            entries: entries.len() as u64,
+            first_bad_seq: Some(entry.seq),
+            problem: Some(format!("audit row {}: checkpoint {why}", entry.seq)),
+            signed_through: None,
+            unsigned_entries: 0,
+        };
+        let Ok(details) = serde_json::from_str::<CheckpointDetails>(&entry.details) else {
+            return fail("is unreadable");
+        };
+        let b = &details.body;
+        let Some(prev) = i.checked_sub(1).map(|p| &entries[p]) else {
+            return fail("has nothing to sign");
+        };
+        if b.vault_id != vault_id || b.seq != prev.seq || b.head != prev.hash {
+            return fail("does not sign the row before it");
+        }
+        let Some(key) = key_of_epoch(b.epoch) else {
+            return fail(&format!(
+                "names epoch {}, which the manifest chain does not have",
+                b.epoch
+            ));
+        };
+        if !crypto::verify_signature(&key, &checkpoint_message(b), &details.signature) {
+            return fail(&format!(
+                "signature is not by epoch {}'s vault key (forged or re-signed with a foreign key)",
+                b.epoch
+            ));
+        }
+        report.signed_through = Some(entry.seq);
+    }
+    report.unsigned_entries = entries.len() as u64 - report.signed_through.unwrap_or(0);
+    report
+}
+
+/// A one-line anchor for the log head, to keep outside the vault.
+pub fn anchor(fingerprint: &str, head: Option<&Entry>) -> String {
+    match head {
+        Some(e) => format!("BGANCHOR1 {fingerprint} {} {}", e.seq, e.hash),
+        None => format!("BGANCHOR1 {fingerprint} 0 {GENESIS_HASH}"),
+    }
+}
+
+/// Does the log still contain the head an anchor recorded? Returns the problem if not.
+pub fn check_anchor(entries: &[Entry], fingerprint: &str, anchor_text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = anchor_text.split_whitespace().collect();
+    let [tag, fp, seq, hash] = parts.as_slice() else {
+        return Err(
+            "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".into(),
+        );
+    };
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| "anchor has a malformed seq".to_string())?;
+    if *tag != "BGANCHOR1" {
+        return Err(
+            "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".into(),
+        );
+    }
+    if *fp != fingerprint {
+        return Err(format!(
+            "anchor is for vault {fp}, not this vault ({fingerprint})"
+        ));
+    }
+    if seq == 0 {
+        return Ok(());
+    }
+    match entries.iter().find(|e| e.seq == seq) {
+        Some(e) if e.hash == *hash => Ok(()),
+        Some(_) => Err(format!(
+            "audit row {seq} no longer has the anchored hash: the log was rewritten or rolled back"
+        )),
+        None => Err(format!(
+            "the log no longer contains the anchored head (seq {seq}; it ends at {}): it was truncated or rolled back to an older copy",
+            entries.last().map_or(0, |e| e.seq)
+        )),
     }
 }

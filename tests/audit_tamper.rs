@@ -6,7 +6,7 @@ mod support;
 
 use support::Kit;
 
-/// A vault with 7 log rows: init, 3 puts, unseal, reveal, new_epoch.
+/// A vault with 9 log rows: init, 3 puts, unseal, reveal, checkpoint, new_epoch, checkpoint.
 fn logged_kit() -> Kit {
     let kit = Kit::init(&["alice", "bob", "carol"], 2);
     for name in ["a", "b", "c"] {
@@ -15,7 +15,17 @@ fn logged_kit() -> Kit {
     kit.unseal(&["alice", "bob"], &["b"]).assert().success();
     assert_eq!(
         kit.audit_actions(),
-        ["init", "put", "put", "put", "unseal", "reveal", "new_epoch"]
+        [
+            "init",
+            "put",
+            "put",
+            "put",
+            "unseal",
+            "reveal",
+            "checkpoint",
+            "new_epoch",
+            "checkpoint"
+        ]
     );
     kit
 }
@@ -64,13 +74,13 @@ fn intact_log_verifies() {
     let v = kit.json(&["audit", "verify"]);
     assert_eq!(
         v,
-        serde_json::json!({"ok": true, "entries": 7, "first_bad_seq": null})
+        serde_json::json!({"ok": true, "entries": 9, "first_bad_seq": null, "signed_through": 9, "unsigned_entries": 0})
     );
     kit.bg()
         .args(["audit", "verify"])
         .assert()
         .success()
-        .stdout(predicates::str::contains("7 entries"));
+        .stdout(predicates::str::contains("9 entries"));
     let log = kit.json(&["audit", "log"]);
     let first = &log["entries"][0];
     for key in [
@@ -160,9 +170,9 @@ fn appended_forged_row_is_caught() {
     sqlite3(
         &kit,
         "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
-         SELECT 8, time, actor, 'runbook_set', 'runbook', '', '{}', hash, hash FROM audit WHERE seq = 7",
+         SELECT 10, time, actor, 'runbook_set', 'runbook', '', '{}', hash, hash FROM audit WHERE seq = 9",
     );
-    assert_caught_at(&kit, 8);
+    assert_caught_at(&kit, 10);
 }
 
 #[test]
@@ -187,7 +197,9 @@ fn log_is_readable_with_the_stock_sqlite3_shell() {
         "4|put|c".into(),
         format!("5|unseal|{fingerprint}"),
         "6|reveal|b".into(),
-        format!("7|new_epoch|{fingerprint}"),
+        format!("7|checkpoint|{fingerprint}"),
+        format!("8|new_epoch|{fingerprint}"),
+        format!("9|checkpoint|{fingerprint}"),
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 }

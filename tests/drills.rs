@@ -3,7 +3,6 @@
 
 mod support;
 
-use sha2::Digest;
 use support::{one_line_error, Kit};
 
 fn drill(kit: &Kit, keys: &[&str], envelope: Option<&std::path::Path>) -> std::process::Output {
@@ -167,54 +166,15 @@ fn wrong_passphrase_fails_the_drill() {
 
 /// Move a drill 100 days into the past and re-chain the log after it, as a
 /// clock that ran 100 days would have. (The hash chain alone does not stop a
-/// writer from doing this; signed checkpoints will.)
+/// writer from doing this; signed checkpoints and anchors do.)
 fn age_drills_by_100_days(kit: &Kit) {
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     let old = (chrono::Utc::now() - chrono::Duration::days(100))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     conn.execute("UPDATE audit SET time = ?1 WHERE action = 'drill'", [&old])
         .unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, time, actor, action, subject, reason, details FROM audit ORDER BY seq",
-        )
-        .unwrap();
-    let rows: Vec<(u64, String, String, String, String, String, String)> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut prev = "0".repeat(64);
-    for row in rows {
-        let canonical = serde_json::to_vec(&row).unwrap();
-        let hash = hex_encode(
-            &sha2::Sha256::new()
-                .chain_update(b"breakglass/v1/audit-row\0")
-                .chain_update(prev.as_bytes())
-                .chain_update(&canonical)
-                .finalize(),
-        );
-        conn.execute(
-            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
-            rusqlite::params![prev, hash, row.0 as i64],
-        )
-        .unwrap();
-        prev = hash;
-    }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    drop(conn);
+    support::rechain(&kit.vault);
 }
 
 #[test]

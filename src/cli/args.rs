@@ -308,8 +308,16 @@ pub struct UnsealArgs {
 pub enum AuditCommand {
     /// The log, oldest first
     Log(JsonFlag),
-    /// Check the hash chain; exit 1 naming the first bad entry
-    Verify(JsonFlag),
+    /// Check the hash chain and signed checkpoints; exit 1 naming the first bad entry
+    Verify {
+        /// Also fail if the log no longer contains this anchored head (file, or - for stdin)
+        #[arg(long, value_name = "FILE|-")]
+        anchor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a one-line anchor of the log head, to keep outside the vault
+    Head(JsonFlag),
 }
 
 #[derive(Args)]

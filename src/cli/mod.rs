@@ -276,7 +276,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 ssh_key_prompt: input::ssh_key_passphrase,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
-            render::unseal(&report, a.json);
+            let anchor = vault.audit_anchor().ok();
+            render::unseal(&report, anchor.as_deref(), a.json);
             Ok(EXIT_OK)
         }
         Command::Rekey(a) => {
@@ -327,11 +328,32 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::audit_log(&vault.audit_log()?, f.json);
             Ok(EXIT_OK)
         }
-        Command::Audit(AuditCommand::Verify(f)) => {
+        Command::Audit(AuditCommand::Verify { anchor, json }) => {
             let vault = open(path, Access::ReadOnly)?;
-            let report = vault.verify_audit()?;
-            render::audit_verify(&report, f.json);
+            let mut report = vault.verify_audit()?;
+            if let (true, Some(source)) = (report.ok, anchor) {
+                let text = if source == "-" {
+                    input::text(None, "anchor")?
+                } else {
+                    input::text(Some(Path::new(&source)), "anchor file")?
+                };
+                if let Err(problem) = vault.check_anchor(&text) {
+                    report.ok = false;
+                    report.problem = Some(problem);
+                }
+            }
+            render::audit_verify(&report, json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+        }
+        Command::Audit(AuditCommand::Head(f)) => {
+            let vault = open(path, Access::ReadOnly)?;
+            let anchor = vault.audit_anchor()?;
+            if f.json {
+                println!("{}", serde_json::json!({ "anchor": anchor }));
+            } else {
+                println!("{anchor}");
+            }
+            Ok(EXIT_OK)
         }
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -166,6 +166,15 @@ pub fn audit_verify(report: &VerifyReport, as_json: bool) {
             "Audit log intact: {} entries, hash chain verified.",
             report.entries
         );
+        match report.signed_through {
+            Some(seq) => println!(
+                "Signed by the vault key through entry {seq}; {} entries follow unsigned.",
+                report.unsigned_entries
+            ),
+            None => {
+                println!("No signed checkpoint yet (one is written at every unseal and rekey).")
+            }
+        }
     }
     if let Some(problem) = &report.problem {
         error(&format!(
@@ -174,15 +183,18 @@ pub fn audit_verify(report: &VerifyReport, as_json: bool) {
     }
 }
 
-pub fn unseal(report: &UnsealReport, as_json: bool) {
+pub fn unseal(report: &UnsealReport, anchor: Option<&str>, as_json: bool) {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     let mut out = std::io::stdout().lock();
     let result = if as_json {
-        write_unseal_json(&mut out, report)
+        write_unseal_json(&mut out, report, anchor)
     } else {
-        write_unseal_human(&mut out, report)
+        write_unseal_human(&mut out, report).and_then(|_| match anchor {
+            Some(a) => writeln!(out, "Audit anchor (keep it outside the vault): {a}"),
+            None => Ok(()),
+        })
     };
     if let Err(e) = result.and_then(|_| out.flush()) {
         error(&format!("stdout: cannot print the revealed values ({e})"));
@@ -228,7 +240,11 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
     Ok(())
 }
 
-fn write_unseal_json(out: &mut impl Write, report: &UnsealReport) -> std::io::Result<()> {
+fn write_unseal_json(
+    out: &mut impl Write,
+    report: &UnsealReport,
+    anchor: Option<&str>,
+) -> std::io::Result<()> {
     write!(out, "{{\"revealed\":[")?;
     for (i, r) in report.revealed.iter().enumerate() {
         if i > 0 {
@@ -249,10 +265,11 @@ fn write_unseal_json(out: &mut impl Write, report: &UnsealReport) -> std::io::Re
     }
     writeln!(
         out,
-        "],\"custodians\":{},\"epoch\":{},\"new_epoch\":{},\"warnings\":{}}}",
+        "],\"custodians\":{},\"epoch\":{},\"new_epoch\":{},\"anchor\":{},\"warnings\":{}}}",
         serde_json::to_string(&report.custodians)?,
         report.epoch,
         serde_json::to_string(&report.new_epoch)?,
+        serde_json::to_string(&anchor)?,
         serde_json::to_string(&report.warnings)?
     )
 }

@@ -145,7 +145,6 @@ impl Vault {
             &keys,
             Some(old_keys),
         );
-        drop(keys);
         drop(seed);
 
         let tx = self.store.begin()?;
@@ -169,6 +168,7 @@ impl Vault {
                     "resealed_versions": resealed.len(),
                 }))],
         )?;
+        Vault::append_checkpoint(&tx, &keys, &m.vault_id, epoch, &m.fingerprint(), actor)?;
         tx.commit()?;
         crate::remote::pins::check(
             &signed.manifest.vault_id,

@@ -1,6 +1,7 @@
 //! Domain operations on a vault. The sealed `Vault` can deposit, list and report;
 //! reading a secret needs a quorum (`unseal`). Nothing here prints or prompts.
 
+mod checkpoint;
 mod drill;
 mod epoch;
 mod error;
@@ -346,10 +347,6 @@ impl Vault {
                     "the vault holds no envelope for this custodian; restore the vault from a copy"
                         .into(),
             })
-    }
-
-    pub fn verify_audit(&self) -> Result<audit::VerifyReport, VaultError> {
-        Ok(audit::verify(&self.store.read().audit_entries()?))
     }
 }
 

@@ -177,7 +177,7 @@ impl Vault {
         let m = self.manifest();
         let secrets = self.store.read().secrets()?.len();
         let entries = self.store.read().audit_entries()?;
-        let verify = crate::audit::verify(&entries);
+        let verify = self.verify_audit()?;
         let last_drills = last_successful_drills(&entries, m.epoch);
         let now = chrono::Utc::now();
         let mut attention = Vec::new();

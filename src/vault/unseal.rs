@@ -383,7 +383,7 @@ impl Vault {
                             ),
                     );
                 }
-                self.commit_reveal(entries, &revealed, &request, manifest.epoch)
+                self.commit_reveal(entries, &revealed, &request, &keys, manifest.epoch)
                     .map_err(|e| VaultError::AuditWriteFailed(e.to_string()))?;
                 let mut warnings = warnings;
                 let mut new_epoch = None;
@@ -432,8 +432,10 @@ impl Vault {
         entries: Vec<NewEntry>,
         revealed: &[Revealed],
         request: &UnsealRequest,
+        keys: &VaultKeys,
         epoch: u64,
     ) -> Result<(), VaultError> {
+        let m = self.manifest().clone();
         let tx = self.store.begin()?;
         audit::append(&tx, entries)?;
         let now = audit::now();
@@ -452,6 +454,14 @@ impl Vault {
                 reason: request.reason.clone(),
             })?;
         }
+        Vault::append_checkpoint(
+            &tx,
+            keys,
+            &m.vault_id,
+            epoch,
+            &m.fingerprint(),
+            &request.actor,
+        )?;
         tx.commit()?;
         Ok(())
     }

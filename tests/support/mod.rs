@@ -184,3 +184,47 @@ pub fn bg_without_vault(dir: &Path) -> Command {
         .env("NO_COLOR", "1");
     cmd
 }
+
+/// Recompute every audit row's prev_hash and hash after the rows were edited in
+/// the file, as someone with write access but no key could.
+pub fn rechain(vault: &Path) {
+    use sha2::Digest;
+    let conn = rusqlite::Connection::open(vault).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, time, actor, action, subject, reason, details FROM audit ORDER BY seq",
+        )
+        .unwrap();
+    type Row = (u64, String, String, String, String, String, String);
+    let rows: Vec<Row> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut prev = "0".repeat(64);
+    for row in rows {
+        let canonical = serde_json::to_vec(&row).unwrap();
+        let digest = sha2::Sha256::new()
+            .chain_update(b"breakglass/v1/audit-row\0")
+            .chain_update(prev.as_bytes())
+            .chain_update(&canonical)
+            .finalize();
+        let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![prev, hash, row.0 as i64],
+        )
+        .unwrap();
+        prev = hash;
+    }
+}

@@ -1,0 +1,206 @@
+//! Signed checkpoints and anchors through the real binary: what a writer
+//! without the key can no longer do to the log unnoticed.
+
+mod support;
+
+use support::{one_line_error, rechain, Kit};
+
+/// A vault with an unseal (so checkpoints exist) and one more deposit after.
+fn kit_with_checkpoints() -> Kit {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw");
+    kit.unseal(&["alice", "bob"], &["vpn"]).assert().success();
+    kit.put("late", "note", "after the checkpoint");
+    kit
+}
+
+fn verify(kit: &Kit) -> (Option<i32>, serde_json::Value) {
+    let out = kit
+        .bg()
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+fn checkpoint_seqs(kit: &Kit) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq FROM audit WHERE action = 'checkpoint' ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn verify_reports_what_is_signed_and_what_follows_unsigned() {
+    let kit = kit_with_checkpoints();
+    let (code, v) = verify(&kit);
+    assert_eq!(code, Some(0));
+    let last_checkpoint = *checkpoint_seqs(&kit).last().unwrap() as u64;
+    assert_eq!(v["signed_through"], last_checkpoint);
+    assert_eq!(
+        v["unsigned_entries"], 1,
+        "the late deposit follows unsigned"
+    );
+    let human = kit.bg().args(["audit", "verify"]).output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains(&format!(
+            "Signed by the vault key through entry {last_checkpoint}; 1 entries follow unsigned"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_changed_byte_in_a_checkpoint_is_caught_even_after_rechaining() {
+    let kit = kit_with_checkpoints();
+    let seq = checkpoint_seqs(&kit)[0];
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE audit SET details = replace(details, '\"epoch\":1', '\"epoch\":1 ') WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(conn);
+    // Without re-chaining, the hash chain breaks at that row.
+    assert_eq!(verify(&kit).1["first_bad_seq"], seq);
+    // Re-chained: the chain holds, but the signature no longer matches what it signs.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE audit SET details = replace(details, '\"version\":1', '\"version\":7') WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(conn);
+    rechain(&kit.vault);
+    let (code, v) = verify(&kit);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["first_bad_seq"], seq);
+    let err = one_line_error(&kit.bg().args(["audit", "verify"]).output().unwrap());
+    assert!(
+        err.contains(&format!("audit row {seq}: checkpoint")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rewritten_history_under_a_checkpoint_is_caught() {
+    let kit = kit_with_checkpoints();
+    // Edit an old row (who deposited), and recompute the whole chain without the key.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute("UPDATE audit SET actor = 'someone@else' WHERE seq = 2", [])
+        .unwrap();
+    drop(conn);
+    rechain(&kit.vault);
+    let (code, v) = verify(&kit);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["first_bad_seq"], checkpoint_seqs(&kit)[0]);
+    assert!(v["problem"]
+        .as_str()
+        .unwrap()
+        .contains("does not sign the row before it"));
+}
+
+#[test]
+fn a_removed_checkpoint_breaks_the_chain() {
+    let kit = kit_with_checkpoints();
+    let seq = checkpoint_seqs(&kit)[0];
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute("DELETE FROM audit WHERE seq = ?1", [seq])
+        .unwrap();
+    drop(conn);
+    assert_eq!(verify(&kit).1["first_bad_seq"], seq);
+}
+
+#[test]
+fn a_checkpoint_resigned_with_a_foreign_key_is_caught() {
+    let kit = kit_with_checkpoints();
+    let other = kit_with_checkpoints();
+    let seq = checkpoint_seqs(&kit)[0];
+    let foreign_sig: String = rusqlite::Connection::open(&other.vault)
+        .unwrap()
+        .query_row(
+            "SELECT json_extract(details, '$.signature') FROM audit WHERE action = 'checkpoint' ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE audit SET details = json_set(details, '$.signature', ?1) WHERE seq = ?2",
+        rusqlite::params![foreign_sig, seq],
+    )
+    .unwrap();
+    drop(conn);
+    rechain(&kit.vault);
+    let (code, v) = verify(&kit);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["first_bad_seq"], seq);
+    assert!(
+        v["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not by epoch 1's vault key"),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_anchor_catches_a_truncated_log() {
+    let kit = kit_with_checkpoints();
+    let out = kit.bg().args(["audit", "head"]).output().unwrap();
+    let anchor = String::from_utf8(out.stdout).unwrap();
+    assert!(anchor.starts_with("BGANCHOR1 BG-"), "{anchor}");
+    std::fs::write(kit.path("anchor.txt"), &anchor).unwrap();
+    // Still intact, and still fine after the log grows.
+    kit.put("more", "note", "x");
+    kit.bg()
+        .args(["audit", "verify", "--anchor"])
+        .arg(kit.path("anchor.txt"))
+        .assert()
+        .success();
+    // Cut the tail: the chain that remains is valid, but the anchored head is gone.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let max: i64 = conn
+        .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    conn.execute("DELETE FROM audit WHERE seq >= ?1", [max - 2])
+        .unwrap();
+    drop(conn);
+    kit.bg().args(["audit", "verify"]).assert().success();
+    let out = kit
+        .bg()
+        .args(["audit", "verify", "--anchor", "-"])
+        .write_stdin(anchor)
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("no longer contains the anchored head") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unseal_prints_the_anchor() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw");
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn"])
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let head = kit.bg().args(["audit", "head"]).output().unwrap();
+    assert_eq!(
+        v["anchor"].as_str().unwrap(),
+        String::from_utf8(head.stdout).unwrap().trim()
+    );
+}
