@@ -11,7 +11,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 const HASH_LABEL: &[u8] = b"breakglass/v1/audit-row\0";
 
 /// One stored audit row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Entry {
     pub seq: u64,
     pub time: String,
@@ -126,9 +126,15 @@ pub struct VerifyReport {
 /// Check that seqs run 1, 2, 3…, each row links to the one before, and each hash
 /// matches its content. Reports the first row that breaks.
 pub fn verify(entries: &[Entry]) -> VerifyReport {
-    let mut prev_hash = GENESIS_HASH.to_string();
+    verify_from(entries, 1, GENESIS_HASH)
+}
+
+/// As `verify`, for a log that starts at `first_seq` after a row whose hash is
+/// `first_prev` (an export made with `--since`).
+pub fn verify_from(entries: &[Entry], first_seq: u64, first_prev: &str) -> VerifyReport {
+    let mut prev_hash = first_prev.to_string();
     for (i, entry) in entries.iter().enumerate() {
-        let expected_seq = i as u64 + 1;
+        let expected_seq = first_seq + i as u64;
         let problem = if entry.seq != expected_seq {
             Some(format!(
                 "expected seq {expected_seq} but found {} (a row was deleted or inserted)",
@@ -278,7 +284,18 @@ pub fn verify_signed(
     vault_id: &str,
     key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
 ) -> VerifyReport {
-    let mut report = verify(entries);
+    verify_signed_from(entries, 1, GENESIS_HASH, vault_id, key_of_epoch)
+}
+
+/// As `verify_signed`, for a log starting at `first_seq` after `first_prev`.
+pub fn verify_signed_from(
+    entries: &[Entry],
+    first_seq: u64,
+    first_prev: &str,
+    vault_id: &str,
+    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+) -> VerifyReport {
+    let mut report = verify_from(entries, first_seq, first_prev);
     if !report.ok {
         return report;
     }
@@ -287,40 +304,55 @@ pub fn verify_signed(
         .enumerate()
         .filter(|(_, e)| e.action == CHECKPOINT)
     {
-        let fail = |why: &str| VerifyReport {
-            ok: false,
-            entries: entries.len() as u64,
-            first_bad_seq: Some(entry.seq),
-            problem: Some(format!("audit row {}: checkpoint {why}", entry.seq)),
-            signed_through: None,
-            unsigned_entries: 0,
-        };
-        let Ok(details) = serde_json::from_str::<CheckpointDetails>(&entry.details) else {
-            return fail("is unreadable");
-        };
-        let b = &details.body;
-        let Some(prev) = i.checked_sub(1).map(|p| &entries[p]) else {
-            return fail("has nothing to sign");
-        };
-        if b.vault_id != vault_id || b.seq != prev.seq || b.head != prev.hash {
-            return fail("does not sign the row before it");
-        }
-        let Some(key) = key_of_epoch(b.epoch) else {
-            return fail(&format!(
-                "names epoch {}, which the manifest chain does not have",
-                b.epoch
-            ));
-        };
-        if !crypto::verify_signature(&key, &checkpoint_message(b), &details.signature) {
-            return fail(&format!(
-                "signature is not by epoch {}'s vault key (forged or re-signed with a foreign key)",
-                b.epoch
-            ));
+        if let Err(why) = check_checkpoint(
+            entry,
+            i.checked_sub(1).map(|p| &entries[p]),
+            vault_id,
+            key_of_epoch,
+        ) {
+            return VerifyReport {
+                ok: false,
+                entries: entries.len() as u64,
+                first_bad_seq: Some(entry.seq),
+                problem: Some(format!("audit row {}: checkpoint {why}", entry.seq)),
+                signed_through: None,
+                unsigned_entries: 0,
+            };
         }
         report.signed_through = Some(entry.seq);
     }
-    report.unsigned_entries = entries.len() as u64 - report.signed_through.unwrap_or(0);
+    let signed = report.signed_through.map_or(0, |s| s + 1 - first_seq);
+    report.unsigned_entries = entries.len() as u64 - signed;
     report
+}
+
+/// One checkpoint row: it must sign the row before it, with its epoch's key.
+fn check_checkpoint(
+    entry: &Entry,
+    prev: Option<&Entry>,
+    vault_id: &str,
+    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+) -> Result<(), String> {
+    let details = serde_json::from_str::<CheckpointDetails>(&entry.details)
+        .map_err(|_| "is unreadable".to_string())?;
+    let b = &details.body;
+    let prev = prev.ok_or_else(|| "has nothing to sign".to_string())?;
+    if b.vault_id != vault_id || b.seq != prev.seq || b.head != prev.hash {
+        return Err("does not sign the row before it".into());
+    }
+    let key = key_of_epoch(b.epoch).ok_or_else(|| {
+        format!(
+            "names epoch {}, which the manifest chain does not have",
+            b.epoch
+        )
+    })?;
+    if !crypto::verify_signature(&key, &checkpoint_message(b), &details.signature) {
+        return Err(format!(
+            "signature is not by epoch {}'s vault key (forged or re-signed with a foreign key)",
+            b.epoch
+        ));
+    }
+    Ok(())
 }
 
 /// A one-line anchor for the log head, to keep outside the vault.
@@ -365,4 +397,63 @@ pub fn check_anchor(entries: &[Entry], fingerprint: &str, anchor_text: &str) -> 
             entries.last().map_or(0, |e| e.seq)
         )),
     }
+}
+
+/// The first line of a JSONL export: enough to verify it with no vault present.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ExportHeader {
+    pub breakglass_audit_export: u32,
+    pub fingerprint: String,
+    pub vault_id: String,
+    /// Every manifest (body and signatures): the epoch keys checkpoints are checked against.
+    pub manifests: Vec<ExportedManifest>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ExportedManifest {
+    pub epoch: u64,
+    pub body: String,
+    pub signatures: String,
+}
+
+/// JSONL: the header, then one entry per line with prev_hash and hash.
+pub fn export_jsonl(header: &ExportHeader, entries: &[Entry]) -> String {
+    let mut out = serde_json::to_string(header).expect("header serializes");
+    out.push('\n');
+    for e in entries {
+        out.push_str(&serde_json::to_string(e).expect("entry serializes"));
+        out.push('\n');
+    }
+    out
+}
+
+/// CSV with a header row; RFC 4180 quoting.
+pub fn export_csv(entries: &[Entry]) -> String {
+    let mut out = String::from("seq,time,actor,action,subject,reason,details,prev_hash,hash\n");
+    for e in entries {
+        let fields = [
+            e.seq.to_string(),
+            e.time.clone(),
+            e.actor.clone(),
+            e.action.clone(),
+            e.subject.clone(),
+            e.reason.clone(),
+            e.details.clone(),
+            e.prev_hash.clone(),
+            e.hash.clone(),
+        ];
+        let quoted: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                if f.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", f.replace('"', "\"\""))
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        out.push_str(&quoted.join(","));
+        out.push('\n');
+    }
+    out
 }

@@ -204,3 +204,102 @@ fn unseal_prints_the_anchor() {
         String::from_utf8(head.stdout).unwrap().trim()
     );
 }
+
+#[test]
+fn export_round_trips_through_verify_file_with_no_vault() {
+    let kit = kit_with_checkpoints();
+    let export = kit.path("audit.jsonl");
+    kit.bg()
+        .args(["audit", "export", "--format", "jsonl", "--out"])
+        .arg(&export)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(header["fingerprint"], kit.json(&["status"])["fingerprint"]);
+    let first: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    for key in [
+        "seq",
+        "time",
+        "actor",
+        "action",
+        "subject",
+        "reason",
+        "details",
+        "prev_hash",
+        "hash",
+    ] {
+        assert!(first.get(key).is_some(), "{key}");
+    }
+    // An auditor elsewhere: no vault at all.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = support::bg_without_vault(elsewhere.path())
+        .args(["audit", "verify", "--json", "--file"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["entries"], (lines.len() - 1) as u64);
+    assert!(v["signed_through"].as_u64().is_some());
+
+    // One changed line is caught and named.
+    let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert!(changed[2].contains("\"action\":\"put\""));
+    changed[2] = changed[2].replace("\"action\":\"put\"", "\"action\":\"runbook_set\"");
+    let tampered = kit.path("tampered.jsonl");
+    std::fs::write(&tampered, changed.join("\n") + "\n").unwrap();
+    let out = support::bg_without_vault(elsewhere.path())
+        .args(["audit", "verify", "--json", "--file"])
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_bad_seq"], 2);
+
+    // A partial export (--since) verifies from where it starts.
+    let partial = kit.path("since.jsonl");
+    kit.bg()
+        .args(["audit", "export", "--since", "3", "--out"])
+        .arg(&partial)
+        .assert()
+        .success();
+    support::bg_without_vault(elsewhere.path())
+        .args(["audit", "verify", "--file"])
+        .arg(&partial)
+        .assert()
+        .success();
+}
+
+#[test]
+fn csv_export_has_stable_columns() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.bg()
+        .args(["put", "vpn", "--kind", "password"])
+        .write_stdin("pw")
+        .assert()
+        .success();
+    let out = kit
+        .bg()
+        .args(["audit", "export", "--format", "csv"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "seq,time,actor,action,subject,reason,details,prev_hash,hash"
+    );
+    let init = lines.next().unwrap();
+    assert!(
+        init.starts_with("1,") && init.contains(",init,") && init.contains("\"{\"\"custodians\"\""),
+        "{init}"
+    );
+    assert!(lines.next().unwrap().contains(",put,vpn,"));
+}

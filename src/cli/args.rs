@@ -116,6 +116,12 @@ pub enum CustodianCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KindArg {
     Password,
@@ -313,11 +319,25 @@ pub enum AuditCommand {
         /// Also fail if the log no longer contains this anchored head (file, or - for stdin)
         #[arg(long, value_name = "FILE|-")]
         anchor: Option<String>,
+        /// Verify a JSONL export instead of a vault (no vault needed)
+        #[arg(long, value_name = "EXPORT.jsonl", conflicts_with = "anchor")]
+        file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
     /// Print a one-line anchor of the log head, to keep outside the vault
     Head(JsonFlag),
+    /// Export the log for auditors: self-checking JSONL (with manifests) or CSV
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Only entries from this seq on
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// Write here (must not exist) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]

@@ -19,7 +19,8 @@ use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
 use args::{
-    ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand, KindArg, RunbookCommand,
+    ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand, ExportFormat, KindArg,
+    RunbookCommand,
 };
 
 const EXIT_OK: i32 = 0;
@@ -328,7 +329,33 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::audit_log(&vault.audit_log()?, f.json);
             Ok(EXIT_OK)
         }
-        Command::Audit(AuditCommand::Verify { anchor, json }) => {
+        Command::Audit(AuditCommand::Verify {
+            file: Some(file),
+            json,
+            ..
+        }) => {
+            let text = input::text(Some(&file), "export file")?;
+            let (fingerprint, report) = breakglass::vault::verify_export(&text)?;
+            if !json && report.ok {
+                println!("Export of vault {fingerprint}:");
+            }
+            render::audit_verify(&report, json);
+            Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+        }
+        Command::Audit(AuditCommand::Export { format, since, out }) => {
+            let vault = open(path, Access::ReadOnly)?;
+            let text = vault.export_audit(format == ExportFormat::Csv, since)?;
+            match out {
+                Some(file) => {
+                    refuse_existing(&file)?;
+                    write_new_file(&file, text.as_bytes())?;
+                    eprintln!("Exported the audit log to {}.", file.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Audit(AuditCommand::Verify { anchor, json, .. }) => {
             let vault = open(path, Access::ReadOnly)?;
             let mut report = vault.verify_audit()?;
             if let (true, Some(source)) = (report.ok, anchor) {

@@ -84,3 +84,95 @@ impl Vault {
         audit::check_anchor(&entries, &self.fingerprint(), anchor)
     }
 }
+
+impl Vault {
+    /// The log (from `since`, default 1) as self-checking JSONL or as CSV.
+    pub fn export_audit(&self, csv: bool, since: Option<u64>) -> Result<String, VaultError> {
+        let since = since.unwrap_or(1);
+        let entries: Vec<audit::Entry> = self
+            .store
+            .read()
+            .audit_entries()?
+            .into_iter()
+            .filter(|e| e.seq >= since)
+            .collect();
+        if csv {
+            return Ok(audit::export_csv(&entries));
+        }
+        let header = audit::ExportHeader {
+            breakglass_audit_export: 1,
+            fingerprint: self.fingerprint(),
+            vault_id: self.manifest().vault_id.clone(),
+            manifests: self
+                .store
+                .read()
+                .manifests()?
+                .into_iter()
+                .map(|m| audit::ExportedManifest {
+                    epoch: m.epoch,
+                    body: m.body,
+                    signatures: m.signatures,
+                })
+                .collect(),
+        };
+        Ok(audit::export_jsonl(&header, &entries))
+    }
+}
+
+/// Verify a JSONL export with no vault present: its manifests (signatures and
+/// chain), the fingerprint they imply, the hash chain, and every checkpoint.
+pub fn verify_export(text: &str) -> Result<(String, audit::VerifyReport), VaultError> {
+    let bad = |line: usize, what: &str| {
+        VaultError::invalid(format!("export line {line}: {what}; export the log again"))
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, first) = lines.next().ok_or_else(|| bad(1, "the file is empty"))?;
+    let header: audit::ExportHeader = serde_json::from_str(first)
+        .map_err(|_| bad(1, "is not a breakglass audit export header"))?;
+    let rows: Vec<crate::store::ManifestRow> = header
+        .manifests
+        .iter()
+        .map(|m| crate::store::ManifestRow {
+            epoch: m.epoch,
+            body: m.body.clone(),
+            signatures: m.signatures.clone(),
+        })
+        .collect();
+    let latest = crate::manifest::verify_chain(&rows)?;
+    if latest.manifest.vault_id != header.vault_id
+        || latest.manifest.fingerprint() != header.fingerprint
+    {
+        return Err(bad(1, "header fingerprint does not match its manifests"));
+    }
+    let mut entries = Vec::new();
+    for (i, line) in lines {
+        let entry: audit::Entry =
+            serde_json::from_str(line).map_err(|_| bad(i + 1, "is not an audit entry"))?;
+        entries.push(entry);
+    }
+    let keys = epoch_keys(&rows);
+    let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
+    let (first_seq, first_prev) = entries
+        .first()
+        .map(|e| (e.seq, e.prev_hash.clone()))
+        .unwrap_or((1, audit::GENESIS_HASH.to_string()));
+    let report =
+        audit::verify_signed_from(&entries, first_seq, &first_prev, &header.vault_id, &key_of);
+    Ok((header.fingerprint, report))
+}
+
+/// (epoch, verify key) of every manifest row.
+fn epoch_keys(rows: &[crate::store::ManifestRow]) -> Vec<(u64, VerifyKey)> {
+    rows.iter()
+        .filter_map(|row| {
+            let body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
+            Some((
+                row.epoch,
+                VerifyKey::from_hex(body.get("verify_key")?.as_str()?)?,
+            ))
+        })
+        .collect()
+}

@@ -13,6 +13,7 @@ mod reports;
 mod rotate;
 mod unseal;
 
+pub use checkpoint::verify_export;
 pub use drill::{DrillOutcome, DrillReport, DrillRequest};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
