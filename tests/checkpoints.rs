@@ -303,3 +303,60 @@ fn csv_export_has_stable_columns() {
     );
     assert!(lines.next().unwrap().contains(",put,vpn,"));
 }
+
+fn endorsement(kit: &Kit, name: &str) -> String {
+    let list = kit.json(&["list"]);
+    list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()["endorsement"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn deposits_after_the_last_checkpoint_are_unendorsed() {
+    let kit = kit_with_checkpoints();
+    assert_eq!(endorsement(&kit, "vpn"), "endorsed");
+    assert_eq!(endorsement(&kit, "late"), "unendorsed");
+    let out = kit.unseal(&["alice", "bob"], &["late"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("secret late version 1 was deposited by") && stderr.contains("unendorsed"),
+        "{stderr}"
+    );
+    // That quorum session signed a new checkpoint: now it is endorsed.
+    assert_eq!(endorsement(&kit, "late"), "endorsed");
+}
+
+#[test]
+fn an_endorsed_ciphertext_swapped_in_the_file_is_tampered() {
+    let kit = kit_with_checkpoints();
+    // A writer with no key seals their own value to the public vault recipient for
+    // vpn v1 (a genuine-looking row), here by copying another version's ciphertext.
+    kit.put("decoy", "password", "attacker-value");
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE secret_versions SET ciphertext = (SELECT ciphertext FROM secret_versions WHERE secret = 'decoy') WHERE secret = 'vpn' AND state = 'active'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert_eq!(endorsement(&kit, "vpn"), "tampered");
+    assert!(kit.json(&["status"])["attention"]
+        .to_string()
+        .contains("secret vpn version 1 does not match the ciphertext the last checkpoint signed"));
+    let out = kit.unseal(&["alice", "bob"], &["vpn"]).output().unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains(
+            "secret vpn: version 1 does not match the ciphertext the last checkpoint signed"
+        ),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("attacker-value"));
+}

@@ -129,8 +129,8 @@ fn put_list_and_versions_never_show_values() {
     assert_eq!(
         list["secrets"],
         serde_json::json!([
-            {"name": "duo", "kind": "bypass-codes", "username": null, "url": null, "note": null, "version": 1, "state": "ok", "exposure": null},
-            {"name": "vpn", "kind": "password", "username": "bg-admin", "url": "https://vpn.example", "note": null, "version": 2, "state": "ok", "exposure": null},
+            {"name": "duo", "kind": "bypass-codes", "username": null, "url": null, "note": null, "version": 1, "state": "ok", "exposure": null, "endorsement": "unendorsed"},
+            {"name": "vpn", "kind": "password", "username": "bg-admin", "url": "https://vpn.example", "note": null, "version": 2, "state": "ok", "exposure": null, "endorsement": "unendorsed"},
         ])
     );
     let human = kit.bg().arg("list").output().unwrap();

@@ -176,3 +176,56 @@ fn epoch_keys(rows: &[crate::store::ManifestRow]) -> Vec<(u64, VerifyKey)> {
         })
         .collect()
 }
+
+/// Whether a secret version is covered by the last signed checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endorsement {
+    /// Its ciphertext hash is in the last valid checkpoint.
+    Endorsed,
+    /// Deposited since the last checkpoint (anyone with write access can deposit).
+    Unendorsed,
+    /// The checkpoint endorsed this version with a different ciphertext: swapped in the file.
+    Tampered,
+}
+
+impl Endorsement {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Endorsement::Endorsed => "endorsed",
+            Endorsement::Unendorsed => "unendorsed",
+            Endorsement::Tampered => "tampered",
+        }
+    }
+}
+
+impl Vault {
+    /// The versions the last valid checkpoint endorses (empty if there is none).
+    pub(crate) fn endorsed_versions(&self) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
+        let report = self.verify_audit()?;
+        let Some(seq) = report.signed_through.filter(|_| report.ok) else {
+            return Ok(Vec::new());
+        };
+        let entries = self.store.read().audit_entries()?;
+        Ok(entries
+            .iter()
+            .find(|e| e.seq == seq)
+            .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
+            .map(|d| d.body.versions)
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn endorsement(
+        endorsed: &[audit::EndorsedVersion],
+        version: &crate::store::VersionRow,
+    ) -> Endorsement {
+        let hash = hex::encode(crypto::sha256(&[version.ciphertext.as_bytes()]));
+        match endorsed
+            .iter()
+            .find(|e| e.secret == version.secret && e.version == version.version)
+        {
+            Some(e) if e.ciphertext_sha256 == hash => Endorsement::Endorsed,
+            Some(_) => Endorsement::Tampered,
+            None => Endorsement::Unendorsed,
+        }
+    }
+}

@@ -15,6 +15,8 @@ pub struct SecretInfo {
     pub state: String,
     /// Who revealed it, when and why, while it is exposed.
     pub exposure: Option<Exposure>,
+    /// `endorsed` by the last signed checkpoint, `unendorsed` (deposited since) or `tampered`.
+    pub endorsement: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,12 +130,14 @@ impl Vault {
     pub fn list(&self) -> Result<ListReport, VaultError> {
         let read = self.store.read();
         let exposed = read.exposures()?;
+        let endorsed = self.endorsed_versions()?;
         let mut secrets = Vec::new();
         for row in read.secrets()? {
-            let version = read
-                .active_version(&row.name)?
-                .map(|v| v.version)
-                .unwrap_or(0);
+            let active = read.active_version(&row.name)?;
+            let endorsement = active
+                .as_ref()
+                .map_or("unendorsed", |v| Vault::endorsement(&endorsed, v).as_str());
+            let version = active.map(|v| v.version).unwrap_or(0);
             let exposure = exposed
                 .iter()
                 .find(|e| e.secret == row.name)
@@ -152,6 +156,7 @@ impl Vault {
                 version,
                 state: state.into(),
                 exposure,
+                endorsement: endorsement.into(),
             });
         }
         Ok(ListReport { secrets })
@@ -206,6 +211,15 @@ impl Vault {
             ));
         }
         let bypass_codes = self.secret_policy_attention(&mut attention)?;
+        let endorsed = self.endorsed_versions()?;
+        for v in self.store.read().versions_in(&["active"])? {
+            if Vault::endorsement(&endorsed, &v) == super::checkpoint::Endorsement::Tampered {
+                attention.push(format!(
+                    "secret {} version {} does not match the ciphertext the last checkpoint signed: the vault file was tampered with",
+                    v.secret, v.version
+                ));
+            }
+        }
         for v in self.store.read().versions_in(&["pending"])? {
             attention.push(format!(
                 "secret {}: rotation to version {} was interrupted; run `breakglass rotate {}` again",

@@ -92,6 +92,8 @@ struct Gathering<'a> {
     rejected: Vec<Rejection>,
     /// Approvals used: (custodian, label).
     approvals: Vec<(String, String)>,
+    /// Warnings for revealed versions no checkpoint endorses yet.
+    unendorsed: Vec<String>,
 }
 
 /// A share or approval that was named and not used.
@@ -248,6 +250,7 @@ impl Gathering<'_> {
         self.rejected
             .iter()
             .map(|r| format!("{}: {}; not used", r.who, r.why))
+            .chain(self.unendorsed.iter().cloned())
             .collect()
     }
 }
@@ -315,6 +318,7 @@ impl Vault {
             tried: Vec::new(),
             rejected: Vec::new(),
             approvals: Vec::new(),
+            unendorsed: Vec::new(),
         };
         let outcome = gather_and_open(self, &mut gathering, &request, &reveal, prompt);
         let warnings = gathering.warnings();
@@ -703,6 +707,25 @@ fn gather_and_open(
         return Err(VaultError::KeyMismatch);
     }
     // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
+    let endorsed = vault.endorsed_versions()?;
+    for name in reveal {
+        let Some(version) = vault.store.read().active_version(name)? else {
+            continue;
+        };
+        match Vault::endorsement(&endorsed, &version) {
+            super::checkpoint::Endorsement::Tampered => {
+                return Err(VaultError::Secret {
+                    name: name.clone(),
+                    detail: format!("version {} does not match the ciphertext the last checkpoint signed; the vault file was tampered with — nothing revealed, restore from a trusted copy", version.version),
+                })
+            }
+            super::checkpoint::Endorsement::Unendorsed => g.unendorsed.push(format!(
+                "secret {name} version {} was deposited by {} after the last signed checkpoint (unendorsed); check it is genuine before using it",
+                version.version, version.depositor
+            )),
+            super::checkpoint::Endorsement::Endorsed => {}
+        }
+    }
     let revealed = reveal
         .iter()
         .map(|name| vault.decrypt_secret(&keys, name, request.one_code))
