@@ -26,6 +26,8 @@ fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("demo-vault.db");
+    // Keep this demo's per-machine state (vault pins) in the throwaway directory too.
+    std::env::set_var("BREAKGLASS_STATE_DIR", dir.path().join("state"));
     let names = ["alice", "bob", "carol", "dave", "erin"];
 
     // Each custodian has their own age key; in real life it never leaves their laptop.
@@ -114,9 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let verdict = auditor_view.verify_audit()?;
     println!(
-        "   {} entries, chain {}",
+        "   {} entries, chain {}, signed by the vault key through entry {}",
         verdict.entries,
-        if verdict.ok { "intact" } else { "BROKEN" }
+        if verdict.ok { "intact" } else { "BROKEN" },
+        verdict.signed_through.unwrap_or(0)
     );
     if !verdict.ok {
         return Err("audit chain broken".into());

@@ -43,7 +43,7 @@ pub enum Command {
     Request(RequestArgs),
     /// Custodian side: check the read-back words and turn your share into a one-line approval code
     Approve(ApproveArgs),
-    /// Gather K custodian shares (local keys and remote approvals), verify them, reveal named secrets
+    /// Gather K custodian shares (local keys and remote approvals), reveal named secrets, start a new epoch
     Unseal(UnsealArgs),
     /// Each custodian given proves their share still decrypts and matches its commitment (logged)
     Drill(DrillArgs),
