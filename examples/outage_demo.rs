@@ -49,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         custodians,
         passphrases: vec![],
         insecure_test_only_kdf: false,
+        alerts: vec![],
     };
     let mut vault = Vault::create(&path, options, "demo-admin@laptop", &mut Quiet)?;
     println!("   fingerprint {}", vault.fingerprint());

@@ -102,7 +102,38 @@ pub fn append(tx: &Tx<'_>, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreEr
         prev_hash = entry.hash.clone();
         appended.push(entry);
     }
+    queue_alerts(tx, &appended, &time)?;
     Ok(appended)
+}
+
+/// Queue an alert per sink for every alert-worthy row, in the same transaction.
+fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreError> {
+    let worthy: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| crate::notify::ALERT_ACTIONS.contains(&e.action.as_str()))
+        .collect();
+    if worthy.is_empty() {
+        return Ok(());
+    }
+    let manifest = tx
+        .read()
+        .manifests()?
+        .last()
+        .and_then(|row| serde_json::from_str::<crate::manifest::Manifest>(&row.body).ok());
+    let Some(m) = manifest else { return Ok(()) };
+    let sinks: Vec<crate::notify::AlertSink> = m
+        .alerts
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    for entry in worthy {
+        let payload = crate::notify::event(entry, &m.vault_id, &m.fingerprint(), m.epoch);
+        for sink in &sinks {
+            let sink = serde_json::to_string(sink).expect("sink serializes");
+            tx.enqueue_alert(entry.seq, &sink, &payload, time)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn now() -> String {

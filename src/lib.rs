@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod crypto;
 pub mod manifest;
+pub mod notify;
 pub mod remote;
 pub mod store;
 pub mod vault;

@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The alert outbox: list it, or deliver what is queued
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Read and verify the audit log (no quorum needed)
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -88,6 +91,15 @@ pub struct InitArgs {
     /// TEST ONLY: cheap Argon2id for passphrase custodians. Insecure; `status` flags it
     #[arg(long)]
     pub insecure_test_only_kdf: bool,
+    /// Alert on every use: `sh -c CMD` gets each JSON event on stdin (repeatable)
+    #[arg(long = "alert-exec", value_name = "CMD")]
+    pub alert_exec: Vec<String>,
+    /// Alert on every use: HTTP POST of each JSON event to http://host:port/path (repeatable)
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhook: Vec<String>,
+    /// Alert on every use: RFC 5424 to host:port (UDP), tcp:host:port or unix:/dev/log (repeatable)
+    #[arg(long = "alert-syslog", value_name = "ADDR")]
+    pub alert_syslog: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -362,4 +374,17 @@ pub struct RekeyArgs {
     pub reason: String,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Queued alerts (undelivered; --all for every one)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try to deliver every queued alert now
+    Flush(JsonFlag),
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::{
@@ -19,8 +20,8 @@ use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
 use args::{
-    ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand, ExportFormat, KindArg,
-    RunbookCommand,
+    AlertsCommand, ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand,
+    ExportFormat, KindArg, RunbookCommand,
 };
 
 const EXIT_OK: i32 = 0;
@@ -32,11 +33,49 @@ pub fn run() -> i32 {
         .vault
         .clone()
         .unwrap_or_else(|| PathBuf::from("breakglass.db"));
-    match dispatch(cli.command, cli.vault.is_some(), &vault_path) {
+    let writes = writes_to_vault(&cli.command);
+    let code = match dispatch(cli.command, cli.vault.is_some(), &vault_path) {
         Ok(code) => code,
         Err(e) => {
             render::error(&e.to_string());
             EXIT_FAILURE
+        }
+    };
+    if writes {
+        deliver_queued_alerts(&vault_path);
+    }
+    code
+}
+
+/// Commands that may queue alerts; after them, queued alerts are delivered.
+fn writes_to_vault(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::List(_)
+            | Command::Status(_)
+            | Command::Custodian(_)
+            | Command::Approve(_)
+            | Command::VerifyCopy { .. }
+            | Command::Audit(_)
+            | Command::Alerts(_)
+            | Command::Completions { .. }
+            | Command::Man
+    ) && !matches!(command, Command::Runbook(a) if a.command.is_none())
+}
+
+/// After the command's work is done: try queued alerts once, with short timeouts.
+/// Failures stay queued (and show in `status`); they never change the exit code.
+fn deliver_queued_alerts(path: &Path) {
+    let Ok(mut vault) = Vault::open(path, Access::ReadWrite) else {
+        return;
+    };
+    if let Ok(report) = vault.flush_alerts() {
+        if !report.failed.is_empty() {
+            eprintln!(
+                "warning: {} alert(s) not delivered and kept queued ({}); see `breakglass alerts list`",
+                report.failed.len(),
+                report.failed.join("; ")
+            );
         }
     }
 }
@@ -70,7 +109,16 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     }
                 }
             }
+            let mut alerts = Vec::new();
+            alerts.extend(a.alert_exec.iter().map(|c| AlertSink::Exec(c.clone())));
+            for url in &a.alert_webhook {
+                alerts.push(AlertSink::webhook(url).map_err(VaultError::Invalid)?);
+            }
+            for addr in &a.alert_syslog {
+                alerts.push(AlertSink::syslog(addr).map_err(VaultError::Invalid)?);
+            }
             let options = InitOptions {
+                alerts,
                 threshold: a.threshold,
                 custodians,
                 passphrases,
@@ -319,6 +367,21 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let report = vault.compare_copy(&copy)?;
             render::copy_comparison(&report, &other, json);
             Ok(if report.same_vault && !report.diverged {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            })
+        }
+        Command::Alerts(AlertsCommand::List { all, json }) => {
+            let vault = open(path, Access::ReadOnly)?;
+            render::alerts(&vault.alerts(all)?, json);
+            Ok(EXIT_OK)
+        }
+        Command::Alerts(AlertsCommand::Flush(f)) => {
+            let mut vault = open(path, Access::ReadWrite)?;
+            let report = vault.flush_alerts()?;
+            render::flushed(&report, f.json);
+            Ok(if report.pending == 0 {
                 EXIT_OK
             } else {
                 EXIT_FAILURE

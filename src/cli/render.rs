@@ -6,9 +6,9 @@ use std::io::Write;
 use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
-    Approval, AuditLogReport, CopyComparison, CustodianListReport, DrillReport, ExposedRotation,
-    ListReport, RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport,
-    UnsealReport,
+    AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport, DrillReport,
+    ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued, RotateOutcome,
+    RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -108,6 +108,13 @@ pub fn status(report: &StatusReport, as_json: bool) {
         "Secrets: {}   Audit entries: {}",
         report.secrets, report.audit_entries
     );
+    if report.alerts_undelivered > 0 {
+        println!(
+            "Alerts: {} undelivered, oldest queued {}",
+            report.alerts_undelivered,
+            report.oldest_undelivered_alert.as_deref().unwrap_or("?")
+        );
+    }
     for b in &report.bypass_codes {
         println!(
             "Bypass codes {}: {} of {} unused",
@@ -426,5 +433,39 @@ pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json
             "the audit logs diverge after entry {}: both copies were used separately; keep both and reconcile them",
             report.common_entries
         ));
+    }
+}
+
+pub fn alerts(report: &AlertsReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    if report.alerts.is_empty() {
+        println!("No queued alerts.");
+    }
+    for a in &report.alerts {
+        let state = match (&a.delivered, &a.last_error) {
+            (Some(t), _) => format!("delivered {t}"),
+            (None, Some(e)) => format!("queued, {} attempts, last error: {e}", a.attempts),
+            (None, None) => "queued".into(),
+        };
+        let event = a.event.get("event").and_then(|e| e.as_str()).unwrap_or("?");
+        println!(
+            "{:>4}  seq {:<5} {:<18} {}  {state}",
+            a.id, a.seq, event, a.sink
+        );
+    }
+}
+
+pub fn flushed(report: &FlushReport, as_json: bool) {
+    if as_json {
+        return json(report);
+    }
+    println!(
+        "Delivered {} alert(s); {} still queued.",
+        report.delivered, report.pending
+    );
+    for f in &report.failed {
+        eprintln!("warning: {f}");
     }
 }

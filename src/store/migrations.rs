@@ -81,6 +81,16 @@ const STEPS: &[&str] = &[
         code_index INTEGER NOT NULL,
         used_at TEXT NOT NULL,
         PRIMARY KEY (secret, version, code_index)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL,
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered TEXT
     );",
 ];
 
@@ -149,6 +159,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 10);
+        assert_eq!(tables, 12);
     }
 }

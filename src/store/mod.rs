@@ -114,6 +114,19 @@ pub struct RotationRow {
     pub expires: Option<String>,
 }
 
+/// One alert event for one sink, queued in the same transaction as its audit row.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub seq: u64,
+    pub sink: String,
+    pub payload: String,
+    pub created: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunbookRow {
     pub text: String,
@@ -490,6 +503,33 @@ impl Tx<'_> {
             )
     }
 
+    pub fn enqueue_alert(
+        &self,
+        seq: u64,
+        sink: &str,
+        payload: &str,
+        created: &str,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO outbox (seq, sink, payload, created) VALUES (?1, ?2, ?3, ?4)",
+            params![seq as i64, sink, payload, created],
+        )
+    }
+
+    pub fn alert_delivered(&self, id: i64, at: &str) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE outbox SET delivered = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            params![id, at],
+        )
+    }
+
+    pub fn alert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            params![id, error],
+        )
+    }
+
     pub fn set_runbook(&self, row: &RunbookRow) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO runbook (id, text, updated, updated_by) VALUES (1, ?1, ?2, ?3)
@@ -695,6 +735,32 @@ impl Reader<'_> {
         let rows = stmt
             .query_map(params![secret, version], |r| {
                 r.get::<_, i64>(0).map(|i| i as usize)
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Queued alerts, oldest first; only undelivered ones unless `all`.
+    pub fn outbox(&self, all: bool) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = if all {
+            "SELECT id, seq, sink, payload, created, attempts, last_error, delivered FROM outbox ORDER BY id"
+        } else {
+            "SELECT id, seq, sink, payload, created, attempts, last_error, delivered FROM outbox WHERE delivered IS NULL ORDER BY id"
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    sink: r.get(2)?,
+                    payload: r.get(3)?,
+                    created: r.get(4)?,
+                    attempts: r.get(5)?,
+                    last_error: r.get(6)?,
+                    delivered: r.get(7)?,
+                })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;

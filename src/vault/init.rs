@@ -57,6 +57,8 @@ pub struct InitOptions {
     pub passphrases: Vec<(String, Passphrase)>,
     /// Cheap Argon2id for the test suite only; flagged by `status`.
     pub insecure_test_only_kdf: bool,
+    /// Where alerts go; signed into the manifest.
+    pub alerts: Vec<crate::notify::AlertSink>,
 }
 
 pub fn validate_custodian_name(name: &str) -> Result<(), VaultError> {
@@ -88,6 +90,7 @@ impl Vault {
             custodians,
             mut passphrases,
             insecure_test_only_kdf,
+            alerts,
         } = options;
         check_custodians(threshold, &custodians, &passphrases)?;
         if path.exists() {
@@ -187,7 +190,10 @@ impl Vault {
                 verify_key: verify_key.clone(),
                 genesis_verify_key: verify_key,
                 insecure_test_only_kdf,
-                alerts: vec![],
+                alerts: alerts
+                    .iter()
+                    .map(|a| serde_json::to_value(a).expect("sink serializes"))
+                    .collect(),
                 prev_manifest_hash: None,
             },
             &keys,

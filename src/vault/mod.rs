@@ -1,6 +1,7 @@
 //! Domain operations on a vault. The sealed `Vault` can deposit, list and report;
 //! reading a secret needs a quorum (`unseal`). Nothing here prints or prompts.
 
+mod alerts;
 mod checkpoint;
 mod drill;
 mod epoch;
@@ -13,6 +14,7 @@ mod reports;
 mod rotate;
 mod unseal;
 
+pub use alerts::{AlertRow, AlertsReport, FlushReport};
 pub use checkpoint::verify_export;
 pub use drill::{DrillOutcome, DrillReport, DrillRequest};
 pub use error::VaultError;

@@ -71,6 +71,9 @@ pub struct StatusReport {
     pub open_requests: Vec<crate::remote::OpenRequest>,
     /// Unused single-use codes of each bypass-codes secret.
     pub bypass_codes: Vec<BypassCount>,
+    /// Alerts queued and not yet delivered, and when the oldest was queued.
+    pub alerts_undelivered: usize,
+    pub oldest_undelivered_alert: Option<String>,
     pub attention: Vec<String>,
 }
 
@@ -211,6 +214,17 @@ impl Vault {
             ));
         }
         let bypass_codes = self.secret_policy_attention(&mut attention)?;
+        let (alerts_undelivered, oldest_undelivered_alert) = self.undelivered_alerts()?;
+        if let Some(oldest) = &oldest_undelivered_alert {
+            let minutes = chrono::DateTime::parse_from_rfc3339(oldest)
+                .map(|t| (now - t.with_timezone(&chrono::Utc)).num_minutes())
+                .unwrap_or(i64::MAX);
+            if minutes > super::alerts::ALERT_STALE_MINUTES {
+                attention.push(format!(
+                    "{alerts_undelivered} alerts undelivered, the oldest for {minutes} minutes; check the sinks (`breakglass alerts list`) and run `breakglass alerts flush`"
+                ));
+            }
+        }
         let endorsed = self.endorsed_versions()?;
         for v in self.store.read().versions_in(&["active"])? {
             if Vault::endorsement(&endorsed, &v) == super::checkpoint::Endorsement::Tampered {
@@ -270,6 +284,8 @@ impl Vault {
             audit_entries: verify.entries,
             open_requests: crate::remote::pending::list_for(&m.vault_id),
             bypass_codes,
+            alerts_undelivered,
+            oldest_undelivered_alert,
             attention,
         })
     }

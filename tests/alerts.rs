@@ -1,0 +1,227 @@
+//! Alerts on every use, through the real binary and real sinks: a command, a
+//! local HTTP server, a local syslog (UDP) socket; failing sinks never block.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use support::Kit;
+
+/// A 2-of-2 vault whose alerts go to the given init options.
+fn kit_with_alerts(alert_args: &[String]) -> Kit {
+    let kit = Kit::new(&["alice", "bob"]);
+    let mut init = kit.bg();
+    init.args(["init", "--threshold", "2"]);
+    for n in ["alice", "bob"] {
+        init.arg("--custodian")
+            .arg(format!("{n}={}", kit.public(n)));
+    }
+    init.args(alert_args).assert().success();
+    kit
+}
+
+fn events(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn exec_sink_gets_one_well_formed_event_per_action_and_never_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.jsonl");
+    let kit = kit_with_alerts(&["--alert-exec".into(), format!("cat >> '{}'", log.display())]);
+    let canary = "CANARY-alert-5f1e";
+    kit.put("vpn", "password", canary);
+    assert!(events(&log).is_empty(), "a deposit raises no alert");
+    let out = kit.unseal(&["alice", "bob"], &["vpn"]).output().unwrap();
+    assert!(out.status.success());
+    let got = events(&log);
+    let kinds: Vec<&str> = got.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["unseal", "reveal", "new_epoch"]);
+    let fingerprint = kit.json(&["status"])["fingerprint"].clone();
+    for e in &got {
+        assert_eq!(e["fingerprint"], fingerprint);
+        for key in [
+            "vault_id", "epoch", "seq", "hash", "anchor", "actor", "reason", "time", "subject",
+        ] {
+            assert!(e.get(key).is_some(), "{key} missing in {e}");
+        }
+    }
+    assert_eq!(got[1]["subject"], "vpn");
+    assert_eq!(got[1]["reason"], "test outage");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(canary));
+    // Drill and rotation alert too.
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    kit.bg()
+        .args(["rotate", "vpn", "--generate"])
+        .assert()
+        .success();
+    let kinds: Vec<String> = events(&log)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&kinds[3..], ["drill", "rotate"]);
+    assert_eq!(
+        kit.json(&["alerts", "list"])["alerts"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn webhook_receives_the_post() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        (request_line, String::from_utf8(body).unwrap())
+    });
+    let kit = kit_with_alerts(&[
+        "--alert-webhook".into(),
+        format!("http://127.0.0.1:{port}/hooks/breakglass"),
+    ]);
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("bob"))
+        .assert()
+        .success();
+    let (request_line, body) = server.join().unwrap();
+    assert!(
+        request_line.starts_with("POST /hooks/breakglass HTTP/1.1"),
+        "{request_line}"
+    );
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "drill");
+    assert_eq!(event["subject"], "bob");
+}
+
+#[test]
+fn syslog_receives_an_rfc5424_line() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let kit = kit_with_alerts(&["--alert-syslog".into(), addr.to_string()]);
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]);
+    assert!(line.starts_with("<84>1 20"), "{line}");
+    assert!(
+        line.contains(" breakglass ") && line.contains("\"event\":\"drill\""),
+        "{line}"
+    );
+}
+
+#[test]
+fn failing_sinks_never_block_and_deliver_later_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.jsonl");
+    let flag = dir.path().join("sink-is-up");
+    let kit = kit_with_alerts(&[
+        "--alert-exec".into(),
+        format!("test -f '{}' && cat >> '{}'", flag.display(), log.display()),
+        // Nobody listens here: connection refused.
+        "--alert-webhook".into(),
+        "http://127.0.0.1:9/".into(),
+    ]);
+    kit.put("vpn", "password", "still-revealed");
+    let out = kit.unseal(&["alice", "bob"], &["vpn"]).output().unwrap();
+    assert!(out.status.success(), "the reveal happens anyway");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still-revealed"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not delivered and kept queued"));
+    let queued = kit.json(&["alerts", "list"])["alerts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(queued, 6, "3 events x 2 sinks");
+    let status = kit.json(&["status"]);
+    assert_eq!(status["alerts_undelivered"], 6);
+    // Fresh failures are shown but only turn --check red after 15 minutes.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute("UPDATE outbox SET created = '2020-01-01T00:00:00.000Z'", [])
+        .unwrap();
+    drop(conn);
+    assert!(kit.json(&["status"])["attention"]
+        .to_string()
+        .contains("6 alerts undelivered"));
+    kit.bg().args(["status", "--check"]).assert().code(1);
+
+    // The exec sink comes back: flush delivers its events once; the webhook stays queued.
+    std::fs::write(&flag, "").unwrap();
+    kit.bg().args(["alerts", "flush"]).assert().code(1);
+    assert_eq!(events(&log).len(), 3);
+    kit.bg().args(["alerts", "flush"]).assert().code(1);
+    assert_eq!(events(&log).len(), 3, "delivered alerts are not sent again");
+    assert_eq!(
+        kit.json(&["alerts", "list"])["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn a_hanging_sink_times_out_and_stays_queued() {
+    let kit = kit_with_alerts(&["--alert-exec".into(), "sleep 30".into()]);
+    let started = std::time::Instant::now();
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let alerts = kit.json(&["alerts", "list"]);
+    assert!(alerts["alerts"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("timed out"));
+}
+
+#[test]
+fn https_webhooks_and_bad_syslog_addresses_are_refused_at_init() {
+    let kit = Kit::new(&["alice", "bob"]);
+    let out = kit
+        .bg()
+        .args(["init", "--threshold", "2", "--custodian"])
+        .arg(format!("alice={}", kit.public("alice")))
+        .arg("--custodian")
+        .arg(format!("bob={}", kit.public("bob")))
+        .args(["--alert-syslog", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("--alert-syslog nowhere"));
+    assert!(!kit.vault.exists());
+}
