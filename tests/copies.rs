@@ -97,3 +97,117 @@ fn verify_copy_tells_same_prefix_diverged_and_foreign() {
     let err = one_line_error(&out);
     assert!(err.contains("is a different vault"), "{err}");
 }
+
+#[test]
+fn merging_two_diverged_copies_keeps_every_entry_of_both() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw");
+    let copy = kit.path("laptop-copy.db");
+    std::fs::copy(&kit.vault, &copy).unwrap();
+    // Both copies are used during the same outage.
+    kit.put("here", "note", "a");
+    bg(&copy)
+        .args(["put", "there", "--kind", "note"])
+        .write_stdin("b")
+        .assert()
+        .success();
+    bg(&copy)
+        .args(["runbook", "set"])
+        .write_stdin("call alice")
+        .assert()
+        .success();
+    let theirs = serde_json::from_slice::<serde_json::Value>(
+        &bg(&copy)
+            .args(["audit", "log", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+
+    let out = kit
+        .bg()
+        .args(["audit", "merge", "--json"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["common"].as_u64(), v["merged"].as_u64()),
+        (Some(2), Some(2))
+    );
+    kit.bg().args(["audit", "verify"]).assert().success();
+    bg(&copy).args(["audit", "verify"]).assert().success();
+
+    let log = kit.json(&["audit", "log"]);
+    let entries = log["entries"].as_array().unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "put" && e["subject"] == "here"));
+    for foreign in &theirs["entries"].as_array().unwrap()[2..] {
+        let cited = entries.iter().any(|e| {
+            e["action"] == "merged"
+                && e["details"]["foreign_hash"] == foreign["hash"]
+                && e["details"]["foreign_seq"] == foreign["seq"]
+                && e["details"]["foreign_action"] == foreign["action"]
+        });
+        assert!(cited, "foreign entry {} not merged", foreign["seq"]);
+    }
+    // Merging again adds nothing.
+    let out = kit
+        .bg()
+        .args(["audit", "merge", "--json"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["merged"].as_u64(), v["already_merged"].as_u64()),
+        (Some(0), Some(2))
+    );
+}
+
+#[test]
+fn merge_refuses_another_vault_or_a_broken_log() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let other = Kit::init(&["alice", "bob"], 2);
+    let foreign = kit.path("foreign.db");
+    std::fs::copy(&other.vault, &foreign).unwrap();
+    let err = one_line_error(
+        &kit.bg()
+            .args(["audit", "merge"])
+            .arg(&foreign)
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("different vault"), "{err}");
+    let copy = kit.path("copy.db");
+    std::fs::copy(&kit.vault, &copy).unwrap();
+    bg(&copy)
+        .args(["put", "x", "--kind", "note"])
+        .write_stdin("n")
+        .assert()
+        .success();
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2", [])
+        .unwrap();
+    let before = kit.vault_bytes();
+    let err = one_line_error(
+        &kit.bg()
+            .args(["audit", "merge"])
+            .arg(&copy)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("fails verification") && err.contains("nothing merged"),
+        "{err}"
+    );
+    assert_eq!(kit.vault_bytes(), before);
+}

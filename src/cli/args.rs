@@ -339,6 +339,12 @@ pub enum AuditCommand {
     },
     /// Print a one-line anchor of the log head, to keep outside the vault
     Head(JsonFlag),
+    /// Bring another copy's diverged entries into this log, citing their seq and hash
+    Merge {
+        other: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Export the log for auditors: self-checking JSONL (with manifests) or CSV
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]

@@ -435,6 +435,26 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::audit_verify(&report, json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
         }
+        Command::Audit(AuditCommand::Merge { other, json }) => {
+            let mut vault = open(path, Access::ReadWrite)?;
+            let copy = open(&other, Access::ReadOnly)?;
+            let report = vault.merge_from(&copy, &actor)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serializes")
+                );
+            } else {
+                println!(
+                    "Merged {} entries from {} (shared {}; {} were merged before).",
+                    report.merged,
+                    other.display(),
+                    report.common,
+                    report.already_merged
+                );
+            }
+            Ok(EXIT_OK)
+        }
         Command::Audit(AuditCommand::Head(f)) => {
             let vault = open(path, Access::ReadOnly)?;
             let anchor = vault.audit_anchor()?;

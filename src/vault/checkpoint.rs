@@ -229,3 +229,84 @@ impl Vault {
         }
     }
 }
+
+/// What `audit merge` did.
+#[derive(Debug, serde::Serialize)]
+pub struct MergeReport {
+    /// Leading entries both logs share.
+    pub common: usize,
+    /// Foreign entries appended now.
+    pub merged: usize,
+    /// Foreign entries already merged before.
+    pub already_merged: usize,
+}
+
+impl Vault {
+    /// Bring another copy's entries (those after the shared prefix) into this
+    /// log, oldest first, as `merged` rows citing the foreign seq and hash. Both
+    /// chains stay verifiable; merging twice adds nothing.
+    pub fn merge_from(&mut self, other: &Vault, actor: &str) -> Result<MergeReport, VaultError> {
+        let (mine, theirs) = (self.manifest(), other.manifest());
+        if mine.vault_id != theirs.vault_id || mine.fingerprint() != theirs.fingerprint() {
+            return Err(VaultError::invalid(format!(
+                "the other copy is a different vault ({}, this one is {}); nothing merged",
+                theirs.fingerprint(),
+                mine.fingerprint()
+            )));
+        }
+        let check = other.verify_audit()?;
+        if let Some(problem) = check.problem {
+            return Err(VaultError::invalid(format!(
+                "the other copy's log fails verification ({problem}); nothing merged"
+            )));
+        }
+        let own = self.store.read().audit_entries()?;
+        let foreign = other.store.read().audit_entries()?;
+        let common = own
+            .iter()
+            .zip(&foreign)
+            .take_while(|(a, b)| a.hash == b.hash)
+            .count();
+        let cited: Vec<String> = own
+            .iter()
+            .filter(|e| e.action == "merged")
+            .filter_map(|e| {
+                let d: serde_json::Value = serde_json::from_str(&e.details).ok()?;
+                d.get("foreign_hash")?.as_str().map(String::from)
+            })
+            .collect();
+        let mut fresh: Vec<&audit::Entry> = foreign[common..]
+            .iter()
+            .filter(|e| !cited.contains(&e.hash))
+            .collect();
+        let already_merged = foreign.len() - common - fresh.len();
+        fresh.sort_by(|a, b| a.time.cmp(&b.time).then(a.seq.cmp(&b.seq)));
+        let entries: Vec<audit::NewEntry> = fresh
+            .iter()
+            .map(|e| {
+                audit::NewEntry::new(&e.actor, "merged", &e.subject)
+                    .reason(&e.reason)
+                    .details(serde_json::json!({
+                        "foreign_seq": e.seq,
+                        "foreign_hash": e.hash,
+                        "foreign_time": e.time,
+                        "foreign_action": e.action,
+                        "foreign_details": serde_json::from_str::<serde_json::Value>(&e.details)
+                            .unwrap_or(serde_json::Value::Null),
+                        "merged_by": actor,
+                    }))
+            })
+            .collect();
+        let merged = entries.len();
+        if merged > 0 {
+            let tx = self.store.begin()?;
+            audit::append(&tx, entries)?;
+            tx.commit()?;
+        }
+        Ok(MergeReport {
+            common,
+            merged,
+            already_merged,
+        })
+    }
+}

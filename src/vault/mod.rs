@@ -15,7 +15,7 @@ mod rotate;
 mod unseal;
 
 pub use alerts::{AlertRow, AlertsReport, FlushReport};
-pub use checkpoint::verify_export;
+pub use checkpoint::{verify_export, MergeReport};
 pub use drill::{DrillOutcome, DrillReport, DrillRequest};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
