@@ -17,6 +17,7 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Audit actions that raise an alert.
 pub const ALERT_ACTIONS: &[&str] = &[
     "request",
+    "request_expired",
     "approval_accepted",
     "approval_rejected",
     "unseal",
@@ -219,4 +220,17 @@ fn send_udp(hostport: &str, line: &str) -> Result<(), String> {
         .send_to(line.as_bytes(), hostport)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Send an event that has no audit row (a failed `audit verify` on a read-only
+/// copy) straight to the sinks, best effort. Returns the failures.
+pub fn send_now(sinks: &[AlertSink], payload: &str) -> Vec<String> {
+    sinks
+        .iter()
+        .filter_map(|s| {
+            s.deliver(payload)
+                .err()
+                .map(|e| format!("{}: {e}", s.label()))
+        })
+        .collect()
 }

@@ -225,3 +225,52 @@ fn https_webhooks_and_bad_syslog_addresses_are_refused_at_init() {
     assert!(support::one_line_error(&out).contains("--alert-syslog nowhere"));
     assert!(!kit.vault.exists());
 }
+
+#[test]
+fn a_failed_audit_verify_alerts_and_rekey_can_change_the_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let second = dir.path().join("second.jsonl");
+    let kit = kit_with_alerts(&[
+        "--alert-exec".into(),
+        format!("cat >> '{}'", first.display()),
+    ]);
+    kit.put("vpn", "password", "pw");
+    // Only a quorum changes the sinks (they live in the signed manifest).
+    let mut rekey = kit.bg();
+    rekey
+        .args(["rekey", "--alert-exec"])
+        .arg(format!("cat >> '{}'", second.display()));
+    rekey
+        .arg("--identity")
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("bob"));
+    rekey.assert().success();
+    let before_second = events(&second).len();
+    assert!(
+        before_second >= 1,
+        "the new epoch is announced to the new sink"
+    );
+    let first_count = events(&first).len();
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    assert_eq!(
+        events(&first).len(),
+        first_count,
+        "the old sink no longer hears"
+    );
+    assert_eq!(events(&second).last().unwrap()["event"], "drill");
+    // A tampered log raises an alert on verify.
+    rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .execute("UPDATE audit SET actor = 'x' WHERE seq = 2", [])
+        .unwrap();
+    kit.bg().args(["audit", "verify"]).assert().code(1);
+    let last = events(&second).last().unwrap().clone();
+    assert_eq!(last["event"], "audit_verify_failed");
+    assert_eq!(last["seq"], 2);
+}

@@ -378,6 +378,18 @@ pub struct RekeyArgs {
     /// Why (logged)
     #[arg(long, default_value = "scheduled rekey")]
     pub reason: String,
+    /// Replace the alert sinks: `sh -c CMD` gets each JSON event (repeatable)
+    #[arg(long = "alert-exec", value_name = "CMD")]
+    pub alert_exec: Vec<String>,
+    /// Replace the alert sinks: HTTP POST to http://host:port/path (repeatable)
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhook: Vec<String>,
+    /// Replace the alert sinks: RFC 5424 syslog (repeatable)
+    #[arg(long = "alert-syslog", value_name = "ADDR")]
+    pub alert_syslog: Vec<String>,
+    /// Remove every alert sink
+    #[arg(long, conflicts_with_all = ["alert_exec", "alert_webhook", "alert_syslog"])]
+    pub clear_alerts: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -109,14 +109,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     }
                 }
             }
-            let mut alerts = Vec::new();
-            alerts.extend(a.alert_exec.iter().map(|c| AlertSink::Exec(c.clone())));
-            for url in &a.alert_webhook {
-                alerts.push(AlertSink::webhook(url).map_err(VaultError::Invalid)?);
-            }
-            for addr in &a.alert_syslog {
-                alerts.push(AlertSink::syslog(addr).map_err(VaultError::Invalid)?);
-            }
+            let alerts = alert_sinks(&a.alert_exec, &a.alert_webhook, &a.alert_syslog)?;
             let options = InitOptions {
                 alerts,
                 threshold: a.threshold,
@@ -332,6 +325,14 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Rekey(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let add = custodian_specs(&a.add, "--add-custodian")?;
+            let sinks = alert_sinks(&a.alert_exec, &a.alert_webhook, &a.alert_syslog)?;
+            let alerts = if a.clear_alerts {
+                Some(Vec::new())
+            } else if sinks.is_empty() {
+                None
+            } else {
+                Some(sinks)
+            };
             let (mut new_passphrases, quorum_passphrases): (Vec<_>, Vec<_>) =
                 input::passphrase_files(&a.passphrase_files)?
                     .into_iter()
@@ -355,6 +356,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     add,
                     remove: a.remove,
                     new_passphrases,
+                    alerts,
                 },
                 &mut input::Terminal::default(),
             )?;
@@ -431,6 +433,9 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     report.ok = false;
                     report.problem = Some(problem);
                 }
+            }
+            if !report.ok {
+                alert_verify_failed(&vault, &report);
             }
             render::audit_verify(&report, json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
@@ -661,4 +666,48 @@ fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
         eprintln!("warning: {w}");
     }
     Ok(vault)
+}
+
+/// Parse the repeated `--alert-*` options.
+fn alert_sinks(
+    exec: &[String],
+    webhook: &[String],
+    syslog: &[String],
+) -> Result<Vec<AlertSink>, VaultError> {
+    let mut sinks: Vec<AlertSink> = exec.iter().map(|c| AlertSink::Exec(c.clone())).collect();
+    for url in webhook {
+        sinks.push(AlertSink::webhook(url).map_err(VaultError::Invalid)?);
+    }
+    for addr in syslog {
+        sinks.push(AlertSink::syslog(addr).map_err(VaultError::Invalid)?);
+    }
+    Ok(sinks)
+}
+
+/// A failed `audit verify` raises an alert directly (the copy may be read-only).
+fn alert_verify_failed(vault: &Vault, report: &breakglass::audit::VerifyReport) {
+    let m = vault.manifest();
+    let sinks: Vec<AlertSink> = m
+        .alerts
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    if sinks.is_empty() {
+        return;
+    }
+    let payload = serde_json::json!({
+        "event": "audit_verify_failed",
+        "subject": m.fingerprint(),
+        "vault_id": m.vault_id,
+        "fingerprint": m.fingerprint(),
+        "epoch": m.epoch,
+        "seq": report.first_bad_seq,
+        "actor": current_actor(),
+        "reason": report.problem,
+        "time": breakglass::audit::now(),
+    })
+    .to_string();
+    for failure in breakglass::notify::send_now(&sinks, &payload) {
+        eprintln!("warning: alert not delivered: {failure}");
+    }
 }

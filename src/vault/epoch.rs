@@ -49,6 +49,7 @@ impl Vault {
         old_keys: &VaultKeys,
         threshold: usize,
         custodians: &[NextCustodian],
+        alerts: Option<&[crate::notify::AlertSink]>,
         actor: &str,
         reason: &str,
     ) -> Result<u64, VaultError> {
@@ -139,7 +140,13 @@ impl Vault {
                 verify_key: keys.verify_key().to_hex(),
                 genesis_verify_key: m.genesis_verify_key.clone(),
                 insecure_test_only_kdf: m.insecure_test_only_kdf,
-                alerts: m.alerts.clone(),
+                alerts: match alerts {
+                    Some(sinks) => sinks
+                        .iter()
+                        .map(|a| serde_json::to_value(a).expect("sink serializes"))
+                        .collect(),
+                    None => m.alerts.clone(),
+                },
                 prev_manifest_hash: Some(manifest::body_hash(&old.body)),
             },
             &keys,

@@ -17,6 +17,8 @@ pub struct RekeyChanges {
     pub remove: Vec<String>,
     /// Passphrases of added `passphrase` custodians, by name.
     pub new_passphrases: Vec<(String, Passphrase)>,
+    /// Replace the alert sinks (`Some(vec![])` clears them); `None` keeps them.
+    pub alerts: Option<Vec<crate::notify::AlertSink>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,7 +128,14 @@ impl Vault {
         let actor = quorum.actor.clone();
         let reason = quorum.reason.clone();
         let (report, keys) = self.quorum_session(quorum, prompt)?;
-        let epoch = self.advance_epoch(&keys, threshold, &next, &actor, &reason)?;
+        let epoch = self.advance_epoch(
+            &keys,
+            threshold,
+            &next,
+            changes.alerts.as_deref(),
+            &actor,
+            &reason,
+        )?;
         Ok(RekeyReport {
             from_epoch: m.epoch,
             epoch,

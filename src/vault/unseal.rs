@@ -302,6 +302,13 @@ impl Vault {
             }
             if remote.request.is_expired() {
                 let _ = pending::close(&r.request_id, "expired");
+                let _ = self.append_audit(vec![NewEntry::new(
+                    &request.actor,
+                    "request_expired",
+                    &r.request_id,
+                )
+                .reason(&r.reason)
+                .details(serde_json::json!({ "expires": r.expires }))]);
                 return Err(VaultError::invalid(format!(
                     "request {} expired at {}; make a new request",
                     r.request_id, r.expires
@@ -486,6 +493,7 @@ impl Vault {
             keys,
             usize::from(m.threshold),
             &custodians,
+            None,
             &request.actor,
             &format!("after unseal: {}", request.reason),
         );
