@@ -91,15 +91,8 @@ pub struct InitArgs {
     /// TEST ONLY: cheap Argon2id for passphrase custodians. Insecure; `status` flags it
     #[arg(long)]
     pub insecure_test_only_kdf: bool,
-    /// Alert on every use: `sh -c CMD` gets each JSON event on stdin (repeatable)
-    #[arg(long = "alert-exec", value_name = "CMD")]
-    pub alert_exec: Vec<String>,
-    /// Alert on every use: HTTP POST of each JSON event to http://host:port/path (repeatable)
-    #[arg(long = "alert-webhook", value_name = "URL")]
-    pub alert_webhook: Vec<String>,
-    /// Alert on every use: RFC 5424 to host:port (UDP), tcp:host:port or unix:/dev/log (repeatable)
-    #[arg(long = "alert-syslog", value_name = "ADDR")]
-    pub alert_syslog: Vec<String>,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -378,15 +371,9 @@ pub struct RekeyArgs {
     /// Why (logged)
     #[arg(long, default_value = "scheduled rekey")]
     pub reason: String,
-    /// Replace the alert sinks: `sh -c CMD` gets each JSON event (repeatable)
-    #[arg(long = "alert-exec", value_name = "CMD")]
-    pub alert_exec: Vec<String>,
-    /// Replace the alert sinks: HTTP POST to http://host:port/path (repeatable)
-    #[arg(long = "alert-webhook", value_name = "URL")]
-    pub alert_webhook: Vec<String>,
-    /// Replace the alert sinks: RFC 5424 syslog (repeatable)
-    #[arg(long = "alert-syslog", value_name = "ADDR")]
-    pub alert_syslog: Vec<String>,
+    /// Given any --alert-* option, the sinks are replaced by exactly those given
+    #[command(flatten)]
+    pub alerts: AlertArgs,
     /// Remove every alert sink
     #[arg(long, conflicts_with_all = ["alert_exec", "alert_webhook", "alert_syslog"])]
     pub clear_alerts: bool,
@@ -405,4 +392,18 @@ pub enum AlertsCommand {
     },
     /// Try to deliver every queued alert now
     Flush(JsonFlag),
+}
+
+/// Alert sinks, kept in the signed manifest (set at init, changed by rekey).
+#[derive(Args)]
+pub struct AlertArgs {
+    /// Alert on every use: `sh -c CMD` gets each JSON event on stdin (repeatable)
+    #[arg(long = "alert-exec", value_name = "CMD")]
+    pub alert_exec: Vec<String>,
+    /// Alert on every use: HTTP POST of each JSON event to http://host:port/path (repeatable)
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhook: Vec<String>,
+    /// Alert on every use: RFC 5424 to host:port (UDP), tcp:host:port or unix:/dev/log (repeatable)
+    #[arg(long = "alert-syslog", value_name = "ADDR")]
+    pub alert_syslog: Vec<String>,
 }

@@ -84,32 +84,10 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
     let actor = current_actor();
     match command {
         Command::Init(a) => {
-            let mut custodians = Vec::new();
-            for spec in &a.custodians {
-                let (name, recipient) = spec.split_once('=').ok_or_else(|| {
-                    VaultError::Invalid(format!("--custodian {spec}: expected NAME=RECIPIENT"))
-                })?;
-                let recipient =
-                    RecipientSpec::parse(recipient).map_err(|detail| VaultError::Custodian {
-                        name: name.into(),
-                        detail,
-                    })?;
-                custodians.push(CustodianSpec {
-                    name: name.into(),
-                    recipient,
-                });
-            }
+            let custodians = custodian_specs(&a.custodians, "--custodian")?;
             let mut passphrases = input::passphrase_files(&a.passphrase_files)?;
-            for c in &custodians {
-                let wanted = matches!(c.recipient, RecipientSpec::Passphrase)
-                    && !passphrases.iter().any(|(n, _)| n == &c.name);
-                if wanted {
-                    if let Some(p) = input::new_passphrase(&c.name)? {
-                        passphrases.push((c.name.clone(), p));
-                    }
-                }
-            }
-            let alerts = alert_sinks(&a.alert_exec, &a.alert_webhook, &a.alert_syslog)?;
+            ask_new_passphrases(&custodians, &mut passphrases)?;
+            let alerts = alert_sinks(&a.alerts)?;
             let options = InitOptions {
                 alerts,
                 threshold: a.threshold,
@@ -325,7 +303,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Rekey(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let add = custodian_specs(&a.add, "--add-custodian")?;
-            let sinks = alert_sinks(&a.alert_exec, &a.alert_webhook, &a.alert_syslog)?;
+            let sinks = alert_sinks(&a.alerts)?;
             let alerts = if a.clear_alerts {
                 Some(Vec::new())
             } else if sinks.is_empty() {
@@ -669,16 +647,16 @@ fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
 }
 
 /// Parse the repeated `--alert-*` options.
-fn alert_sinks(
-    exec: &[String],
-    webhook: &[String],
-    syslog: &[String],
-) -> Result<Vec<AlertSink>, VaultError> {
-    let mut sinks: Vec<AlertSink> = exec.iter().map(|c| AlertSink::Exec(c.clone())).collect();
-    for url in webhook {
+fn alert_sinks(args: &args::AlertArgs) -> Result<Vec<AlertSink>, VaultError> {
+    let mut sinks: Vec<AlertSink> = args
+        .alert_exec
+        .iter()
+        .map(|c| AlertSink::Exec(c.clone()))
+        .collect();
+    for url in &args.alert_webhook {
         sinks.push(AlertSink::webhook(url).map_err(VaultError::Invalid)?);
     }
-    for addr in syslog {
+    for addr in &args.alert_syslog {
         sinks.push(AlertSink::syslog(addr).map_err(VaultError::Invalid)?);
     }
     Ok(sinks)
