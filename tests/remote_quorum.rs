@@ -706,3 +706,57 @@ fn request_ttl_and_reason_are_validated() {
     assert!(!kit.path("r.txt").exists());
     assert_eq!(kit.audit_actions(), ["init"]);
 }
+
+#[test]
+fn approvals_and_envelopes_from_another_epoch_are_rejected() {
+    let o = outage();
+    let early = o.approval("bob");
+    // Meanwhile a local unseal reveals a secret: the vault moves to epoch 2.
+    o.kit
+        .unseal(&["alice", "carol", "dave"], &["vpn"])
+        .assert()
+        .success();
+    assert_eq!(o.kit.json(&["status"])["epoch"], 2);
+    // The epoch-1 request and its approval are refused as a whole.
+    let out = o.unseal(&[&early], &["alice", "carol"]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("is for epoch 1; the vault is at epoch 2"),
+        "{err}"
+    );
+    // A new request for epoch 2 cannot be approved with an epoch-1 envelope.
+    let fresh = o.kit.path("request-epoch2.txt");
+    let out = o
+        .kit
+        .bg()
+        .args(["request", "--reason", "again", "--json", "--out"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let words: Vec<&str> = v["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    std::fs::copy(&fresh, o.home("erin").join("request2.txt")).unwrap();
+    let out = bg_without_vault(&o.home("erin"))
+        .args([
+            "approve",
+            "--request",
+            "request2.txt",
+            "--identity",
+            "me.key",
+            "--envelope",
+            "envelope.age",
+        ])
+        .args(["--words", &words.join(" "), "--out", "a.txt"])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("custodian erin: your envelope is from epoch 1; the request is for epoch 2"),
+        "{err}"
+    );
+}
