@@ -29,7 +29,7 @@ pub const KDF_TEST_ONLY_INSECURE: KdfParams = KdfParams {
 
 impl KdfParams {
     /// Default for new custodians: 256 MiB, 3 passes, 4 lanes (above RFC 9106's second
-    /// recommendation of 64 MiB; about a second here — see BENCHMARKS.md).
+    /// recommendation of 64 MiB; about 0.7 s here — see BENCHMARKS.md).
     pub const DEFAULT: KdfParams = KdfParams {
         m_kib: 256 * 1024,
         t: 3,
