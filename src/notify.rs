@@ -25,6 +25,7 @@ pub const ALERT_ACTIONS: &[&str] = &[
     "reveal",
     "share_rejected",
     "drill",
+    "drill_full",
     "rotate",
     "rotate_failed",
     "new_epoch",

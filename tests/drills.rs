@@ -198,3 +198,116 @@ fn drills_older_than_90_days_are_overdue() {
     assert!(drill(&kit, &["alice", "bob"], None).status.success());
     kit.bg().args(["status", "--check"]).assert().success();
 }
+
+fn full_drill(kit: &Kit, keys: &[&str]) -> std::process::Output {
+    let mut cmd = kit.bg();
+    cmd.args(["drill", "--full", "--json"]);
+    for k in keys {
+        cmd.arg("--identity").arg(kit.key(k));
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_full_drill_combines_in_memory_signs_a_checkpoint_and_reveals_nothing() {
+    let kit = Kit::init(&["alice", "bob", "carol"], 2);
+    kit.put("vpn", "password", "full-drill-canary");
+    let epoch = kit.json(&["status"])["epoch"].clone();
+    // Deposited with no checkpoint yet: unendorsed until a quorum signs.
+    assert_eq!(
+        kit.json(&["list"])["secrets"][0]["endorsement"],
+        "unendorsed"
+    );
+
+    let out = full_drill(&kit, &["alice", "carol"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("full-drill-canary"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["full"]["passed"], true);
+    let signed = report["full"]["signed_through"].as_u64().unwrap();
+    assert!(report["anchor"].as_str().unwrap().starts_with("BGANCHOR1 "));
+
+    // The checkpoint is the log head and verifies; the deposit is now endorsed.
+    let verify = kit.json(&["audit", "verify"]);
+    assert_eq!(verify["signed_through"], signed);
+    assert_eq!(verify["unsigned_entries"], 0);
+    assert_eq!(kit.json(&["list"])["secrets"][0]["endorsement"], "endorsed");
+    let actions = kit.audit_actions();
+    assert_eq!(
+        &actions[actions.len() - 4..],
+        ["drill", "drill", "drill_full", "checkpoint"]
+    );
+    assert!(!actions.contains(&"reveal".to_string()));
+    // Nothing was revealed, so the epoch stays (as after an unseal with no --reveal).
+    assert_eq!(kit.json(&["status"])["epoch"], epoch);
+    // The per-custodian drills count for status as usual.
+    let status = kit.json(&["status"]);
+    assert!(status["custodians"][0]["last_drill"].is_string());
+    assert!(status["custodians"][1]["last_drill"].is_null());
+}
+
+#[test]
+fn a_full_drill_below_the_threshold_fails_and_signs_nothing() {
+    let kit = Kit::init(&["alice", "bob", "carol"], 2);
+    kit.put("vpn", "password", "x");
+    let before = kit.json(&["audit", "verify"])["signed_through"].clone();
+    let out = full_drill(&kit, &["bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("full drill failed: only 1 of the 2 shares a full drill needs passed"),
+        "{err}"
+    );
+    let actions = kit.audit_actions();
+    assert_eq!(&actions[actions.len() - 2..], ["drill", "drill_full"]);
+    assert!(!actions.contains(&"checkpoint".to_string()));
+    assert_eq!(kit.json(&["audit", "verify"])["signed_through"], before);
+    // Bob's own share still passed and counts as his drill.
+    assert!(kit.json(&["status"])["custodians"][1]["last_drill"].is_string());
+}
+
+#[test]
+fn a_full_drill_with_a_bad_share_names_it_and_still_combines_the_good_ones() {
+    let kit = Kit::init(&["alice", "bob", "carol"], 2);
+    kit.put("vpn", "password", "x");
+    // Carol's vault envelope is replaced by bob's: her key cannot open it.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE envelopes SET envelope = (SELECT envelope FROM envelopes WHERE custodian = 'bob') WHERE custodian = 'carol'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = full_drill(&kit, &["alice", "bob", "carol"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "carol's failure fails the drill"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][2]["passed"], false);
+    assert_eq!(report["full"]["passed"], true, "alice and bob still make K");
+    assert!(one_line_error(&out).contains("drill failed for carol"));
+    assert!(kit.audit_actions().contains(&"checkpoint".to_string()));
+}
+
+#[test]
+fn a_full_drill_refuses_an_exported_envelope() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let out = kit
+        .bg()
+        .args(["drill", "--full", "--envelope"])
+        .arg(kit.path("x.age"))
+        .arg("--identity")
+        .arg(kit.key("alice"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--full"));
+}

@@ -279,8 +279,12 @@ pub struct DrillArgs {
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
     /// Test this exported envelope instead of the vault's copy
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "full")]
     pub envelope: Option<PathBuf>,
+    /// With K or more custodians: also combine the shares in memory, check they
+    /// rebuild the vault key, and sign an audit checkpoint (nothing is revealed)
+    #[arg(long)]
+    pub full: bool,
     #[arg(long)]
     pub json: bool,
 }

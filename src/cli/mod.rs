@@ -248,6 +248,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     passphrases: input::passphrase_files(&a.passphrase_files)?,
                     envelope,
                     ssh_key_prompt: input::ssh_key_passphrase,
+                    full: a.full,
                 },
                 &mut input::Terminal::default(),
             )?;

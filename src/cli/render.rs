@@ -336,17 +336,35 @@ pub fn drill(report: &DrillReport, as_json: bool) {
                 Some(p) => println!("custodian {}: FAIL: {p}", r.custodian),
             }
         }
+        if let Some(full) = &report.full {
+            match (&full.problem, full.signed_through) {
+                (None, Some(seq)) => println!(
+                    "full drill: pass: the shares rebuild the vault key; checkpoint signed through seq {seq}"
+                ),
+                (None, None) => println!("full drill: pass"),
+                (Some(p), _) => println!("full drill: FAIL: {p}"),
+            }
+        }
+        if let Some(anchor) = &report.anchor {
+            println!("Audit anchor (keep it outside the vault): {anchor}");
+        }
     }
     let failed: Vec<String> = report
         .results
         .iter()
         .filter_map(|r| r.problem.as_ref().map(|p| format!("{}: {p}", r.custodian)))
         .collect();
-    if !failed.is_empty() {
-        error(&format!(
-            "drill failed for {}; re-export the envelope or check the key",
-            failed.join("; ")
-        ));
+    let full_problem = report.full.as_ref().and_then(|f| f.problem.as_ref());
+    match (failed.is_empty(), full_problem) {
+        (true, None) => {}
+        (false, _) => error(&format!(
+            "drill failed for {}; re-export the envelope or check the key{}",
+            failed.join("; "),
+            full_problem
+                .map(|p| format!(" (full drill: {p})"))
+                .unwrap_or_default()
+        )),
+        (true, Some(p)) => error(&format!("full drill failed: {p}")),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Drills: each custodian proves their share decrypts and matches its
-//! commitment. Nothing is combined or revealed; every outcome is logged.
+//! commitment. Nothing is revealed; every outcome is logged. A full drill
+//! (K or more custodians) also combines the shares in memory, proves they
+//! rebuild the manifest's key, and signs an audit checkpoint with it.
 
 use serde::Serialize;
 
@@ -7,7 +9,9 @@ use super::records::ShareRecord;
 use super::unseal::{check_share, derive, passphrase_custodian};
 use super::{KdfProgress, Vault, VaultError};
 use crate::audit::{self, NewEntry};
-use crate::crypto::{self, CustodianIdentity, DecryptOutcome, Passphrase, SshKeyPassphrasePrompt};
+use crate::crypto::{
+    self, CustodianIdentity, DecryptOutcome, Passphrase, Share, SshKeyPassphrasePrompt,
+};
 use crate::manifest::CustodianEntry;
 
 pub struct DrillRequest {
@@ -17,6 +21,8 @@ pub struct DrillRequest {
     /// An exported envelope to test instead of the vault's copy.
     pub envelope: Option<(String, String)>,
     pub ssh_key_prompt: SshKeyPassphrasePrompt,
+    /// Also combine the shares (K or more) and sign a checkpoint with the rebuilt key.
+    pub full: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -27,10 +33,23 @@ pub struct DrillOutcome {
     pub problem: Option<String>,
 }
 
+/// The combining step of a full drill.
+#[derive(Debug, Serialize)]
+pub struct FullDrillOutcome {
+    pub passed: bool,
+    pub problem: Option<String>,
+    /// The audit seq the new checkpoint signs, when the drill passed.
+    pub signed_through: Option<u64>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct DrillReport {
     pub ok: bool,
     pub results: Vec<DrillOutcome>,
+    /// Present for `--full`.
+    pub full: Option<FullDrillOutcome>,
+    /// The log head after a full drill, to keep outside the vault.
+    pub anchor: Option<String>,
 }
 
 impl Vault {
@@ -44,10 +63,23 @@ impl Vault {
                 "nothing to drill: give --identity FILE or --passphrase-file NAME=PATH for each custodian",
             ));
         }
+        if request.full && request.envelope.is_some() {
+            return Err(VaultError::invalid(
+                "--full combines the vault's own envelopes; drop --envelope (drill an exported envelope on its own)",
+            ));
+        }
         let manifest = self.manifest().clone();
         let mut results: Vec<DrillOutcome> = Vec::new();
         let mut drilled: Vec<String> = Vec::new();
-        let mut record = |custodian: &str, problem: Option<String>| {
+        let mut shares: Vec<Share> = Vec::new();
+        let mut record = |custodian: &str, outcome: Result<Share, String>| {
+            let problem = match outcome {
+                Ok(share) => {
+                    shares.push(share);
+                    None
+                }
+                Err(problem) => Some(problem),
+            };
             results.push(DrillOutcome {
                 custodian: custodian.to_string(),
                 passed: problem.is_none(),
@@ -72,13 +104,13 @@ impl Vault {
                 drilled.push(custodian.name.clone());
                 record(
                     &custodian.name,
-                    self.drill_one(custodian, identity, &request).err(),
+                    self.drill_one(custodian, identity, &request),
                 );
             }
             if !matched {
                 record(
                     label,
-                    Some(format!(
+                    Err(format!(
                         "key file {label} matches no custodian of this vault"
                     )),
                 );
@@ -86,16 +118,16 @@ impl Vault {
         }
         for (name, passphrase) in &request.passphrases {
             let custodian = passphrase_custodian(manifest.custodian(name), name)?;
-            let problem = match derive(
+            let outcome = match derive(
                 custodian,
                 passphrase,
                 manifest.insecure_test_only_kdf,
                 progress,
             )? {
-                None => Some("wrong passphrase".to_string()),
-                Some(identity) => self.drill_one(custodian, &identity, &request).err(),
+                None => Err("wrong passphrase".to_string()),
+                Some(identity) => self.drill_one(custodian, &identity, &request),
             };
-            record(name, problem);
+            record(name, outcome);
         }
 
         let entries = results
@@ -108,23 +140,84 @@ impl Vault {
                     "envelope": request.envelope.as_ref().map(|(l, _)| l.as_str()).unwrap_or("vault copy"),
                 }))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut full = None;
         let tx = self.store.begin()?;
         audit::append(&tx, entries)?;
+        if request.full {
+            let threshold = usize::from(manifest.threshold);
+            let combined = if shares.len() < threshold {
+                Err(format!(
+                    "only {} of the {threshold} shares a full drill needs passed; bring {} more custodians",
+                    shares.len(),
+                    threshold - shares.len()
+                ))
+            } else {
+                let refs: Vec<&Share> = shares.iter().collect();
+                crypto::combine(&refs, threshold)
+                    .map_err(|e| format!("the shares do not combine ({e})"))
+                    .map(|seed| seed.derive_keys())
+                    .and_then(|keys| {
+                        if keys.verify_key().to_hex() == manifest.verify_key
+                            && keys.recipient() == manifest.vault_recipient
+                        {
+                            Ok(keys)
+                        } else {
+                            Err("the shares rebuild a key that is not this vault's; the vault file may have been tampered with — restore it from a trusted copy".to_string())
+                        }
+                    })
+            };
+            let problem = combined.as_ref().err().cloned();
+            audit::append(
+                &tx,
+                vec![NewEntry::new(&request.actor, "drill_full", &manifest.fingerprint())
+                    .details(serde_json::json!({
+                        "outcome": if problem.is_none() { "pass" } else { "fail" },
+                        "problem": problem,
+                        "epoch": manifest.epoch,
+                        "custodians": results.iter().filter(|r| r.passed).map(|r| &r.custodian).collect::<Vec<_>>(),
+                    }))],
+            )?;
+            if let Ok(keys) = &combined {
+                Vault::append_checkpoint(
+                    &tx,
+                    keys,
+                    &manifest.vault_id,
+                    manifest.epoch,
+                    &manifest.fingerprint(),
+                    &request.actor,
+                )?;
+            }
+            let signed_through = match combined {
+                Ok(_) => tx.read().audit_head()?.map(|(seq, _)| seq),
+                Err(_) => None,
+            };
+            full = Some(FullDrillOutcome {
+                passed: problem.is_none(),
+                problem,
+                signed_through,
+            });
+        }
         tx.commit()?;
+        let anchor = match &full {
+            Some(_) => Some(self.audit_anchor()?),
+            None => None,
+        };
         Ok(DrillReport {
-            ok: results.iter().all(|r| r.passed),
+            ok: results.iter().all(|r| r.passed) && full.as_ref().is_none_or(|f| f.passed),
             results,
+            full,
+            anchor,
         })
     }
 
-    /// Open this custodian's envelope and check its share; the share is dropped at once.
+    /// Open this custodian's envelope and check its share (kept only for a full drill).
     fn drill_one(
         &self,
         custodian: &CustodianEntry,
         identity: &CustodianIdentity,
         request: &DrillRequest,
-    ) -> Result<(), String> {
+    ) -> Result<Share, String> {
         let (label, text) = match &request.envelope {
             Some((label, text)) => (format!("envelope {label}"), text.clone()),
             None => (
@@ -153,7 +246,6 @@ impl Vault {
             custodian,
             record,
         )
-        .map(drop)
         .map_err(|why| format!("{label}: {why}"))
     }
 }

@@ -16,7 +16,7 @@ mod unseal;
 
 pub use alerts::{AlertRow, AlertsReport, FlushReport};
 pub use checkpoint::{verify_export, MergeReport};
-pub use drill::{DrillOutcome, DrillReport, DrillRequest};
+pub use drill::{DrillOutcome, DrillReport, DrillRequest, FullDrillOutcome};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
