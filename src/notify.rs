@@ -2,7 +2,7 @@
 //! their audit row and delivered after the command's work, with short timeouts.
 //! Delivery never blocks an emergency: failures stay queued and are retried.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,23 +39,25 @@ pub const ALERT_ACTIONS: &[&str] = &[
 pub enum AlertSink {
     /// `sh -c CMD` gets the JSON event on stdin.
     Exec(String),
-    /// HTTP POST of the JSON event (`http://host:port/path`).
+    /// HTTP(S) POST of the JSON event (`https://host[:port]/path`).
     Webhook(String),
     /// RFC 5424 over `udp:host:port` (or `host:port`), `tcp:host:port`, or `unix:/dev/log`.
     Syslog(String),
 }
 
 impl AlertSink {
+    /// An `http://` or `https://` URL. HTTPS certificates are checked against
+    /// the system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured).
     pub fn webhook(url: &str) -> Result<Self, String> {
-        if url.starts_with("https://") {
+        let uri: ureq::http::Uri = url.parse().map_err(|e| {
+            format!("--alert-webhook {url}: not a URL ({e}); expected https://host[:port]/path")
+        })?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(format!(
-                "--alert-webhook {url}: https is not supported yet (no TLS client is built in); use http:// to a local relay, or --alert-exec with curl"
+                "--alert-webhook {url}: expected an http:// or https:// URL"
             ));
         }
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("--alert-webhook {url}: expected http://host:port/path"))?;
-        if rest.split('/').next().unwrap_or("").is_empty() {
+        if uri.host().is_none_or(str::is_empty) {
             return Err(format!("--alert-webhook {url}: no host"));
         }
         Ok(AlertSink::Webhook(url.to_string()))
@@ -157,32 +159,28 @@ fn connect(hostport: &str) -> Result<TcpStream, String> {
 }
 
 fn deliver_webhook(url: &str, payload: &str) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
-    let (hostport, path) = match rest.split_once('/') {
-        Some((h, p)) => (h, format!("/{p}")),
-        None => (rest, "/".to_string()),
-    };
-    let hostport_full = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let mut stream = connect(&hostport_full)?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: breakglass\r\n\r\n{payload}",
-        payload.len()
-    );
-    stream
-        .write_all(request.as_bytes())
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(DELIVERY_TIMEOUT))
+        // A redirect is a misconfigured sink, not somewhere to send events.
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .user_agent("breakglass")
+        .tls_config(tls)
+        .build()
+        .into();
+    let response = agent
+        .post(url)
+        .content_type("application/json")
+        .send(payload)
         .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
-    let status = String::from_utf8_lossy(&head[..n]);
-    let code = status.split_whitespace().nth(1).unwrap_or("");
-    if code.starts_with('2') {
+    let status = response.status();
+    if status.is_success() {
         Ok(())
     } else {
-        Err(format!("HTTP status {code}"))
+        Err(format!("HTTP status {}", status.as_u16()))
     }
 }
 

@@ -69,39 +69,78 @@ fn exec_sink_gets_one_well_formed_event_per_action_and_never_a_value() {
         .map(|e| e["event"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(&kinds[3..], ["drill", "rotate"]);
+    // A full drill alerts for each custodian and for the combining step.
+    kit.bg()
+        .args(["drill", "--full", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("bob"))
+        .assert()
+        .success();
+    let kinds: Vec<String> = events(&log)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&kinds[5..], ["drill", "drill", "drill_full"]);
     assert_eq!(
         kit.json(&["alerts", "list"])["alerts"],
         serde_json::json!([])
     );
 }
 
+/// Read one HTTP request and answer 200; returns (request line, body).
+fn answer_one_post(stream: &mut (impl Read + Write)) -> std::io::Result<(String, String)> {
+    let mut reader = BufReader::new(&mut *stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    stream.flush()?;
+    Ok((request_line, String::from_utf8(body).unwrap()))
+}
+
+/// Accept up to `n` connections (giving up after 30 s so a test cannot hang).
+fn accept_each(
+    listener: std::net::TcpListener,
+    n: usize,
+    mut serve: impl FnMut(std::net::TcpStream) -> Option<(String, String)> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Option<(String, String)>>> {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n && std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                        .unwrap();
+                    got.push(serve(stream));
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        got
+    })
+}
+
 #[test]
 fn webhook_receives_the_post() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body).unwrap();
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
-        (request_line, String::from_utf8(body).unwrap())
-    });
+    let server = accept_each(listener, 1, |mut s| answer_one_post(&mut s).ok());
     let kit = kit_with_alerts(&[
         "--alert-webhook".into(),
         format!("http://127.0.0.1:{port}/hooks/breakglass"),
@@ -111,7 +150,7 @@ fn webhook_receives_the_post() {
         .arg(kit.key("bob"))
         .assert()
         .success();
-    let (request_line, body) = server.join().unwrap();
+    let (request_line, body) = server.join().unwrap().remove(0).expect("a POST");
     assert!(
         request_line.starts_with("POST /hooks/breakglass HTTP/1.1"),
         "{request_line}"
@@ -119,6 +158,124 @@ fn webhook_receives_the_post() {
     let event: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(event["event"], "drill");
     assert_eq!(event["subject"], "bob");
+}
+
+/// A throwaway CA (PEM, for SSL_CERT_FILE) and a TLS server config for 127.0.0.1 signed by it.
+fn test_ca_and_server() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "breakglass test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+        )
+        .unwrap();
+    (ca.pem(), std::sync::Arc::new(config))
+}
+
+fn serve_tls(
+    config: std::sync::Arc<rustls::ServerConfig>,
+) -> impl FnMut(std::net::TcpStream) -> Option<(String, String)> + Send + 'static {
+    move |tcp| {
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        answer_one_post(&mut tls).ok()
+    }
+}
+
+/// `breakglass` with the test CA as the whole system trust store, and no proxy.
+fn trusting(mut cmd: assert_cmd::Command, ca_file: &Path) -> assert_cmd::Command {
+    cmd.env("SSL_CERT_FILE", ca_file).env_remove("SSL_CERT_DIR");
+    for proxy in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(proxy);
+    }
+    cmd
+}
+
+#[test]
+fn https_webhook_posts_to_a_server_the_system_trusts() {
+    let (ca_pem, config) = test_ca_and_server();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = accept_each(listener, 1, serve_tls(config));
+    let kit = kit_with_alerts(&[
+        "--alert-webhook".into(),
+        format!("https://127.0.0.1:{port}/hooks/breakglass"),
+    ]);
+    let ca_file = kit.path("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    trusting(kit.bg(), &ca_file)
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    let (request_line, body) = server.join().unwrap().remove(0).expect("a POST over TLS");
+    assert!(request_line.starts_with("POST /hooks/breakglass HTTP/1.1"));
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "drill");
+    assert_eq!(
+        kit.json(&["alerts", "list"])["alerts"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn https_webhook_with_an_untrusted_certificate_stays_queued_until_trusted() {
+    let (ca_pem, config) = test_ca_and_server();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = accept_each(listener, 2, serve_tls(config));
+    let kit = kit_with_alerts(&[
+        "--alert-webhook".into(),
+        format!("https://127.0.0.1:{port}/hook"),
+    ]);
+    // A trust store that does not hold the server's CA: the handshake must fail.
+    let (other_ca, _) = test_ca_and_server();
+    let other_file = kit.path("other-ca.pem");
+    std::fs::write(&other_file, other_ca).unwrap();
+    trusting(kit.bg(), &other_file)
+        .args(["drill", "--identity"])
+        .arg(kit.key("alice"))
+        .assert()
+        .success();
+    let queued = kit.json(&["alerts", "list"]);
+    assert_eq!(queued["alerts"].as_array().unwrap().len(), 1, "{queued}");
+    let error = queued["alerts"][0]["last_error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    // Once the CA is trusted, a flush delivers it, once.
+    let ca_file = kit.path("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    trusting(kit.bg(), &ca_file)
+        .args(["alerts", "flush"])
+        .assert()
+        .success();
+    let served = server.join().unwrap();
+    assert_eq!(served.len(), 2);
+    assert!(
+        served[0].is_none(),
+        "nothing was sent over the untrusted connection"
+    );
+    let (_, body) = served[1].clone().expect("the flushed POST");
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "drill");
+    assert_eq!(
+        kit.json(&["alerts", "list"])["alerts"],
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -211,19 +368,40 @@ fn a_hanging_sink_times_out_and_stays_queued() {
 }
 
 #[test]
-fn https_webhooks_and_bad_syslog_addresses_are_refused_at_init() {
+fn bad_webhook_urls_and_syslog_addresses_are_refused_at_init() {
     let kit = Kit::new(&["alice", "bob"]);
-    let out = kit
-        .bg()
-        .args(["init", "--threshold", "2", "--custodian"])
-        .arg(format!("alice={}", kit.public("alice")))
-        .arg("--custodian")
-        .arg(format!("bob={}", kit.public("bob")))
-        .args(["--alert-syslog", "nowhere"])
-        .output()
-        .unwrap();
-    assert!(support::one_line_error(&out).contains("--alert-syslog nowhere"));
-    assert!(!kit.vault.exists());
+    let cases = [
+        ("--alert-syslog", "nowhere", "--alert-syslog nowhere"),
+        (
+            "--alert-webhook",
+            "ftp://relay/x",
+            "expected an http:// or https:// URL",
+        ),
+        (
+            "--alert-webhook",
+            "https:///path",
+            "--alert-webhook https:///path",
+        ),
+        (
+            "--alert-webhook",
+            "relay.internal",
+            "--alert-webhook relay.internal",
+        ),
+    ];
+    for (flag, value, expected) in cases {
+        let out = kit
+            .bg()
+            .args(["init", "--threshold", "2", "--custodian"])
+            .arg(format!("alice={}", kit.public("alice")))
+            .arg("--custodian")
+            .arg(format!("bob={}", kit.public("bob")))
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = support::one_line_error(&out);
+        assert!(err.contains(expected), "{value}: {err}");
+        assert!(!kit.vault.exists());
+    }
 }
 
 #[test]

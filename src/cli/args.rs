@@ -404,7 +404,7 @@ pub struct AlertArgs {
     /// Alert on every use: `sh -c CMD` gets each JSON event on stdin (repeatable)
     #[arg(long = "alert-exec", value_name = "CMD")]
     pub alert_exec: Vec<String>,
-    /// Alert on every use: HTTP POST of each JSON event to http://host:port/path (repeatable)
+    /// Alert on every use: POST each JSON event to https://host[:port]/path (or http://) (repeatable)
     #[arg(long = "alert-webhook", value_name = "URL")]
     pub alert_webhook: Vec<String>,
     /// Alert on every use: RFC 5424 to host:port (UDP), tcp:host:port or unix:/dev/log (repeatable)
