@@ -1,5 +1,5 @@
-//! Alerts on every use, through the real binary and real sinks: a command, a
-//! local HTTP server, a local syslog (UDP) socket; failing sinks never block.
+//! Alerts on every use, through the real binary and real sinks: a command, local
+//! HTTP and HTTPS servers, a UDP socket and a real rsyslogd; failing sinks never block.
 
 mod support;
 
@@ -451,4 +451,115 @@ fn a_failed_audit_verify_alerts_and_rekey_can_change_the_sinks() {
     let last = events(&second).last().unwrap().clone();
     assert_eq!(last["event"], "audit_verify_failed");
     assert_eq!(last["seq"], 2);
+}
+
+/// A real rsyslogd, unprivileged, on a loopback UDP port, writing what it parsed to a file.
+struct Rsyslog {
+    child: std::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rsyslog {
+    fn start() -> Rsyslog {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = dir.path().join("parsed.log");
+        let conf = dir.path().join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{dir}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{port}")
+template(name="parsed" type="string" string="%syslogfacility-text%.%syslogseverity-text% app=%app-name% msgid=%msgid% msg=%msg%\n")
+*.* action(type="omfile" file="{out}" template="parsed")
+"#,
+                dir = dir.path().display(),
+                out = out.display()
+            ),
+        )
+        .unwrap();
+        let binary = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("rsyslogd");
+        let child = std::process::Command::new(binary)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.path().join("rsyslogd.pid"))
+            .args(["-n", "-C"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rsyslogd (Debian package rsyslog; .ci/run installs it)");
+        let syslog = Rsyslog {
+            child,
+            port,
+            out,
+            _dir: dir,
+        };
+        // Ready once a probe sent to it comes out parsed.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        syslog.wait_for("app=probe", || {
+            let _ = probe.send_to(
+                b"<13>1 2026-01-01T00:00:00Z host probe - - - ready",
+                ("127.0.0.1", port),
+            );
+        });
+        syslog
+    }
+
+    fn wait_for(&self, needle: &str, mut poke: impl FnMut()) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            poke();
+            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rsyslogd never logged {needle}: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_rsyslog_parses_the_alert_as_rfc5424() {
+    let rsyslog = Rsyslog::start();
+    let kit = kit_with_alerts(&[
+        "--alert-syslog".into(),
+        format!("udp:127.0.0.1:{}", rsyslog.port),
+    ]);
+    kit.bg()
+        .args(["drill", "--identity"])
+        .arg(kit.key("bob"))
+        .assert()
+        .success();
+    let line = rsyslog.wait_for("app=breakglass", || {});
+    // rsyslog's own RFC 5424 parser split out facility, severity, app-name and msgid.
+    assert!(
+        line.starts_with("authpriv.warning app=breakglass msgid=alert msg="),
+        "{line}"
+    );
+    let json = &line[line.find('{').unwrap()..];
+    let event: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(event["event"], "drill");
+    assert_eq!(event["subject"], "bob");
 }
