@@ -386,7 +386,7 @@ fn check_checkpoint(
     Ok(())
 }
 
-/// A one-line anchor for the log head, to keep outside the vault.
+/// `BGANCHOR1 <fingerprint> <seq> <hash>`: the log head, to keep outside the vault.
 pub fn anchor(fingerprint: &str, head: Option<&Entry>) -> String {
     match head {
         Some(e) => format!("BGANCHOR1 {fingerprint} {} {}", e.seq, e.hash),
@@ -394,26 +394,68 @@ pub fn anchor(fingerprint: &str, head: Option<&Entry>) -> String {
     }
 }
 
-/// Does the log still contain the head an anchor recorded? Returns the problem if not.
-pub fn check_anchor(entries: &[Entry], fingerprint: &str, anchor_text: &str) -> Result<(), String> {
+/// The anchor plus ` <epoch>:<signature>` when a quorum session signed that head.
+pub fn signed_anchor(
+    fingerprint: &str,
+    head: Option<&Entry>,
+    signature: Option<(u64, &str)>,
+) -> String {
+    let line = anchor(fingerprint, head);
+    match signature {
+        Some((epoch, signature)) => format!("{line} {epoch}:{signature}"),
+        None => line,
+    }
+}
+
+const ANCHOR_LABEL: &[u8] = b"breakglass/v1/anchor\0";
+
+/// The exact bytes an anchor signature covers.
+pub fn anchor_message(fingerprint: &str, epoch: u64, seq: u64, hash: &str) -> Vec<u8> {
+    let mut message = ANCHOR_LABEL.to_vec();
+    message.extend_from_slice(format!("{fingerprint} {epoch} {seq} {hash}").as_bytes());
+    message
+}
+
+/// Does the log still contain the head an anchor recorded, and is the anchor's
+/// signature (if it has one) by that epoch's key? Returns the problem if not.
+pub fn check_anchor(
+    entries: &[Entry],
+    fingerprint: &str,
+    anchor_text: &str,
+    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+) -> Result<(), String> {
+    let not_an_anchor =
+        || "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".to_string();
     let parts: Vec<&str> = anchor_text.split_whitespace().collect();
-    let [tag, fp, seq, hash] = parts.as_slice() else {
-        return Err(
-            "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".into(),
-        );
+    let (tag, fp, seq, hash, signature) = match parts.as_slice() {
+        [tag, fp, seq, hash] => (tag, fp, seq, hash, None),
+        [tag, fp, seq, hash, signature] => (tag, fp, seq, hash, Some(*signature)),
+        _ => return Err(not_an_anchor()),
     };
+    if *tag != "BGANCHOR1" {
+        return Err(not_an_anchor());
+    }
     let seq: u64 = seq
         .parse()
         .map_err(|_| "anchor has a malformed seq".to_string())?;
-    if *tag != "BGANCHOR1" {
-        return Err(
-            "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".into(),
-        );
-    }
     if *fp != fingerprint {
         return Err(format!(
             "anchor is for vault {fp}, not this vault ({fingerprint})"
         ));
+    }
+    if let Some(signature) = signature {
+        let (epoch, signature) = signature
+            .split_once(':')
+            .and_then(|(e, s)| Some((e.parse::<u64>().ok()?, s)))
+            .ok_or("anchor has a malformed signature (expected EPOCH:HEX)")?;
+        let key = key_of_epoch(epoch).ok_or_else(|| {
+            format!("anchor is signed for epoch {epoch}, which this vault never had")
+        })?;
+        if !crypto::verify_signature(&key, &anchor_message(fp, epoch, seq, hash), signature) {
+            return Err(format!(
+                "anchor signature does not verify against the vault's epoch-{epoch} key: the anchor was altered or forged"
+            ));
+        }
     }
     if seq == 0 {
         return Ok(());

@@ -199,10 +199,157 @@ fn unseal_prints_the_anchor() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let head = kit.bg().args(["audit", "head"]).output().unwrap();
-    assert_eq!(
-        v["anchor"].as_str().unwrap(),
-        String::from_utf8(head.stdout).unwrap().trim()
+    let anchor = v["anchor"].as_str().unwrap();
+    assert_eq!(anchor, String::from_utf8(head.stdout).unwrap().trim());
+    // The session ended on a checkpoint by the new epoch's key, which signed the head.
+    let fields: Vec<&str> = anchor.split(' ').collect();
+    assert_eq!(fields.len(), 5, "{anchor}");
+    assert!(fields[4].starts_with("2:"), "{anchor}");
+    kit.bg()
+        .args(["audit", "verify", "--anchor", "-"])
+        .write_stdin(anchor)
+        .assert()
+        .success();
+    // A deposit moves the head past the signed one: the new head's anchor is unsigned.
+    kit.put("later", "note", "x");
+    let head = kit.json(&["audit", "head"]);
+    assert_eq!(head["anchor"].as_str().unwrap().split(' ').count(), 4);
+}
+
+fn verify_anchor(kit: &Kit, anchor: &str) -> std::process::Output {
+    kit.bg()
+        .args(["audit", "verify", "--anchor", "-"])
+        .write_stdin(anchor.to_string())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_signed_anchor_that_was_altered_or_forged_is_refused() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw");
+    kit.unseal(&["alice", "bob"], &[]).assert().success();
+    let anchor = kit.json(&["audit", "head"])["anchor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fields: Vec<&str> = anchor.split(' ').collect();
+    assert_eq!(fields.len(), 5, "{anchor}");
+    assert!(verify_anchor(&kit, &anchor).status.success());
+
+    // One hex digit of the signature changed.
+    let (epoch, sig) = fields[4].split_once(':').unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    let bad_sig = format!("{} {epoch}:{flipped}{}", fields[..4].join(" "), &sig[1..]);
+    let err = one_line_error(&verify_anchor(&kit, &bad_sig));
+    assert!(err.contains("altered or forged"), "{err}");
+
+    // The signature moved onto an earlier head that is really in the log.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let (seq, hash): (i64, String) = conn
+        .query_row("SELECT seq, hash FROM audit WHERE seq = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    drop(conn);
+    let moved = format!("BGANCHOR1 {} {seq} {hash} {}", fields[1], fields[4]);
+    let err = one_line_error(&verify_anchor(&kit, &moved));
+    assert!(err.contains("altered or forged"), "{err}");
+
+    // An epoch the vault never had, and a malformed signature.
+    let err = one_line_error(&verify_anchor(
+        &kit,
+        &format!("{} 9:{sig}", fields[..4].join(" ")),
+    ));
+    assert!(err.contains("epoch 9, which this vault never had"), "{err}");
+    let err = one_line_error(&verify_anchor(
+        &kit,
+        &format!("{} nonsense", fields[..4].join(" ")),
+    ));
+    assert!(err.contains("malformed signature"), "{err}");
+
+    // A signature by another vault's key, over this vault's anchor text, fails too.
+    let other = Kit::init(&["alice", "bob"], 2);
+    other.unseal(&["alice", "bob"], &[]).assert().success();
+    let other_anchor = other.json(&["audit", "head"])["anchor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let foreign_sig = other_anchor.split(' ').nth(4).unwrap();
+    let forged = format!("{} {foreign_sig}", fields[..4].join(" "));
+    let err = one_line_error(&verify_anchor(&kit, &forged));
+    assert!(err.contains("altered or forged"), "{err}");
+}
+
+#[test]
+fn an_export_is_checked_against_an_anchor_with_no_vault() {
+    let kit = kit_with_checkpoints();
+    let anchor = kit.json(&["audit", "head"])["anchor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let export = kit.path("audit.jsonl");
+    kit.bg()
+        .args(["audit", "export", "--format", "jsonl", "--out"])
+        .arg(&export)
+        .assert()
+        .success();
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |file: &std::path::Path| {
+        support::bg_without_vault(dir.path())
+            .args(["audit", "verify", "--file"])
+            .arg(file)
+            .args(["--anchor", "-"])
+            .write_stdin(anchor.clone())
+            .output()
+            .unwrap()
+    };
+    assert!(verify(&export).status.success());
+    // The export with its last line cut off still chains, but misses the anchored head.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let cut: Vec<&str> = text.lines().collect();
+    let short = kit.path("short.jsonl");
+    std::fs::write(&short, cut[..cut.len() - 1].join("\n")).unwrap();
+    let err = one_line_error(&verify(&short));
+    assert!(
+        err.contains("no longer contains the anchored head"),
+        "{err}"
     );
+}
+
+#[test]
+fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_write() {
+    let kit = kit_with_checkpoints();
+    // As the previous release wrote it: schema version 2, no anchor_signatures table.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute_batch("DROP TABLE anchor_signatures; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+    let mut perms = std::fs::metadata(&kit.vault).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o400);
+    std::fs::set_permissions(&kit.vault, perms.clone()).unwrap();
+    kit.bg().args(["audit", "verify"]).assert().success();
+    let anchor = kit.json(&["audit", "head"])["anchor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(anchor.split(' ').count(), 4, "no signature to show");
+    kit.bg().args(["list"]).assert().success();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&kit.vault, perms).unwrap();
+    // A quorum session on the upgraded file signs its anchor again.
+    kit.unseal(&["alice", "bob"], &[]).assert().success();
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    drop(conn);
+    let anchor = kit.json(&["audit", "head"])["anchor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(anchor.split(' ').count(), 5, "{anchor}");
 }
 
 #[test]

@@ -329,7 +329,7 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE|-")]
         anchor: Option<String>,
         /// Verify a JSONL export instead of a vault (no vault needed)
-        #[arg(long, value_name = "EXPORT.jsonl", conflicts_with = "anchor")]
+        #[arg(long, value_name = "EXPORT.jsonl")]
         file: Option<PathBuf>,
         #[arg(long)]
         json: bool,

@@ -375,11 +375,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Audit(AuditCommand::Verify {
             file: Some(file),
+            anchor,
             json,
-            ..
         }) => {
             let text = input::text(Some(&file), "export file")?;
-            let (fingerprint, report) = breakglass::vault::verify_export(&text)?;
+            let anchor = anchor.as_deref().map(read_anchor).transpose()?;
+            let (fingerprint, report) = breakglass::vault::verify_export(&text, anchor.as_deref())?;
             if !json && report.ok {
                 println!("Export of vault {fingerprint}:");
             }
@@ -403,12 +404,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let vault = open(path, Access::ReadOnly)?;
             let mut report = vault.verify_audit()?;
             if let (true, Some(source)) = (report.ok, anchor) {
-                let text = if source == "-" {
-                    input::text(None, "anchor")?
-                } else {
-                    input::text(Some(Path::new(&source)), "anchor file")?
-                };
-                if let Err(problem) = vault.check_anchor(&text) {
+                if let Err(problem) = vault.check_anchor(&read_anchor(&source)?) {
                     report.ok = false;
                     report.problem = Some(problem);
                 }
@@ -468,6 +464,15 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
 }
 
 /// Fail early, before any state changes, if an --out file already exists.
+/// An anchor line from a file, or from stdin for `-`.
+fn read_anchor(source: &str) -> Result<String, VaultError> {
+    if source == "-" {
+        input::text(None, "anchor")
+    } else {
+        input::text(Some(Path::new(source)), "anchor file")
+    }
+}
+
 fn refuse_existing(path: &Path) -> Result<(), VaultError> {
     if path.exists() {
         return Err(VaultError::Invalid(format!(

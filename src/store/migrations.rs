@@ -92,9 +92,20 @@ const STEPS: &[&str] = &[
         last_error TEXT,
         delivered TEXT
     );",
+    // 3: signatures over anchors, written in quorum sessions. Outside the hash
+    // chain on purpose: each one verifies on its own against its epoch's key.
+    "CREATE TABLE anchor_signatures (
+        seq INTEGER PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        signature TEXT NOT NULL
+    );",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
+
+/// Read-only opens accept files from this version on: later steps only add
+/// tables that readers treat as empty when absent.
+pub const READABLE_FROM: i64 = 2;
 
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
@@ -102,6 +113,11 @@ pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 
 pub fn pending(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(user_version(conn)? < LATEST)
+}
+
+/// Too old to read without upgrading first.
+pub fn too_old_to_read(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(user_version(conn)? < READABLE_FROM)
 }
 
 /// Apply every step above the file's `user_version`, all in one exclusive transaction.
@@ -159,6 +175,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 12);
+        assert_eq!(tables, 13);
     }
 }

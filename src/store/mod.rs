@@ -167,7 +167,7 @@ impl Store {
         store.check_identity()?;
         if access == Access::ReadWrite {
             migrations::run(&store.conn).map_err(|e| store.err(e))?;
-        } else if migrations::pending(&store.conn).map_err(|e| store.err(e))? {
+        } else if migrations::too_old_to_read(&store.conn).map_err(|e| store.err(e))? {
             return Err(StoreError::Corrupt {
                 path: shown,
                 detail: "schema is older than this breakglass; run a write command once to upgrade"
@@ -538,6 +538,18 @@ impl Tx<'_> {
             )
     }
 
+    pub fn insert_anchor_signature(
+        &self,
+        seq: u64,
+        epoch: u64,
+        signature: &str,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO anchor_signatures (seq, epoch, signature) VALUES (?1, ?2, ?3)",
+            params![seq as i64, epoch as i64, signature],
+        )
+    }
+
     pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
@@ -819,6 +831,30 @@ impl Reader<'_> {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The (epoch, signature) over the anchor at `seq`, if a quorum session signed one.
+    /// A file from before anchor signatures (read-only, not upgraded) has none.
+    pub fn anchor_signature(&self, seq: u64) -> Result<Option<(u64, String)>, StoreError> {
+        let has_table: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'anchor_signatures'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if !has_table {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT epoch, signature FROM anchor_signatures WHERE seq = ?1",
+                [seq as i64],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// The newest audit row's (seq, hash), if the log is not empty.

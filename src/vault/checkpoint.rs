@@ -42,24 +42,22 @@ impl Vault {
             tx,
             vec![audit::checkpoint_entry(actor, fingerprint, body, signature)],
         )?;
+        // Sign the new head too, so the anchor printed for it proves itself.
+        if let Some((seq, head)) = tx.read().audit_head()? {
+            let signature = keys.sign(&audit::anchor_message(fingerprint, epoch, seq, &head));
+            tx.insert_anchor_signature(seq, epoch, &hex::encode(signature))?;
+        }
         Ok(())
+    }
+
+    /// Every epoch's verify key, from the stored manifest chain.
+    fn epoch_keys(&self) -> Result<Vec<(u64, VerifyKey)>, VaultError> {
+        Ok(epoch_keys(&self.store.read().manifests()?))
     }
 
     /// Check the hash chain and every checkpoint against the manifest chain's keys.
     pub fn verify_audit(&self) -> Result<audit::VerifyReport, VaultError> {
-        let keys: Vec<(u64, VerifyKey)> = self
-            .store
-            .read()
-            .manifests()?
-            .iter()
-            .filter_map(|row| {
-                let body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
-                Some((
-                    row.epoch,
-                    VerifyKey::from_hex(body.get("verify_key")?.as_str()?)?,
-                ))
-            })
-            .collect();
+        let keys = self.epoch_keys()?;
         let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
         Ok(audit::verify_signed(
             &self.store.read().audit_entries()?,
@@ -68,20 +66,32 @@ impl Vault {
         ))
     }
 
-    /// A one-line anchor for the current log head.
+    /// A one-line anchor for the current log head, signed when a quorum session signed it.
     pub fn audit_anchor(&self) -> Result<String, VaultError> {
-        let entries = self.store.read().audit_entries()?;
-        Ok(audit::anchor(&self.fingerprint(), entries.last()))
+        let read = self.store.read();
+        let entries = read.audit_entries()?;
+        let head = entries.last();
+        let signature = match head {
+            Some(e) => read.anchor_signature(e.seq)?,
+            None => None,
+        };
+        Ok(audit::signed_anchor(
+            &self.fingerprint(),
+            head,
+            signature.as_ref().map(|(epoch, s)| (*epoch, s.as_str())),
+        ))
     }
 
-    /// Check that the log still contains an anchored head.
+    /// Check that the log still contains an anchored head (and its signature, if any).
     pub fn check_anchor(&self, anchor: &str) -> Result<(), String> {
         let entries = self
             .store
             .read()
             .audit_entries()
             .map_err(|e| e.to_string())?;
-        audit::check_anchor(&entries, &self.fingerprint(), anchor)
+        let keys = self.epoch_keys().map_err(|e| e.to_string())?;
+        let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
+        audit::check_anchor(&entries, &self.fingerprint(), anchor, &key_of)
     }
 }
 
@@ -121,7 +131,12 @@ impl Vault {
 
 /// Verify a JSONL export with no vault present: its manifests (signatures and
 /// chain), the fingerprint they imply, the hash chain, and every checkpoint.
-pub fn verify_export(text: &str) -> Result<(String, audit::VerifyReport), VaultError> {
+/// Verify a JSONL export with no vault present; with `anchor`, also check that
+/// the export still reaches that anchored head.
+pub fn verify_export(
+    text: &str,
+    anchor: Option<&str>,
+) -> Result<(String, audit::VerifyReport), VaultError> {
     let bad = |line: usize, what: &str| {
         VaultError::invalid(format!("export line {line}: {what}; export the log again"))
     };
@@ -159,8 +174,24 @@ pub fn verify_export(text: &str) -> Result<(String, audit::VerifyReport), VaultE
         .first()
         .map(|e| (e.seq, e.prev_hash.clone()))
         .unwrap_or((1, audit::GENESIS_HASH.to_string()));
-    let report =
+    let mut report =
         audit::verify_signed_from(&entries, first_seq, &first_prev, &header.vault_id, &key_of);
+    if let (true, Some(anchor)) = (report.ok, anchor) {
+        let anchored_seq = anchor
+            .split_whitespace()
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok());
+        let checked = match anchored_seq {
+            Some(seq) if seq != 0 && seq < first_seq => Err(format!(
+                "the anchored head (seq {seq}) is before this export's first entry ({first_seq}); export with a lower --since"
+            )),
+            _ => audit::check_anchor(&entries, &header.fingerprint, anchor, &key_of),
+        };
+        if let Err(problem) = checked {
+            report.ok = false;
+            report.problem = Some(problem);
+        }
+    }
     Ok((header.fingerprint, report))
 }
 
