@@ -232,7 +232,14 @@ impl Endorsement {
 impl Vault {
     /// The versions the last valid checkpoint endorses (empty if there is none).
     pub(crate) fn endorsed_versions(&self) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
-        let report = self.verify_audit()?;
+        self.endorsed_by(&self.verify_audit()?)
+    }
+
+    /// The versions the last checkpoint of an already verified log signed.
+    pub(crate) fn endorsed_by(
+        &self,
+        report: &audit::VerifyReport,
+    ) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
         let Some(seq) = report.signed_through.filter(|_| report.ok) else {
             return Ok(Vec::new());
         };

@@ -225,7 +225,7 @@ impl Vault {
                 ));
             }
         }
-        let endorsed = self.endorsed_versions()?;
+        let endorsed = self.endorsed_by(&verify)?;
         for v in self.store.read().versions_in(&["active"])? {
             if Vault::endorsement(&endorsed, &v) == super::checkpoint::Endorsement::Tampered {
                 attention.push(format!(
