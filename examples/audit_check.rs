@@ -1,13 +1,13 @@
 //! An auditor's check with the library: open a vault read-only (no key, no quorum),
-//! print the log and verify its hash chain.
+//! print the log, verify its hash chain and checkpoints, and check an anchor.
 //!
-//! Run: `cargo run --example audit_check -- path/to/breakglass.db`
+//! Run: `cargo run --example audit_check -- path/to/breakglass.db ["BGANCHOR1 …"]`
 
 use breakglass::{Access, Vault};
 
 fn main() {
     let Some(path) = std::env::args_os().nth(1) else {
-        eprintln!("usage: audit_check VAULT.db");
+        eprintln!("usage: audit_check VAULT.db [ANCHOR]");
         std::process::exit(2);
     };
     let result = (|| -> Result<bool, breakglass::VaultError> {
@@ -25,9 +25,25 @@ fn main() {
         }
         let report = vault.verify_audit()?;
         match &report.problem {
-            None => println!("chain intact: {} entries", report.entries),
+            None => println!(
+                "chain intact: {} entries, signed through {} ({} unsigned after it)",
+                report.entries,
+                report.signed_through.unwrap_or(0),
+                report.unsigned_entries
+            ),
             Some(problem) => println!("BROKEN: {problem}"),
         }
+        // An anchor kept from an earlier check: the log must still contain it.
+        if let Some(anchor) = std::env::args().nth(2) {
+            match vault.check_anchor(&anchor) {
+                Ok(()) => println!("anchor still in the log"),
+                Err(problem) => {
+                    println!("ANCHOR: {problem}");
+                    return Ok(false);
+                }
+            }
+        }
+        println!("anchor now: {}", vault.audit_anchor()?);
         Ok(report.ok)
     })();
     match result {
