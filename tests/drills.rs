@@ -311,3 +311,37 @@ fn a_full_drill_refuses_an_exported_envelope() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--full"));
 }
+
+#[test]
+fn one_custodian_given_twice_does_not_make_a_full_drill_quorum() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let out = full_drill(&kit, &["alice", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("only 1 of the 2 shares"));
+    let kit = Kit::new(&["alice"]);
+    let pass = kit.path("p");
+    std::fs::write(&pass, "pat passphrase 1").unwrap();
+    kit.bg()
+        .args([
+            "init",
+            "--threshold",
+            "2",
+            "--insecure-test-only-kdf",
+            "--custodian",
+        ])
+        .arg(format!("alice={}", kit.public("alice")))
+        .args(["--custodian", "pat=passphrase", "--passphrase-file"])
+        .arg(format!("pat={}", pass.display()))
+        .assert()
+        .success();
+    let out = kit
+        .bg()
+        .args(["drill", "--full", "--passphrase-file"])
+        .arg(format!("pat={}", pass.display()))
+        .arg("--passphrase-file")
+        .arg(format!("pat={}", pass.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("only 1 of the 2 shares"));
+}

@@ -118,6 +118,11 @@ impl Vault {
         }
         for (name, passphrase) in &request.passphrases {
             let custodian = passphrase_custodian(manifest.custodian(name), name)?;
+            if drilled.contains(name) {
+                // The same custodian twice must not count twice towards a full drill.
+                continue;
+            }
+            drilled.push(name.clone());
             let outcome = match derive(
                 custodian,
                 passphrase,
