@@ -263,7 +263,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         if !self
             .conn
-            .is_readonly(rusqlite::DatabaseName::Main)
+            .is_readonly(rusqlite::MAIN_DB)
             .unwrap_or(true)
         {
             c.pragma_update(None, "journal_mode", "DELETE")
