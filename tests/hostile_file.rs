@@ -1,0 +1,13 @@
+//! The attacker who can write a copy of the vault file but has no quorum
+//! (SECURITY.md, "Someone who can write the file"). Each test reproduces one
+//! attack through the file itself (rusqlite or the stock `sqlite3`) and
+//! asserts the outcome: no command runs, no alert is lost, no deposit is sealed
+//! to a foreign key, no forged checkpoint, anchor or endorsement verifies, no
+//! erased unseal goes unnoticed, no edited request is accepted.
+
+#[path = "support/mod.rs"]
+mod support;
+
+mod edges;
+mod requests;
+mod vault_file;

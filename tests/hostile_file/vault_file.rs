@@ -1,0 +1,4 @@
+//! See tests/hostile_file.rs.
+
+#[allow(unused_imports)]
+use crate::support;
