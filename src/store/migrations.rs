@@ -107,6 +107,30 @@ pub const LATEST: i64 = STEPS.len() as i64;
 /// tables that readers treat as empty when absent.
 pub const READABLE_FROM: i64 = 2;
 
+/// One `sqlite_master` row: (type, name, tbl_name, sql).
+pub type SchemaObject = (String, String, String, Option<String>);
+
+/// The exact schema a file at `version` must have: the first `version` steps
+/// replayed in memory. Nothing else (trigger, view, index, table) is allowed.
+pub fn expected_schema(version: i64) -> rusqlite::Result<Vec<SchemaObject>> {
+    let conn = Connection::open_in_memory()?;
+    for step in STEPS.iter().take(version.max(0) as usize) {
+        conn.execute_batch(step)?;
+    }
+    schema_of(&conn)
+}
+
+/// The schema objects a file holds, sorted by type and name.
+pub fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<Vec<SchemaObject>>>()?;
+    Ok(rows)
+}
+
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }

@@ -35,6 +35,8 @@ pub enum StoreError {
     Busy { path: String },
     #[error("{path}: cannot write the vault ({detail}); nothing was changed")]
     Write { path: String, detail: String },
+    #[error("{path}: the file's schema was altered ({detail}); nothing was run — the file was tampered with, restore it from a trusted copy")]
+    Schema { path: String, detail: String },
     #[error("{path}: {detail}")]
     Io { path: String, detail: String },
 }
@@ -165,6 +167,7 @@ impl Store {
         };
         store.configure()?;
         store.check_identity()?;
+        store.check_schema()?;
         if access == Access::ReadWrite {
             migrations::run(&store.conn).map_err(|e| store.err(e))?;
         } else if migrations::too_old_to_read(&store.conn).map_err(|e| store.err(e))? {
@@ -256,6 +259,21 @@ impl Store {
         let c = &self.conn;
         c.busy_timeout(Duration::from_secs(5))
             .map_err(|e| self.err(e))?;
+        // The file may come from hostile hands: no SQL function it names runs
+        // with side effects, its schema cannot be written, and no trigger or
+        // view in it is ever run (the schema check refuses them, this is a
+        // second wall).
+        use rusqlite::config::DbConfig;
+        for (option, on) in [
+            (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+            (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_VIEW, false),
+        ] {
+            c.set_db_config(option, on).map_err(|e| self.err(e))?;
+        }
+        c.pragma_update(None, "trusted_schema", "OFF")
+            .map_err(|e| self.err(e))?;
         // DELETE journal keeps one file at rest; FULL sync makes each commit durable.
         c.pragma_update(None, "foreign_keys", "ON")
             .and_then(|_| c.pragma_update(None, "secure_delete", "ON"))
@@ -303,6 +321,36 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Compare `sqlite_master` with the exact schema of the file's version.
+    /// Any extra, changed or missing table, index, trigger or view is refused
+    /// by name before any query touches the data.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let version = migrations::user_version(&self.conn).map_err(|e| self.err(e))?;
+        let expected = migrations::expected_schema(version).map_err(|e| self.err(e))?;
+        let actual = migrations::schema_of(&self.conn).map_err(|e| self.err(e))?;
+        let key = |o: &migrations::SchemaObject| (o.0.clone(), o.1.clone());
+        let mut problems: Vec<String> = Vec::new();
+        for object in &actual {
+            match expected.iter().find(|e| key(e) == key(object)) {
+                None => problems.push(format!("unexpected {} {}", object.0, object.1)),
+                Some(e) if e != object => problems.push(format!("changed {} {}", object.0, object.1)),
+                Some(_) => {}
+            }
+        }
+        for object in &expected {
+            if !actual.iter().any(|a| key(a) == key(object)) {
+                problems.push(format!("missing {} {}", object.0, object.1));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Schema {
+            path: self.path.display().to_string(),
+            detail: problems.join(", "),
+        })
     }
 
     pub fn path(&self) -> &Path {
