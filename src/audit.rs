@@ -106,11 +106,13 @@ pub fn append(tx: &Tx<'_>, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreEr
     Ok(appended)
 }
 
-/// Queue an alert per sink for every alert-worthy row, in the same transaction.
+/// Queue an alert per signed sink for every alert-worthy row, in the same
+/// transaction. The queue row names only the audit seq and the sink's index in
+/// the manifest of the epoch in force (the newest one in `tx`).
 fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreError> {
     let worthy: Vec<&Entry> = entries
         .iter()
-        .filter(|e| crate::notify::ALERT_ACTIONS.contains(&e.action.as_str()))
+        .filter(|e| crate::notify::raises_alert(&e.action))
         .collect();
     if worthy.is_empty() {
         return Ok(());
@@ -121,19 +123,40 @@ fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreE
         .last()
         .and_then(|row| serde_json::from_str::<crate::manifest::Manifest>(&row.body).ok());
     let Some(m) = manifest else { return Ok(()) };
-    let sinks: Vec<crate::notify::AlertSink> = m
-        .alerts
-        .iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
     for entry in worthy {
-        let payload = crate::notify::event(entry, &m.vault_id, &m.fingerprint(), m.epoch);
-        for sink in &sinks {
-            let sink = serde_json::to_string(sink).expect("sink serializes");
-            tx.enqueue_alert(entry.seq, &sink, &payload, time)?;
+        for index in 0..m.alerts.len() as u32 {
+            tx.enqueue_alert(entry.seq, m.epoch, index, time)?;
         }
     }
     Ok(())
+}
+
+/// The epoch in force at each entry: `start` until a `new_epoch` row, whose
+/// target epoch is in force from that row on. A row that names no readable
+/// target keeps the epoch (verification reports it).
+pub fn epochs_in_force(entries: &[Entry], start: u64) -> Vec<u64> {
+    let mut epoch = start;
+    entries
+        .iter()
+        .map(|e| {
+            if e.action == NEW_EPOCH {
+                if let Some(to) = new_epoch_target(e) {
+                    epoch = to;
+                }
+            }
+            epoch
+        })
+        .collect()
+}
+
+pub const NEW_EPOCH: &str = "new_epoch";
+
+/// The `to` epoch a `new_epoch` row names.
+fn new_epoch_target(entry: &Entry) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(&entry.details)
+        .ok()?
+        .get("to")?
+        .as_u64()
 }
 
 pub fn now() -> String {

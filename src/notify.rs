@@ -31,7 +31,13 @@ pub const ALERT_ACTIONS: &[&str] = &[
     "new_epoch",
     "rekey_failed",
     "rekey_skipped",
+    "checkpoint_refused",
+    "hook_trusted",
 ];
+
+pub fn raises_alert(action: &str) -> bool {
+    ALERT_ACTIONS.contains(&action)
+}
 
 /// Where alerts go. Stored in the signed manifest, so only a quorum changes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -327,8 +327,11 @@ fn failing_sinks_never_block_and_deliver_later_exactly_once() {
     assert_eq!(status["alerts_undelivered"], 6);
     // Fresh failures are shown but only turn --check red after 15 minutes.
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
-    conn.execute("UPDATE outbox SET created = '2020-01-01T00:00:00.000Z'", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE alert_queue SET created = '2020-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
     drop(conn);
     assert!(kit.json(&["status"])["attention"]
         .to_string()

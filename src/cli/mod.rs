@@ -70,6 +70,9 @@ fn deliver_queued_alerts(path: &Path) {
         return;
     };
     if let Ok(report) = vault.flush_alerts() {
+        for ignored in &report.ignored {
+            eprintln!("warning: {ignored}");
+        }
         if !report.failed.is_empty() {
             eprintln!(
                 "warning: {} alert(s) not delivered and kept queued ({}); see `breakglass alerts list`",

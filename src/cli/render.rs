@@ -458,14 +458,21 @@ pub fn alerts(report: &AlertsReport, as_json: bool) {
     if as_json {
         return json(report);
     }
-    if report.alerts.is_empty() {
+    if report.alerts.is_empty() && report.missing == 0 {
         println!("No queued alerts.");
     }
+    if report.missing > 0 {
+        println!(
+            "{} alert(s) the log raised are missing from the queue (deleted from the file); the next write command queues them again",
+            report.missing
+        );
+    }
     for a in &report.alerts {
-        let state = match (&a.delivered, &a.last_error) {
-            (Some(t), _) => format!("delivered {t}"),
-            (None, Some(e)) => format!("queued, {} attempts, last error: {e}", a.attempts),
-            (None, None) => "queued".into(),
+        let state = match (&a.problem, &a.delivered, &a.last_error) {
+            (Some(p), _, _) => format!("NOT DELIVERABLE: {p}"),
+            (None, Some(t), _) => format!("delivered {t}"),
+            (None, None, Some(e)) => format!("queued, {} attempts, last error: {e}", a.attempts),
+            (None, None, None) => "queued".into(),
         };
         let event = a.event.get("event").and_then(|e| e.as_str()).unwrap_or("?");
         println!(
@@ -483,7 +490,13 @@ pub fn flushed(report: &FlushReport, as_json: bool) {
         "Delivered {} alert(s); {} still queued.",
         report.delivered, report.pending
     );
-    for f in &report.failed {
+    if report.requeued > 0 {
+        eprintln!(
+            "warning: {} alert(s) had been deleted from the queue and were queued again",
+            report.requeued
+        );
+    }
+    for f in report.failed.iter().chain(&report.ignored) {
         eprintln!("warning: {f}");
     }
 }

@@ -99,6 +99,28 @@ const STEPS: &[&str] = &[
         epoch INTEGER NOT NULL,
         signature TEXT NOT NULL
     );",
+    // 4: the alert queue names a sink only by its index in a signed manifest
+    // and the audit seq it reports; the event is built from that audit row at
+    // delivery. Old rows keep their place if the newest manifest signs their
+    // sink; any other (unsigned) sink is dropped.
+    "CREATE TABLE alert_queue (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        sink_index INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered TEXT,
+        UNIQUE (seq, sink_index)
+    );
+    INSERT OR IGNORE INTO alert_queue (seq, epoch, sink_index, created, attempts, last_error, delivered)
+        SELECT o.seq, m.epoch, CAST(j.key AS INTEGER), o.created, o.attempts, o.last_error, o.delivered
+        FROM outbox o
+        JOIN (SELECT epoch, body FROM manifests ORDER BY epoch DESC LIMIT 1) m
+        JOIN json_each(m.body, '$.alerts') j ON json(j.value) = json(o.sink)
+        ORDER BY o.id;
+    DROP TABLE outbox;",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
@@ -122,9 +144,8 @@ pub fn expected_schema(version: i64) -> rusqlite::Result<Vec<SchemaObject>> {
 
 /// The schema objects a file holds, sorted by type and name.
 pub fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
-    let mut stmt = conn.prepare(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<Vec<SchemaObject>>>()?;
@@ -199,6 +220,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 13);
+        assert_eq!(tables, 14);
     }
 }

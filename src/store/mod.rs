@@ -116,13 +116,15 @@ pub struct RotationRow {
     pub expires: Option<String>,
 }
 
-/// One alert event for one sink, queued in the same transaction as its audit row.
+/// One alert for one sink, queued in the same transaction as its audit row.
+/// It holds no event and no sink: only the audit seq it reports and the index
+/// of a sink in the signed manifest of `epoch`.
 #[derive(Debug, Clone)]
-pub struct OutboxRow {
+pub struct AlertQueueRow {
     pub id: i64,
     pub seq: u64,
-    pub sink: String,
-    pub payload: String,
+    pub epoch: u64,
+    pub sink_index: u32,
     pub created: String,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -279,11 +281,7 @@ impl Store {
             .and_then(|_| c.pragma_update(None, "secure_delete", "ON"))
             .and_then(|_| c.pragma_update(None, "synchronous", "FULL"))
             .map_err(|e| self.err(e))?;
-        if !self
-            .conn
-            .is_readonly(rusqlite::MAIN_DB)
-            .unwrap_or(true)
-        {
+        if !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
             c.pragma_update(None, "journal_mode", "DELETE")
                 .map_err(|e| self.err(e))?;
         }
@@ -335,7 +333,9 @@ impl Store {
         for object in &actual {
             match expected.iter().find(|e| key(e) == key(object)) {
                 None => problems.push(format!("unexpected {} {}", object.0, object.1)),
-                Some(e) if e != object => problems.push(format!("changed {} {}", object.0, object.1)),
+                Some(e) if e != object => {
+                    problems.push(format!("changed {} {}", object.0, object.1))
+                }
                 Some(_) => {}
             }
         }
@@ -551,29 +551,31 @@ impl Tx<'_> {
             )
     }
 
+    /// Queue the alert for audit row `seq` to sink `sink_index` of epoch
+    /// `epoch`'s manifest; a (seq, sink) already queued is left as it is.
     pub fn enqueue_alert(
         &self,
         seq: u64,
-        sink: &str,
-        payload: &str,
+        epoch: u64,
+        sink_index: u32,
         created: &str,
     ) -> Result<(), StoreError> {
         self.run(
-            "INSERT INTO outbox (seq, sink, payload, created) VALUES (?1, ?2, ?3, ?4)",
-            params![seq as i64, sink, payload, created],
+            "INSERT OR IGNORE INTO alert_queue (seq, epoch, sink_index, created) VALUES (?1, ?2, ?3, ?4)",
+            params![seq as i64, epoch as i64, sink_index, created],
         )
     }
 
     pub fn alert_delivered(&self, id: i64, at: &str) -> Result<(), StoreError> {
         self.run(
-            "UPDATE outbox SET delivered = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            "UPDATE alert_queue SET delivered = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
             params![id, at],
         )
     }
 
     pub fn alert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.run(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            "UPDATE alert_queue SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
             params![id, error],
         )
     }
@@ -802,20 +804,24 @@ impl Reader<'_> {
     }
 
     /// Queued alerts, oldest first; only undelivered ones unless `all`.
-    pub fn outbox(&self, all: bool) -> Result<Vec<OutboxRow>, StoreError> {
+    /// A file not yet upgraded (read-only open) has no queue yet: empty.
+    pub fn alert_queue(&self, all: bool) -> Result<Vec<AlertQueueRow>, StoreError> {
+        if !self.has_table("alert_queue")? {
+            return Ok(Vec::new());
+        }
         let sql = if all {
-            "SELECT id, seq, sink, payload, created, attempts, last_error, delivered FROM outbox ORDER BY id"
+            "SELECT id, seq, epoch, sink_index, created, attempts, last_error, delivered FROM alert_queue ORDER BY id"
         } else {
-            "SELECT id, seq, sink, payload, created, attempts, last_error, delivered FROM outbox WHERE delivered IS NULL ORDER BY id"
+            "SELECT id, seq, epoch, sink_index, created, attempts, last_error, delivered FROM alert_queue WHERE delivered IS NULL ORDER BY id"
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(OutboxRow {
+                Ok(AlertQueueRow {
                     id: r.get(0)?,
                     seq: r.get::<_, i64>(1)? as u64,
-                    sink: r.get(2)?,
-                    payload: r.get(3)?,
+                    epoch: r.get::<_, i64>(2)? as u64,
+                    sink_index: r.get(3)?,
                     created: r.get(4)?,
                     attempts: r.get(5)?,
                     last_error: r.get(6)?,
@@ -884,15 +890,7 @@ impl Reader<'_> {
     /// The (epoch, signature) over the anchor at `seq`, if a quorum session signed one.
     /// A file from before anchor signatures (read-only, not upgraded) has none.
     pub fn anchor_signature(&self, seq: u64) -> Result<Option<(u64, String)>, StoreError> {
-        let has_table: bool = self
-            .conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'anchor_signatures'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        if !has_table {
+        if !self.has_table("anchor_signatures")? {
             return Ok(None);
         }
         self.conn
@@ -902,6 +900,16 @@ impl Reader<'_> {
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
             )
             .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 

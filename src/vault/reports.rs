@@ -214,7 +214,8 @@ impl Vault {
             ));
         }
         let bypass_codes = self.secret_policy_attention(&mut attention)?;
-        let (alerts_undelivered, oldest_undelivered_alert) = self.undelivered_alerts()?;
+        let (alerts_undelivered, oldest_undelivered_alert) =
+            self.undelivered_alerts(&mut attention)?;
         if let Some(oldest) = &oldest_undelivered_alert {
             let minutes = chrono::DateTime::parse_from_rfc3339(oldest)
                 .map(|t| (now - t.with_timezone(&chrono::Utc)).num_minutes())
