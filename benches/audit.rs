@@ -87,6 +87,7 @@ fn grown_vault(path: &Path, sessions: usize) {
                     reveal: vec![],
                     ssh_key_prompt: no_ssh_prompt,
                     remote: None,
+                    endorse: Default::default(),
                     no_rekey: false,
                     one_code: false,
                 },

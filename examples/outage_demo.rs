@@ -77,6 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|(name, _)| ["alice", "carol", "erin"].contains(name))
         .map(|(name, identity)| (format!("{name}'s key"), vec![identity]))
         .collect();
+    // The quorum endorses what the admin deposited (the CLI lists it and asks).
+    let endorse = vault.unendorsed()?;
     let report = vault.unseal(
         UnsealRequest {
             reason: "Duo outage: VPN fails closed".into(),
@@ -88,6 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             remote: None,
             no_rekey: false,
             one_code: false,
+            endorse,
         },
         &mut NoPrompt,
     )?;

@@ -290,6 +290,22 @@ pub struct CheckpointBody {
     pub seq: u64,
     pub head: String,
     pub versions: Vec<EndorsedVersion>,
+    /// Rotation settings (apply hook, generator, policy) a quorum endorsed.
+    /// Absent in checkpoints from before settings were signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<EndorsedSetting>,
+}
+
+/// A secret's rotation settings as a quorum session endorsed them: only these
+/// may run (the hook) or shape a generated password without a new confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct EndorsedSetting {
+    pub secret: String,
+    pub apply_cmd: Option<String>,
+    pub gen_length: Option<u32>,
+    pub gen_charset: Option<String>,
+    pub max_age_days: Option<u32>,
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -332,60 +348,216 @@ pub fn checkpoint_entry(
         .details(serde_json::to_value(details).expect("checkpoint serializes"))
 }
 
-/// Check the hash chain and every checkpoint against the epoch keys.
+/// What the verified manifest chain says about each epoch: its verify key
+/// and the log head its manifest committed to when it began.
+#[derive(Debug, Clone)]
+pub struct EpochInfo {
+    pub epoch: u64,
+    pub key: crypto::VerifyKey,
+    /// (seq, hash) of the last row before this epoch's `new_epoch` row; `None`
+    /// for epoch 1 and for manifests from before epochs bound the log.
+    pub audit_head: Option<(u64, String)>,
+}
+
+/// Every epoch of a vault, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EpochChain {
+    pub epochs: Vec<EpochInfo>,
+}
+
+impl EpochChain {
+    /// From stored manifest rows (their chain is verified separately, on open).
+    pub fn from_manifests(rows: &[crate::store::ManifestRow]) -> Self {
+        let epochs = rows
+            .iter()
+            .filter_map(|row| {
+                let m: crate::manifest::Manifest = serde_json::from_str(&row.body).ok()?;
+                Some(EpochInfo {
+                    epoch: row.epoch,
+                    key: m.verify_key()?,
+                    audit_head: m.audit_head.map(|h| (h.seq, h.hash)),
+                })
+            })
+            .collect();
+        Self { epochs }
+    }
+
+    pub fn key(&self, epoch: u64) -> Option<crypto::VerifyKey> {
+        self.info(epoch).map(|i| i.key)
+    }
+
+    fn info(&self, epoch: u64) -> Option<&EpochInfo> {
+        self.epochs.iter().find(|i| i.epoch == epoch)
+    }
+
+    pub fn latest(&self) -> u64 {
+        self.epochs.last().map_or(1, |i| i.epoch)
+    }
+
+    /// The epoch in force just before `first_seq`: the newest epoch whose
+    /// manifest says it began before then. Old manifests that do not say fall
+    /// back on the first `new_epoch` row of `entries`.
+    fn epoch_before(&self, first_seq: u64, entries: &[Entry]) -> u64 {
+        if first_seq <= 1 {
+            return 1;
+        }
+        if self.epochs.iter().skip(1).all(|i| i.audit_head.is_some()) {
+            return self
+                .epochs
+                .iter()
+                .filter(|i| i.audit_head.as_ref().is_some_and(|(s, _)| s + 1 < first_seq))
+                .map(|i| i.epoch)
+                .max()
+                .unwrap_or(1);
+        }
+        entries
+            .iter()
+            .find(|e| e.action == NEW_EPOCH)
+            .and_then(|e| Some(new_epoch_target(e)?.saturating_sub(1)))
+            .unwrap_or_else(|| self.latest())
+    }
+
+    /// The epoch in force at each entry of a log starting at `first_seq`.
+    pub fn in_force(&self, entries: &[Entry]) -> Vec<u64> {
+        let first_seq = entries.first().map_or(1, |e| e.seq);
+        epochs_in_force(entries, self.epoch_before(first_seq, entries))
+    }
+}
+
+/// Check the hash chain, every checkpoint, and the epoch history against the
+/// manifest chain.
 pub fn verify_signed(
     entries: &[Entry],
     vault_id: &str,
-    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+    fingerprint: &str,
+    chain: &EpochChain,
 ) -> VerifyReport {
-    verify_signed_from(entries, 1, GENESIS_HASH, vault_id, key_of_epoch)
+    verify_signed_from(entries, 1, GENESIS_HASH, vault_id, fingerprint, chain)
 }
 
 /// As `verify_signed`, for a log starting at `first_seq` after `first_prev`.
+///
+/// Beyond the hash chain: a checkpoint counts only under the key of the epoch
+/// in force at its place; every epoch of the manifest chain has its
+/// `new_epoch` row, exactly after the head its manifest committed to, and the
+/// checkpoint right after it; a full log starts with this vault's `init`.
 pub fn verify_signed_from(
     entries: &[Entry],
     first_seq: u64,
     first_prev: &str,
     vault_id: &str,
-    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+    fingerprint: &str,
+    chain: &EpochChain,
 ) -> VerifyReport {
     let mut report = verify_from(entries, first_seq, first_prev);
     if !report.ok {
         return report;
     }
-    for (i, entry) in entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.action == CHECKPOINT)
-    {
-        if let Err(why) = check_checkpoint(
-            entry,
-            i.checked_sub(1).map(|p| &entries[p]),
-            vault_id,
-            key_of_epoch,
-        ) {
-            return VerifyReport {
-                ok: false,
-                entries: entries.len() as u64,
-                first_bad_seq: Some(entry.seq),
-                problem: Some(format!("audit row {}: checkpoint {why}", entry.seq)),
-                signed_through: None,
-                unsigned_entries: 0,
-            };
+    let fail = |seq: u64, problem: String| VerifyReport {
+        ok: false,
+        entries: entries.len() as u64,
+        first_bad_seq: Some(seq),
+        problem: Some(problem),
+        signed_through: None,
+        unsigned_entries: 0,
+    };
+    if let Some(first) = entries.first().filter(|e| e.seq == 1) {
+        if first.action != "init" || first.subject != fingerprint {
+            return fail(
+                1,
+                format!("audit row 1: is not the init row of vault {fingerprint} (another vault's log, or a rewritten one)"),
+            );
         }
-        report.signed_through = Some(entry.seq);
+    }
+    let mut epoch = chain.epoch_before(first_seq, entries);
+    let mut awaiting_checkpoint: Option<u64> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(started) = awaiting_checkpoint.take() {
+            if entry.action != CHECKPOINT {
+                return fail(
+                    entry.seq,
+                    format!("audit row {}: epoch {started} began without its checkpoint (the rows of an epoch change were altered)", entry.seq),
+                );
+            }
+        }
+        match entry.action.as_str() {
+            NEW_EPOCH => {
+                if let Err(why) = check_new_epoch(entry, epoch, chain) {
+                    return fail(entry.seq, format!("audit row {}: {why}", entry.seq));
+                }
+                epoch += 1;
+                awaiting_checkpoint = Some(epoch);
+            }
+            CHECKPOINT => {
+                let prev = i.checked_sub(1).map(|p| &entries[p]);
+                if let Err(why) = check_checkpoint(entry, prev, vault_id, epoch, chain) {
+                    return fail(
+                        entry.seq,
+                        format!("audit row {}: checkpoint {why}", entry.seq),
+                    );
+                }
+                report.signed_through = Some(entry.seq);
+            }
+            _ => {}
+        }
+    }
+    if let Some(started) = awaiting_checkpoint {
+        let seq = entries.last().map_or(0, |e| e.seq);
+        return fail(
+            seq,
+            format!("audit row {seq}: epoch {started} began without its checkpoint"),
+        );
+    }
+    if epoch < chain.latest() {
+        let seq = entries.last().map_or(0, |e| e.seq);
+        return fail(
+            seq,
+            format!(
+                "the manifest chain has epoch {} but the log has no new_epoch row for it: the rows of an unseal or re-key were erased",
+                epoch + 1
+            ),
+        );
     }
     let signed = report.signed_through.map_or(0, |s| s + 1 - first_seq);
     report.unsigned_entries = entries.len() as u64 - signed;
     report
 }
 
-/// One checkpoint row: it must sign the row before it, with its epoch's key.
+/// A `new_epoch` row must move from the epoch in force to the next one, which
+/// the manifest chain has, right after the head that epoch's manifest signed.
+fn check_new_epoch(entry: &Entry, in_force: u64, chain: &EpochChain) -> Result<(), String> {
+    let details: serde_json::Value =
+        serde_json::from_str(&entry.details).map_err(|_| "new_epoch row is unreadable")?;
+    let from = details.get("from").and_then(|v| v.as_u64());
+    let to = new_epoch_target(entry);
+    if from != Some(in_force) || to != Some(in_force + 1) {
+        return Err(format!(
+            "new_epoch row does not move from epoch {in_force} to {} (rows of an epoch change were erased or forged)",
+            in_force + 1
+        ));
+    }
+    let next = in_force + 1;
+    let info = chain.info(next).ok_or_else(|| {
+        format!("new_epoch row names epoch {next}, which the manifest chain does not have")
+    })?;
+    if let Some((seq, hash)) = &info.audit_head {
+        if entry.seq != seq + 1 || entry.prev_hash != *hash {
+            return Err(format!(
+                "epoch {next}'s signed manifest says it began after audit row {seq}, but the log does not match: the history before it was rewritten"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One checkpoint row: it must sign the row before it, with the key of the
+/// epoch in force at its place in the log.
 fn check_checkpoint(
     entry: &Entry,
     prev: Option<&Entry>,
     vault_id: &str,
-    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+    in_force: u64,
+    chain: &EpochChain,
 ) -> Result<(), String> {
     let details = serde_json::from_str::<CheckpointDetails>(&entry.details)
         .map_err(|_| "is unreadable".to_string())?;
@@ -394,7 +566,13 @@ fn check_checkpoint(
     if b.vault_id != vault_id || b.seq != prev.seq || b.head != prev.hash {
         return Err("does not sign the row before it".into());
     }
-    let key = key_of_epoch(b.epoch).ok_or_else(|| {
+    if b.epoch != in_force {
+        return Err(format!(
+            "is signed for epoch {}, but epoch {in_force} was in force at this point (an old key cannot sign new history)",
+            b.epoch
+        ));
+    }
+    let key = chain.key(b.epoch).ok_or_else(|| {
         format!(
             "names epoch {}, which the manifest chain does not have",
             b.epoch
@@ -445,7 +623,7 @@ pub fn check_anchor(
     entries: &[Entry],
     fingerprint: &str,
     anchor_text: &str,
-    key_of_epoch: &dyn Fn(u64) -> Option<crypto::VerifyKey>,
+    chain: &EpochChain,
 ) -> Result<(), String> {
     let not_an_anchor =
         || "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".to_string();
@@ -471,9 +649,20 @@ pub fn check_anchor(
             .split_once(':')
             .and_then(|(e, s)| Some((e.parse::<u64>().ok()?, s)))
             .ok_or("anchor has a malformed signature (expected EPOCH:HEX)")?;
-        let key = key_of_epoch(epoch).ok_or_else(|| {
+        let key = chain.key(epoch).ok_or_else(|| {
             format!("anchor is signed for epoch {epoch}, which this vault never had")
         })?;
+        let in_force = entries
+            .iter()
+            .zip(chain.in_force(entries))
+            .find(|(e, _)| e.seq == seq)
+            .map(|(_, epoch)| epoch);
+        if in_force.is_some_and(|e| e != epoch) {
+            return Err(format!(
+                "anchor is signed with epoch {epoch}'s key, but epoch {} was in force at seq {seq}: an old key cannot sign new history",
+                in_force.unwrap_or_default()
+            ));
+        }
         if !crypto::verify_signature(&key, &anchor_message(fp, epoch, seq, hash), signature) {
             return Err(format!(
                 "anchor signature does not verify against the vault's epoch-{epoch} key: the anchor was altered or forged"

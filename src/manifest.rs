@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, KdfParams, VaultKeys, VerifyKey};
 use crate::store::ManifestRow;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: epochs from 2 on commit to the audit head at their change (`audit_head`).
+pub const FORMAT_VERSION: u32 = 2;
+/// Manifests written before `audit_head` existed still verify.
+const OLDEST_FORMAT: u32 = 1;
 const SIGN_LABEL: &[u8] = b"breakglass/v1/manifest\0";
 const FINGERPRINT_LABEL: &[u8] = b"breakglass/v1/fingerprint\0";
 const BASE32: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -48,6 +51,17 @@ pub struct Manifest {
     pub insecure_test_only_kdf: bool,
     pub alerts: Vec<serde_json::Value>,
     pub prev_manifest_hash: Option<String>,
+    /// The audit head just before this epoch's `new_epoch` row (format 2, epoch
+    /// 2 on): rewriting the history before it breaks this signed manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<AuditHead>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +219,12 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
             }
             Some(prev) => {
                 let p = &prev.manifest;
+                if m.format < p.format {
+                    return Err(broken("format went back to an older version"));
+                }
+                if m.format >= 2 && m.audit_head.is_none() {
+                    return Err(broken("does not commit to the audit head at its change"));
+                }
                 if m.vault_id != p.vault_id || m.genesis_verify_key != p.genesis_verify_key {
                     return Err(broken("vault identity changed between epochs"));
                 }
@@ -235,7 +255,7 @@ fn parse_row(row: &ManifestRow) -> Result<SignedManifest, ManifestError> {
     let probe: serde_json::Value =
         serde_json::from_str(&row.body).map_err(|e| unreadable(e.to_string()))?;
     let format = probe.get("format").and_then(|f| f.as_u64()).unwrap_or(0) as u32;
-    if format != FORMAT_VERSION {
+    if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&format) {
         return Err(ManifestError::UnknownFormat {
             epoch: row.epoch,
             found: format,
@@ -271,6 +291,10 @@ mod tests {
             insecure_test_only_kdf: false,
             alerts: vec![],
             prev_manifest_hash: prev,
+            audit_head: (epoch > 1).then(|| AuditHead {
+                seq: epoch,
+                hash: "00".repeat(32),
+            }),
         }
     }
 

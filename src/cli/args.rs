@@ -18,6 +18,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "BREAKGLASS_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
 
+    /// Refuse to act unless the vault has exactly this fingerprint (for scripts)
+    #[arg(long, global = true, env = "BREAKGLASS_FINGERPRINT", value_name = "FP")]
+    pub fingerprint: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +53,13 @@ pub enum Command {
     Drill(DrillArgs),
     /// With a quorum, move to a new key epoch, optionally changing threshold or custodians
     Rekey(RekeyArgs),
+    /// Deliberately re-pin the --vault path after replacing its file on purpose; names both fingerprints
+    Repin {
+        /// The fingerprint this machine pinned for the path
+        old: String,
+        /// The fingerprint the file at the path holds now
+        new: String,
+    },
     /// Compare another copy of the vault with this one: same vault, epochs, diverged logs
     VerifyCopy {
         other: PathBuf,
@@ -197,6 +208,9 @@ pub struct RotateArgs {
     /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
+    /// Run a stored apply hook that was set or changed after the last signed checkpoint (it is shown first)
+    #[arg(long)]
+    pub trust_hook: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -285,6 +299,9 @@ pub struct DrillArgs {
     /// rebuild the vault key, and sign an audit checkpoint (nothing is revealed)
     #[arg(long)]
     pub full: bool,
+    /// Endorse the versions and rotation settings written since the last checkpoint (they are listed first); without it a terminal asks, and with no terminal they stay unendorsed
+    #[arg(long)]
+    pub endorse: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -315,6 +332,9 @@ pub struct UnsealArgs {
     /// For bypass-codes secrets: reveal only the next unused code and mark it used
     #[arg(long)]
     pub one: bool,
+    /// Endorse the versions and rotation settings written since the last checkpoint (they are listed first); without it a terminal asks, and with no terminal they stay unendorsed
+    #[arg(long)]
+    pub endorse: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -381,6 +401,9 @@ pub struct RekeyArgs {
     /// Remove every alert sink
     #[arg(long, conflicts_with_all = ["alert_exec", "alert_webhook", "alert_syslog"])]
     pub clear_alerts: bool,
+    /// Endorse the versions and rotation settings written since the last checkpoint (they are listed first); without it a terminal asks, and with no terminal they stay unendorsed
+    #[arg(long)]
+    pub endorse: bool,
     #[arg(long)]
     pub json: bool,
 }

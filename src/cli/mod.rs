@@ -14,7 +14,7 @@ use breakglass::vault::Policy;
 use breakglass::vault::{
     approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
     Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
-    RotateRequest, SecretKind, UnsealRequest,
+    RotateRequest, SecretKind, Unendorsed, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
@@ -23,6 +23,9 @@ use args::{
     AlertsCommand, ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand,
     ExportFormat, KindArg, RunbookCommand,
 };
+
+/// `--fingerprint` / `BREAKGLASS_FINGERPRINT`: every vault opened must be this one.
+static EXPECTED_FINGERPRINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAILURE: i32 = 1;
@@ -33,6 +36,7 @@ pub fn run() -> i32 {
         .vault
         .clone()
         .unwrap_or_else(|| PathBuf::from("breakglass.db"));
+    let _ = EXPECTED_FINGERPRINT.set(cli.fingerprint.clone());
     let writes = writes_to_vault(&cli.command);
     let code = match dispatch(cli.command, cli.vault.is_some(), &vault_path) {
         Ok(code) => code,
@@ -56,6 +60,7 @@ fn writes_to_vault(command: &Command) -> bool {
             | Command::Custodian(_)
             | Command::Approve(_)
             | Command::VerifyCopy { .. }
+            | Command::Repin { .. }
             | Command::Audit(_)
             | Command::Alerts(_)
             | Command::Completions { .. }
@@ -177,13 +182,18 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 },
                 &actor,
             )?;
-            println!("Deposited {name} version {version}.");
+            println!(
+                "Deposited {name} version {version}, sealed to vault {} epoch {}.",
+                vault.fingerprint(),
+                vault.manifest().epoch
+            );
             Ok(EXIT_OK)
         }
         Command::Rotate(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             if a.exposed {
-                let report = vault.rotate_exposed(&actor)?;
+                let trust = a.trust_hook || confirm_exposed_hooks(&vault)?;
+                let report = vault.rotate_exposed(&actor, trust)?;
                 render::rotate_exposed(&report, a.json);
                 let done = report.failed.is_empty() && report.needs_human.is_empty();
                 return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
@@ -203,12 +213,15 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             } else {
                 NewValue::Given(input::secret_value(a.file.as_deref(), &name)?)
             };
+            let trust_hook = a.trust_hook
+                || (a.apply.is_none() && confirm_hook(&vault.untrusted_hook(&name)?, &name)?);
             let outcome = vault.rotate(RotateRequest {
                 name,
                 value,
                 apply: a.apply,
                 policy,
                 actor,
+                trust_hook,
             })?;
             render::rotated(&outcome, a.json);
             Ok(EXIT_OK)
@@ -252,6 +265,11 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     envelope,
                     ssh_key_prompt: input::ssh_key_passphrase,
                     full: a.full,
+                    endorse: if a.full {
+                        endorsement(&vault, a.endorse)?
+                    } else {
+                        Default::default()
+                    },
                 },
                 &mut input::Terminal::default(),
             )?;
@@ -263,7 +281,11 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 let mut vault = open(path, Access::ReadWrite)?;
                 let text = input::text(file.as_deref(), "runbook")?;
                 vault.set_runbook(&text, &actor)?;
-                println!("Runbook updated ({} bytes).", text.len());
+                println!(
+                    "Runbook of vault {} updated ({} bytes).",
+                    vault.fingerprint(),
+                    text.len()
+                );
                 Ok(EXIT_OK)
             }
             None => {
@@ -298,6 +320,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 no_rekey: a.no_rekey,
                 one_code: a.one,
                 ssh_key_prompt: input::ssh_key_passphrase,
+                endorse: endorsement(&vault, a.endorse)?,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
             let anchor = vault.audit_anchor().ok();
@@ -330,6 +353,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 one_code: false,
                 ssh_key_prompt: input::ssh_key_passphrase,
                 remote: None,
+                endorse: endorsement(&vault, a.endorse)?,
             };
             let report = vault.rekey(
                 quorum,
@@ -343,6 +367,14 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 &mut input::Terminal::default(),
             )?;
             render::rekeyed(&report, a.json);
+            Ok(EXIT_OK)
+        }
+        Command::Repin { old, new } => {
+            Vault::repin(path, &old, &new)?;
+            println!(
+                "Re-pinned {}: {old} -> {new}. Check {new} with the other custodians before you rely on it.",
+                path.display()
+            );
             Ok(EXIT_OK)
         }
         Command::VerifyCopy { other, json } => {
@@ -646,9 +678,61 @@ fn ask_new_passphrases(
     Ok(())
 }
 
+/// Before a quorum session: show what was written since the last checkpoint
+/// and decide what it endorses: all of it with `--endorse`, else what the user
+/// confirms on the terminal, else nothing.
+fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
+    let pending = vault.unendorsed()?;
+    if pending.is_empty() {
+        return Ok(pending);
+    }
+    render::unendorsed(&pending);
+    if flag {
+        eprintln!("--endorse: this session's checkpoint endorses them.");
+        return Ok(pending);
+    }
+    match input::line("Endorse all of the above in this session's checkpoint? [y/N] ")? {
+        Some(answer) if answer.trim().eq_ignore_ascii_case("y") => Ok(pending),
+        _ => {
+            eprintln!("They stay unendorsed (endorse them in a later quorum session with --endorse).");
+            Ok(Unendorsed::default())
+        }
+    }
+}
+
+/// A stored hook no checkpoint endorsed: show it, and run it only if the user
+/// confirms on the terminal (or passed --trust-hook).
+fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
+    let Some(cmd) = hook else { return Ok(false) };
+    eprintln!(
+        "warning: the apply hook of {name} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {cmd}"
+    );
+    Ok(matches!(
+        input::line("Run this hook with the new value on its stdin? [y/N] ")?,
+        Some(answer) if answer.trim().eq_ignore_ascii_case("y")
+    ))
+}
+
+/// `rotate --exposed`: confirm every unendorsed hook it would run, at once.
+fn confirm_exposed_hooks(vault: &Vault) -> Result<bool, VaultError> {
+    let mut any = false;
+    for name in vault.exposed_names()? {
+        if let Some(cmd) = vault.untrusted_hook(&name)? {
+            any = true;
+            if !confirm_hook(&Some(cmd), &name)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(any)
+}
+
 /// Open and verify the vault, showing any loud warning (a stale copy) first.
 fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
     let vault = Vault::open(path, access)?;
+    if let Some(Some(expected)) = EXPECTED_FINGERPRINT.get() {
+        vault.require_fingerprint(expected)?;
+    }
     for w in vault.warnings() {
         eprintln!("warning: {w}");
     }

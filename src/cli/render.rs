@@ -368,6 +368,32 @@ pub fn drill(report: &DrillReport, as_json: bool) {
     }
 }
 
+/// What a quorum session would endorse, on stderr before it is asked.
+pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
+    eprintln!("Written since the last signed checkpoint (unendorsed):");
+    for v in &pending.versions {
+        eprintln!(
+            "  secret {} version {}, deposited by {} at {}",
+            v.secret, v.version, v.depositor, v.created
+        );
+    }
+    for s in &pending.settings {
+        let hook = s.apply_cmd.as_deref().unwrap_or("(none)");
+        let generator = match (s.gen_length, s.gen_charset.as_deref()) {
+            (None, None) => "default".to_string(),
+            (l, c) => format!(
+                "{} {}",
+                l.map_or("default length".into(), |l| format!("{l} chars")),
+                c.unwrap_or("alnum")
+            ),
+        };
+        eprintln!(
+            "  rotation settings of {}: apply hook `{hook}`, generator {generator}",
+            s.secret
+        );
+    }
+}
+
 pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
     if as_json {
         return json(outcome);
@@ -377,8 +403,8 @@ pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
         None => String::new(),
     };
     println!(
-        "Rotated {} to version {}{hook}; it is {} now.",
-        outcome.name, outcome.version, outcome.state
+        "Rotated {} to version {}{hook}, sealed to vault {} epoch {}; it is {} now.",
+        outcome.name, outcome.version, outcome.fingerprint, outcome.epoch, outcome.state
     );
 }
 

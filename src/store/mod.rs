@@ -766,6 +766,30 @@ impl Reader<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Every secret's rotation settings, by secret name.
+    pub fn rotations(&self) -> Result<Vec<(String, RotationRow)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT secret, apply_cmd, gen_length, gen_charset, max_age_days, expires FROM rotation_settings ORDER BY secret")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    RotationRow {
+                        apply_cmd: r.get(1)?,
+                        gen_length: r.get(2)?,
+                        gen_charset: r.get(3)?,
+                        max_age_days: r.get(4)?,
+                        expires: r.get(5)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// (total, used) codes of a bypass-codes version, if counted.
     pub fn code_counts(
         &self,

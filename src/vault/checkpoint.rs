@@ -1,21 +1,172 @@
 //! Signed audit checkpoints, written inside quorum sessions (the only time the
 //! vault key exists), and verification against the manifest chain's keys.
 
+use serde::Serialize;
+
 use super::{Vault, VaultError};
 use crate::audit::{self, CheckpointBody, EndorsedVersion};
-use crate::crypto::{self, VaultKeys, VerifyKey};
-use crate::store::Tx;
+use crate::crypto::{self, VaultKeys};
+use crate::store::{Reader, RotationRow, Tx, VersionRow};
+
+/// Versions and rotation settings written since the last signed checkpoint.
+/// A quorum session endorses them only when the user confirmed exactly these
+/// (on the terminal or with `--endorse`); anything else stays unendorsed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unendorsed {
+    pub versions: Vec<UnendorsedVersion>,
+    pub settings: Vec<audit::EndorsedSetting>,
+}
+
+impl Unendorsed {
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.settings.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnendorsedVersion {
+    pub secret: String,
+    pub version: u32,
+    pub depositor: String,
+    pub created: String,
+    pub ciphertext_sha256: String,
+}
+
+/// What a checkpoint about to be signed endorses: (secret, version) pairs and settings.
+pub(crate) struct EndorsementPlan {
+    versions: Vec<(String, u32)>,
+    settings: Vec<audit::EndorsedSetting>,
+}
+
+fn ciphertext_hash(v: &VersionRow) -> String {
+    hex::encode(crypto::sha256(&[v.ciphertext.as_bytes()]))
+}
+
+fn setting_of(secret: &str, row: &RotationRow) -> audit::EndorsedSetting {
+    audit::EndorsedSetting {
+        secret: secret.to_string(),
+        apply_cmd: row.apply_cmd.clone(),
+        gen_length: row.gen_length,
+        gen_charset: row.gen_charset.clone(),
+        max_age_days: row.max_age_days,
+        expires: row.expires.clone(),
+    }
+}
+
+/// The last valid checkpoint of a verified log, if any.
+fn last_checkpoint(report: &audit::VerifyReport, entries: &[audit::Entry]) -> Option<CheckpointBody> {
+    let seq = report.signed_through.filter(|_| report.ok)?;
+    entries
+        .iter()
+        .find(|e| e.seq == seq)
+        .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
+        .map(|d| d.body)
+}
+
+/// What is unendorsed now, judged against the last valid checkpoint.
+fn unendorsed_in(read: &Reader<'_>, last: Option<&CheckpointBody>) -> Result<Unendorsed, VaultError> {
+    let endorsed_versions = last.map(|b| b.versions.as_slice()).unwrap_or_default();
+    let endorsed_settings = last.map(|b| b.settings.as_slice()).unwrap_or_default();
+    let versions = read
+        .versions_in(&["active"])?
+        .into_iter()
+        .filter(|v| Vault::endorsement(endorsed_versions, v) == Endorsement::Unendorsed)
+        .map(|v| UnendorsedVersion {
+            ciphertext_sha256: ciphertext_hash(&v),
+            secret: v.secret,
+            version: v.version,
+            depositor: v.depositor,
+            created: v.created,
+        })
+        .collect();
+    let settings = read
+        .rotations()?
+        .into_iter()
+        .map(|(secret, row)| setting_of(&secret, &row))
+        .filter(|current| endorsed_setting(endorsed_settings, &current.secret) != *current)
+        .collect();
+    Ok(Unendorsed { versions, settings })
+}
+
+/// The endorsed settings of `secret`; none endorsed means no hook, no generator.
+fn endorsed_setting(endorsed: &[audit::EndorsedSetting], secret: &str) -> audit::EndorsedSetting {
+    endorsed
+        .iter()
+        .find(|s| s.secret == secret)
+        .cloned()
+        .unwrap_or_else(|| audit::EndorsedSetting {
+            secret: secret.to_string(),
+            ..Default::default()
+        })
+}
 
 impl Vault {
-    /// Append a checkpoint signing the log head and the active versions, in `tx`.
-    pub(crate) fn append_checkpoint(
+    /// Verify the log as `tx` sees it, before anything is signed over it.
+    pub(crate) fn verify_in(
+        tx: &Tx<'_>,
+        vault_id: &str,
+        fingerprint: &str,
+    ) -> Result<(audit::VerifyReport, Vec<audit::Entry>), VaultError> {
+        let read = tx.read();
+        let manifests = read.manifests()?;
+        crate::manifest::verify_chain(&manifests)?;
+        let entries = read.audit_entries()?;
+        let chain = audit::EpochChain::from_manifests(&manifests);
+        Ok((
+            audit::verify_signed(&entries, vault_id, fingerprint, &chain),
+            entries,
+        ))
+    }
+
+    /// What the next checkpoint endorses: what the last one did (still
+    /// matching), plus exactly the items the user `confirmed`.
+    pub(crate) fn plan_endorsement(
+        tx: &Tx<'_>,
+        report: &audit::VerifyReport,
+        entries: &[audit::Entry],
+        confirmed: &Unendorsed,
+    ) -> Result<EndorsementPlan, VaultError> {
+        let read = tx.read();
+        let last = last_checkpoint(report, entries);
+        let endorsed_versions = last.as_ref().map(|b| b.versions.as_slice()).unwrap_or_default();
+        let endorsed_settings = last.as_ref().map(|b| b.settings.as_slice()).unwrap_or_default();
+        let versions = read
+            .versions_in(&["active"])?
+            .into_iter()
+            .filter(|v| {
+                Vault::endorsement(endorsed_versions, v) == Endorsement::Endorsed
+                    || confirmed.versions.iter().any(|c| {
+                        c.secret == v.secret
+                            && c.version == v.version
+                            && c.ciphertext_sha256 == ciphertext_hash(v)
+                    })
+            })
+            .map(|v| (v.secret, v.version))
+            .collect();
+        let mut settings = Vec::new();
+        for (secret, row) in read.rotations()? {
+            let current = setting_of(&secret, &row);
+            let before = endorsed_setting(endorsed_settings, &secret);
+            if before == current || confirmed.settings.contains(&current) {
+                settings.push(current);
+            } else if before != (audit::EndorsedSetting { secret, ..Default::default() }) {
+                settings.push(before);
+            }
+        }
+        Ok(EndorsementPlan { versions, settings })
+    }
+
+    /// Sign a checkpoint over the log head in `tx`, endorsing `plan` (the
+    /// versions with their ciphertexts as they are now), and sign the new head.
+    pub(crate) fn sign_checkpoint(
         tx: &Tx<'_>,
         keys: &VaultKeys,
-        vault_id: &str,
+        ids: (&str, &str),
         epoch: u64,
-        fingerprint: &str,
         actor: &str,
+        plan: &EndorsementPlan,
     ) -> Result<(), VaultError> {
+        let (vault_id, fingerprint) = ids;
         let Some((seq, head)) = tx.read().audit_head()? else {
             return Ok(());
         };
@@ -23,8 +174,9 @@ impl Vault {
             .read()
             .versions_in(&["active"])?
             .into_iter()
+            .filter(|v| plan.versions.iter().any(|(s, n)| *s == v.secret && *n == v.version))
             .map(|v| EndorsedVersion {
-                ciphertext_sha256: hex::encode(crypto::sha256(&[v.ciphertext.as_bytes()])),
+                ciphertext_sha256: ciphertext_hash(&v),
                 secret: v.secret,
                 version: v.version,
                 depositor: v.depositor,
@@ -36,6 +188,7 @@ impl Vault {
             seq,
             head,
             versions,
+            settings: plan.settings.clone(),
         };
         let signature = keys.sign(&audit::checkpoint_message(&body));
         audit::append(
@@ -50,19 +203,75 @@ impl Vault {
         Ok(())
     }
 
-    /// Every epoch's verify key, from the stored manifest chain.
-    fn epoch_keys(&self) -> Result<Vec<(u64, VerifyKey)>, VaultError> {
-        Ok(epoch_keys(&self.store.read().manifests()?))
+    /// Log (and so alert) that no checkpoint was signed because the log fails
+    /// verification. The emergency goes on; nothing is signed over a broken log.
+    pub(crate) fn refuse_checkpoint(
+        tx: &Tx<'_>,
+        fingerprint: &str,
+        epoch: u64,
+        actor: &str,
+        problem: &str,
+    ) -> Result<String, VaultError> {
+        audit::append(
+            tx,
+            vec![audit::NewEntry::new(actor, "checkpoint_refused", fingerprint)
+                .details(serde_json::json!({ "epoch": epoch, "problem": problem }))],
+        )?;
+        Ok(format!(
+            "no checkpoint was signed: the audit log fails verification ({problem}); the problem is logged and alerted — run `breakglass audit verify` and restore the log from a trusted copy"
+        ))
     }
 
-    /// Check the hash chain and every checkpoint against the manifest chain's keys.
+    /// Verify, then sign a checkpoint in `tx`; on a broken log, log the refusal
+    /// instead and return it as a warning.
+    pub(crate) fn append_checkpoint(
+        tx: &Tx<'_>,
+        keys: &VaultKeys,
+        ids: (&str, &str),
+        epoch: u64,
+        actor: &str,
+        confirmed: &Unendorsed,
+    ) -> Result<Option<String>, VaultError> {
+        let (report, entries) = Vault::verify_in(tx, ids.0, ids.1)?;
+        if let Some(problem) = report.problem.as_deref().filter(|_| !report.ok) {
+            return Vault::refuse_checkpoint(tx, ids.1, epoch, actor, problem).map(Some);
+        }
+        let plan = Vault::plan_endorsement(tx, &report, &entries, confirmed)?;
+        Vault::sign_checkpoint(tx, keys, ids, epoch, actor, &plan)?;
+        Ok(None)
+    }
+
+    /// The manifest chain as the log is checked against it.
+    fn epoch_chain(&self) -> Result<audit::EpochChain, VaultError> {
+        Ok(audit::EpochChain::from_manifests(&self.store.read().manifests()?))
+    }
+
+    /// Check the hash chain, every checkpoint and the epoch history against the manifest chain.
     pub fn verify_audit(&self) -> Result<audit::VerifyReport, VaultError> {
-        let keys = self.epoch_keys()?;
-        let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
         Ok(audit::verify_signed(
             &self.store.read().audit_entries()?,
             &self.manifest().vault_id,
-            &key_of,
+            &self.fingerprint(),
+            &self.epoch_chain()?,
+        ))
+    }
+
+    /// What a quorum session would be asked to endorse now.
+    pub fn unendorsed(&self) -> Result<Unendorsed, VaultError> {
+        let report = self.verify_audit()?;
+        let entries = self.store.read().audit_entries()?;
+        unendorsed_in(&self.store.read(), last_checkpoint(&report, &entries).as_ref())
+    }
+
+    /// The rotation settings of `secret` the last valid checkpoint endorsed
+    /// (no hook and no generator if none did).
+    pub(crate) fn endorsed_settings(&self, secret: &str) -> Result<audit::EndorsedSetting, VaultError> {
+        let report = self.verify_audit()?;
+        let entries = self.store.read().audit_entries()?;
+        let last = last_checkpoint(&report, &entries);
+        Ok(endorsed_setting(
+            last.as_ref().map(|b| b.settings.as_slice()).unwrap_or_default(),
+            secret,
         ))
     }
 
@@ -89,9 +298,8 @@ impl Vault {
             .read()
             .audit_entries()
             .map_err(|e| e.to_string())?;
-        let keys = self.epoch_keys().map_err(|e| e.to_string())?;
-        let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
-        audit::check_anchor(&entries, &self.fingerprint(), anchor, &key_of)
+        let chain = self.epoch_chain().map_err(|e| e.to_string())?;
+        audit::check_anchor(&entries, &self.fingerprint(), anchor, &chain)
     }
 }
 
@@ -168,14 +376,19 @@ pub fn verify_export(
             serde_json::from_str(line).map_err(|_| bad(i + 1, "is not an audit entry"))?;
         entries.push(entry);
     }
-    let keys = epoch_keys(&rows);
-    let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
+    let chain = audit::EpochChain::from_manifests(&rows);
     let (first_seq, first_prev) = entries
         .first()
         .map(|e| (e.seq, e.prev_hash.clone()))
         .unwrap_or((1, audit::GENESIS_HASH.to_string()));
-    let mut report =
-        audit::verify_signed_from(&entries, first_seq, &first_prev, &header.vault_id, &key_of);
+    let mut report = audit::verify_signed_from(
+        &entries,
+        first_seq,
+        &first_prev,
+        &header.vault_id,
+        &header.fingerprint,
+        &chain,
+    );
     if let (true, Some(anchor)) = (report.ok, anchor) {
         let anchored_seq = anchor
             .split_whitespace()
@@ -185,7 +398,7 @@ pub fn verify_export(
             Some(seq) if seq != 0 && seq < first_seq => Err(format!(
                 "the anchored head (seq {seq}) is before this export's first entry ({first_seq}); export with a lower --since"
             )),
-            _ => audit::check_anchor(&entries, &header.fingerprint, anchor, &key_of),
+            _ => audit::check_anchor(&entries, &header.fingerprint, anchor, &chain),
         };
         if let Err(problem) = checked {
             report.ok = false;
@@ -193,19 +406,6 @@ pub fn verify_export(
         }
     }
     Ok((header.fingerprint, report))
-}
-
-/// (epoch, verify key) of every manifest row.
-fn epoch_keys(rows: &[crate::store::ManifestRow]) -> Vec<(u64, VerifyKey)> {
-    rows.iter()
-        .filter_map(|row| {
-            let body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
-            Some((
-                row.epoch,
-                VerifyKey::from_hex(body.get("verify_key")?.as_str()?)?,
-            ))
-        })
-        .collect()
 }
 
 /// Whether a secret version is covered by the last signed checkpoint.
@@ -240,15 +440,9 @@ impl Vault {
         &self,
         report: &audit::VerifyReport,
     ) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
-        let Some(seq) = report.signed_through.filter(|_| report.ok) else {
-            return Ok(Vec::new());
-        };
         let entries = self.store.read().audit_entries()?;
-        Ok(entries
-            .iter()
-            .find(|e| e.seq == seq)
-            .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
-            .map(|d| d.body.versions)
+        Ok(last_checkpoint(report, &entries)
+            .map(|b| b.versions)
             .unwrap_or_default())
     }
 

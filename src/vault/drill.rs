@@ -23,6 +23,8 @@ pub struct DrillRequest {
     pub ssh_key_prompt: SshKeyPassphrasePrompt,
     /// Also combine the shares (K or more) and sign a checkpoint with the rebuilt key.
     pub full: bool,
+    /// With `full`: the unendorsed items the user confirmed (see `Vault::unendorsed`).
+    pub endorse: super::Unendorsed,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,19 +185,20 @@ impl Vault {
                         "custodians": results.iter().filter(|r| r.passed).map(|r| &r.custodian).collect::<Vec<_>>(),
                     }))],
             )?;
+            let mut refused = None;
             if let Ok(keys) = &combined {
-                Vault::append_checkpoint(
+                refused = Vault::append_checkpoint(
                     &tx,
                     keys,
-                    &manifest.vault_id,
+                    (&manifest.vault_id, &manifest.fingerprint()),
                     manifest.epoch,
-                    &manifest.fingerprint(),
                     &request.actor,
+                    &request.endorse,
                 )?;
             }
-            let signed_through = match combined {
-                Ok(_) => tx.read().audit_head()?.map(|(seq, _)| seq),
-                Err(_) => None,
+            let signed_through = match (&combined, &refused) {
+                (Ok(_), None) => tx.read().audit_head()?.map(|(seq, _)| seq),
+                _ => None,
             };
             full = Some(FullDrillOutcome {
                 passed: problem.is_none(),

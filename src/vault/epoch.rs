@@ -41,35 +41,48 @@ impl NextCustodian {
     }
 }
 
+/// A re-key's inputs that do not change while it runs.
+pub(crate) struct EpochChange<'a> {
+    pub threshold: usize,
+    pub custodians: &'a [NextCustodian],
+    /// New alert sinks, or `None` to keep the current ones.
+    pub alerts: Option<&'a [crate::notify::AlertSink]>,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    /// What the user confirmed for endorsement (see `Vault::unendorsed`).
+    pub confirmed: &'a super::Unendorsed,
+}
+
 impl Vault {
-    /// Re-key to epoch N+1 under `custodians` and `threshold`, using the current
-    /// epoch's keys (only a quorum session has them). Returns the new epoch.
+    /// Re-key to epoch N+1 using the current epoch's keys (only a quorum
+    /// session has them), in one transaction that reads what it re-seals.
+    /// The new manifest commits to the audit head at the change. Returns the
+    /// new epoch and, if the log failed verification, why no checkpoint was signed.
     pub(crate) fn advance_epoch(
         &mut self,
         old_keys: &VaultKeys,
-        threshold: usize,
-        custodians: &[NextCustodian],
-        alerts: Option<&[crate::notify::AlertSink]>,
-        actor: &str,
-        reason: &str,
-    ) -> Result<u64, VaultError> {
+        change: &EpochChange<'_>,
+    ) -> Result<(u64, Option<String>), VaultError> {
         let old = self.current.clone();
+        let m = &old.manifest;
         let vault_id = self.vault_id();
-        let epoch = old.manifest.epoch + 1;
+        let fingerprint = m.fingerprint();
+        let epoch = m.epoch + 1;
         let seed = VaultSeed::generate();
         let keys = seed.derive_keys();
-        let shares = crypto::split(&seed, threshold, custodians.len())
+        let shares = crypto::split(&seed, change.threshold, change.custodians.len())
             .map_err(|e| VaultError::invalid(e.to_string()))?;
+        drop(seed);
 
-        let mut entries = Vec::with_capacity(custodians.len());
-        let mut envelopes = Vec::with_capacity(custodians.len());
-        for (c, share) in custodians.iter().zip(shares) {
+        let mut entries = Vec::with_capacity(change.custodians.len());
+        let mut envelopes = Vec::with_capacity(change.custodians.len());
+        for (c, share) in change.custodians.iter().zip(shares) {
             let index = share.index();
             let commitment = crypto::commitment(&vault_id, epoch, &share);
             let record = ShareRecord {
                 vault_id,
                 epoch,
-                threshold: threshold as u8,
+                threshold: change.threshold as u8,
                 index,
                 custodian: c.name.clone(),
                 share,
@@ -96,17 +109,25 @@ impl Vault {
                 commitment,
             });
         }
-
         let new_recipient =
             CustodianRecipient::parse_public_key(&keys.recipient()).map_err(VaultError::invalid)?;
-        let mut resealed = Vec::new();
-        for version in self.store.read().versions_in(&["active", "pending"])? {
+
+        let tx = self.store.begin()?;
+        // Check the log before anything is signed over it, and decide what the
+        // new epoch's checkpoint endorses while the old ciphertexts are in place.
+        let (report, log) = Vault::verify_in(&tx, &m.vault_id, &fingerprint)?;
+        let plan = report
+            .ok
+            .then(|| Vault::plan_endorsement(&tx, &report, &log, change.confirmed))
+            .transpose()?;
+        let mut resealed = 0;
+        for version in tx.read().versions_in(&["active", "pending"])? {
             let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
                 DecryptOutcome::Plaintext(p) => p,
                 _ => {
                     return Err(VaultError::Secret {
                         name: version.secret.clone(),
-                        detail: format!("version {} does not decrypt with the vault key; the re-key is abandoned and the vault stays at epoch {}", version.version, old.manifest.epoch),
+                        detail: format!("version {} does not decrypt with the vault key; the re-key is abandoned and the vault stays at epoch {}", version.version, m.epoch),
                     })
                 }
             };
@@ -124,23 +145,26 @@ impl Vault {
             }
             let ciphertext =
                 crypto::encrypt_armored(&new_recipient, &plaintext).map_err(VaultError::invalid)?;
-            resealed.push((version.secret, version.version, ciphertext));
+            tx.reseal_version(&version.secret, version.version, epoch, &ciphertext)?;
+            resealed += 1;
         }
-
-        let m = &old.manifest;
+        let audit_head = tx
+            .read()
+            .audit_head()?
+            .map(|(seq, hash)| manifest::AuditHead { seq, hash });
         let signed = manifest::sign(
             Manifest {
-                format: m.format,
+                format: manifest::FORMAT_VERSION,
                 vault_id: m.vault_id.clone(),
                 epoch,
                 created: audit::now(),
-                threshold: threshold as u8,
+                threshold: change.threshold as u8,
                 custodians: entries,
                 vault_recipient: keys.recipient(),
                 verify_key: keys.verify_key().to_hex(),
                 genesis_verify_key: m.genesis_verify_key.clone(),
                 insecure_test_only_kdf: m.insecure_test_only_kdf,
-                alerts: match alerts {
+                alerts: match change.alerts {
                     Some(sinks) => sinks
                         .iter()
                         .map(|a| serde_json::to_value(a).expect("sink serializes"))
@@ -148,41 +172,45 @@ impl Vault {
                     None => m.alerts.clone(),
                 },
                 prev_manifest_hash: Some(manifest::body_hash(&old.body)),
+                audit_head,
             },
             &keys,
             Some(old_keys),
         );
-        drop(seed);
-
-        let tx = self.store.begin()?;
         tx.insert_manifest(&signed.to_row())?;
         for envelope in &envelopes {
             tx.insert_envelope(envelope)?;
         }
-        for (secret, version, ciphertext) in &resealed {
-            tx.reseal_version(secret, *version, epoch, ciphertext)?;
-        }
         tx.delete_envelopes(m.epoch)?;
         audit::append(
             &tx,
-            vec![NewEntry::new(actor, "new_epoch", &m.fingerprint())
-                .reason(reason)
+            vec![NewEntry::new(change.actor, audit::NEW_EPOCH, &fingerprint)
+                .reason(change.reason)
                 .details(serde_json::json!({
                     "from": m.epoch,
                     "to": epoch,
-                    "threshold": threshold,
-                    "custodians": custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                    "resealed_versions": resealed.len(),
+                    "threshold": change.threshold,
+                    "custodians": change.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                    "resealed_versions": resealed,
                 }))],
         )?;
-        Vault::append_checkpoint(&tx, &keys, &m.vault_id, epoch, &m.fingerprint(), actor)?;
+        let refused = match (&plan, &report.problem) {
+            (Some(plan), _) => {
+                let ids = (m.vault_id.as_str(), fingerprint.as_str());
+                Vault::sign_checkpoint(&tx, &keys, ids, epoch, change.actor, plan)?;
+                None
+            }
+            (None, problem) => Some(Vault::refuse_checkpoint(
+                &tx,
+                &fingerprint,
+                epoch,
+                change.actor,
+                problem.as_deref().unwrap_or("unknown"),
+            )?),
+        };
         tx.commit()?;
-        crate::remote::pins::check(
-            &signed.manifest.vault_id,
-            &signed.manifest.fingerprint(),
-            epoch,
-        );
+        crate::remote::pins::raise_epoch(&signed.manifest.vault_id, &fingerprint, epoch);
         self.current = signed;
-        Ok(epoch)
+        Ok((epoch, refused))
     }
 }

@@ -195,6 +195,7 @@ impl Vault {
                     .map(|a| serde_json::to_value(a).expect("sink serializes"))
                     .collect(),
                 prev_manifest_hash: None,
+                audit_head: None,
             },
             &keys,
             None,
@@ -231,7 +232,7 @@ impl Vault {
         }
         let store = store.publish(path)?;
         let m = &signed.manifest;
-        crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch);
+        crate::remote::pins::pin_new_vault(&m.vault_id, &m.fingerprint(), m.epoch, path);
         Ok(Vault {
             store,
             current: signed,

@@ -15,7 +15,7 @@ mod rotate;
 mod unseal;
 
 pub use alerts::{AlertRow, AlertsReport, FlushReport};
-pub use checkpoint::{verify_export, MergeReport};
+pub use checkpoint::{verify_export, MergeReport, Unendorsed, UnendorsedVersion};
 pub use drill::{DrillOutcome, DrillReport, DrillRequest, FullDrillOutcome};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
@@ -178,7 +178,7 @@ impl Vault {
         let current = manifest::verify_chain(&store.read().manifests()?)?;
         let m = &current.manifest;
         let mut warnings = Vec::new();
-        match crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch) {
+        match crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch, path) {
             crate::remote::pins::PinCheck::Fine => {}
             crate::remote::pins::PinCheck::Stale { seen } => warnings.push(format!(
                 "STALE COPY: {} is at epoch {} but this machine has seen epoch {seen} of this vault; its shares may be dead and its log incomplete — use the newest copy",
@@ -193,12 +193,49 @@ impl Vault {
                     m.fingerprint()
                 )))
             }
+            crate::remote::pins::PinCheck::PathMismatch { pinned } => {
+                return Err(VaultError::invalid(format!(
+                    "{}: this file now holds vault {} but this machine pinned this path to vault {pinned}; it may have been replaced by another vault — do not deposit into it. If you replaced it on purpose, run `breakglass repin {pinned} {}`",
+                    path.display(),
+                    m.fingerprint(),
+                    m.fingerprint()
+                )))
+            }
         }
         Ok(Vault {
             store,
             current,
             warnings,
         })
+    }
+
+    /// The deliberate re-pin after replacing the file at `path` on purpose: the
+    /// path was pinned to `old` and the file (whose manifest chain verifies)
+    /// must hold exactly `new`. Both fingerprints are named by the user.
+    pub fn repin(path: &Path, old: &str, new: &str) -> Result<(), VaultError> {
+        let store = Store::open(path, Access::ReadOnly)?;
+        let current = manifest::verify_chain(&store.read().manifests()?)?;
+        let actual = current.manifest.fingerprint();
+        if actual != new {
+            return Err(VaultError::invalid(format!(
+                "{}: the file holds vault {actual}, not {new}; nothing was re-pinned",
+                path.display()
+            )));
+        }
+        crate::remote::pins::repin_path(path, old, new).map_err(VaultError::Invalid)
+    }
+
+    /// Refuse to go on unless this is the vault the user named (`--fingerprint`).
+    pub fn require_fingerprint(&self, expected: &str) -> Result<(), VaultError> {
+        let actual = self.fingerprint();
+        if actual == expected.trim() {
+            return Ok(());
+        }
+        Err(VaultError::invalid(format!(
+            "{}: holds vault {actual}, but --fingerprint (or BREAKGLASS_FINGERPRINT) requires {}; nothing was done — check the --vault path",
+            self.store.path().display(),
+            expected.trim()
+        )))
     }
 
     /// Loud warnings found on opening (a stale copy); the caller shows them.

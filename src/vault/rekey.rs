@@ -127,15 +127,20 @@ impl Vault {
         quorum.reason = format!("rekey: {}", quorum.reason);
         let actor = quorum.actor.clone();
         let reason = quorum.reason.clone();
-        let (report, keys) = self.quorum_session(quorum, prompt)?;
-        let epoch = self.advance_epoch(
+        let confirmed = quorum.endorse.clone();
+        let (mut report, keys) = self.quorum_session(quorum, prompt)?;
+        let (epoch, refused) = self.advance_epoch(
             &keys,
-            threshold,
-            &next,
-            changes.alerts.as_deref(),
-            &actor,
-            &reason,
+            &super::epoch::EpochChange {
+                threshold,
+                custodians: &next,
+                alerts: changes.alerts.as_deref(),
+                actor: &actor,
+                reason: &reason,
+                confirmed: &confirmed,
+            },
         )?;
+        report.warnings.extend(refused);
         Ok(RekeyReport {
             from_epoch: m.epoch,
             epoch,

@@ -70,12 +70,17 @@ pub struct RotateRequest {
     /// Set (and keep) the rotation policy.
     pub policy: Policy,
     pub actor: String,
+    /// Run a stored hook no checkpoint endorsed (the user saw it and agreed).
+    pub trust_hook: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct RotateOutcome {
     pub name: String,
     pub version: u32,
+    /// The vault (and epoch) the new version is sealed to.
+    pub fingerprint: String,
+    pub epoch: u64,
     pub hook_exit: Option<i32>,
     pub state: String,
 }
@@ -137,9 +142,25 @@ impl Vault {
                 detail: "new value is empty or not UTF-8 text; nothing was rotated".into(),
             });
         }
+        // A hook from the user's own command line runs; a stored one only if a
+        // quorum endorsed it, or the user saw it and passed --trust-hook.
         let hook = match &request.apply {
             Some(cmd) => Some(cmd.clone()),
-            None => self.store.read().rotation(&name)?.apply_cmd,
+            None => match self.untrusted_hook(&name)? {
+                Some(cmd) if !request.trust_hook => {
+                    return Err(VaultError::Secret {
+                        name,
+                        detail: format!(
+                            "its stored apply hook was set or changed after the last signed checkpoint, and no quorum endorsed it: `{cmd}` — read it; if it is yours, rotate again with --trust-hook (or give the hook with --apply CMD); nothing was rotated"
+                        ),
+                    })
+                }
+                Some(cmd) => {
+                    self.log_trusted_hook(&name, &cmd, &request.actor)?;
+                    Some(cmd)
+                }
+                None => self.store.read().rotation(&name)?.apply_cmd,
+            },
         };
 
         // Phase 1: the new version, pending; earlier interrupted attempts are abandoned.
@@ -195,6 +216,8 @@ impl Vault {
         Ok(RotateOutcome {
             name,
             version,
+            fingerprint: self.fingerprint(),
+            epoch: self.manifest().epoch,
             hook_exit,
             state: outcome.into(),
         })
@@ -252,8 +275,43 @@ impl Vault {
         Ok(version)
     }
 
+    /// The secrets `rotate --exposed` would rotate.
+    pub fn exposed_names(&self) -> Result<Vec<String>, VaultError> {
+        Ok(self
+            .store
+            .read()
+            .exposures()?
+            .into_iter()
+            .map(|e| e.secret)
+            .collect())
+    }
+
+    /// The stored apply hook of `name` when no checkpoint endorsed it as it is.
+    pub fn untrusted_hook(&self, name: &str) -> Result<Option<String>, VaultError> {
+        let stored = self.store.read().rotation(name)?.apply_cmd;
+        let endorsed = self.endorsed_settings(name)?.apply_cmd;
+        Ok(stored.filter(|cmd| Some(cmd) != endorsed.as_ref()))
+    }
+
+    /// The user chose to run an unendorsed stored hook: log it (and so alert).
+    fn log_trusted_hook(&mut self, name: &str, cmd: &str, actor: &str) -> Result<(), VaultError> {
+        let tx = self.store.begin()?;
+        audit::append(
+            &tx,
+            vec![NewEntry::new(actor, "hook_trusted", name)
+                .details(serde_json::json!({ "apply_cmd": cmd, "why": "--trust-hook" }))],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Rotate every exposed secret that has a generator or a hook; list the rest.
-    pub fn rotate_exposed(&mut self, actor: &str) -> Result<ExposedRotation, VaultError> {
+    /// Only endorsed generator settings shape the new password (else the default).
+    pub fn rotate_exposed(
+        &mut self,
+        actor: &str,
+        trust_hook: bool,
+    ) -> Result<ExposedRotation, VaultError> {
         let mut report = ExposedRotation {
             rotated: Vec::new(),
             failed: Vec::new(),
@@ -269,8 +327,9 @@ impl Vault {
                 report.needs_human.push(name);
                 continue;
             }
-            let length = settings.gen_length.map_or(DEFAULT_LENGTH, |l| l as usize);
-            let charset = settings
+            let endorsed = self.endorsed_settings(&name)?;
+            let length = endorsed.gen_length.map_or(DEFAULT_LENGTH, |l| l as usize);
+            let charset = endorsed
                 .gen_charset
                 .as_deref()
                 .and_then(Charset::parse)
@@ -281,6 +340,7 @@ impl Vault {
                 apply: None,
                 policy: Policy::default(),
                 actor: actor.into(),
+                trust_hook,
             }) {
                 Ok(outcome) => report.rotated.push(outcome),
                 Err(e) => report.failed.push(e.to_string()),

@@ -40,6 +40,9 @@ pub struct UnsealRequest {
     pub no_rekey: bool,
     /// For bypass-codes: reveal only the next unused code and mark it used.
     pub one_code: bool,
+    /// The unendorsed versions and settings the user was shown and confirmed
+    /// (`Vault::unendorsed`); only exactly these are endorsed by this session.
+    pub endorse: super::Unendorsed,
 }
 
 /// A request made here, its ephemeral key, and the approval codes that came back.
@@ -394,9 +397,11 @@ impl Vault {
                             ),
                     );
                 }
-                self.commit_reveal(entries, &revealed, &request, &keys, manifest.epoch)
+                let refused = self
+                    .commit_reveal(entries, &revealed, &request, &keys, manifest.epoch)
                     .map_err(|e| VaultError::AuditWriteFailed(e.to_string()))?;
                 let mut warnings = warnings;
+                warnings.extend(refused);
                 let mut new_epoch = None;
                 if !revealed.is_empty() {
                     if request.no_rekey {
@@ -406,7 +411,10 @@ impl Vault {
                         ));
                     } else {
                         match self.rekey_after_use(&keys, &request) {
-                            Ok(epoch) => new_epoch = Some(epoch),
+                            Ok((epoch, refused)) => {
+                                new_epoch = Some(epoch);
+                                warnings.extend(refused);
+                            }
                             Err(e) => warnings.push(format!(
                                 "re-key to epoch {} failed ({e}); the vault stays at epoch {} and a re-key is due: run `breakglass rekey` with a quorum",
                                 manifest.epoch + 1,
@@ -445,7 +453,7 @@ impl Vault {
         request: &UnsealRequest,
         keys: &VaultKeys,
         epoch: u64,
-    ) -> Result<(), VaultError> {
+    ) -> Result<Option<String>, VaultError> {
         let m = self.manifest().clone();
         let tx = self.store.begin()?;
         audit::append(&tx, entries)?;
@@ -465,16 +473,16 @@ impl Vault {
                 reason: request.reason.clone(),
             })?;
         }
-        Vault::append_checkpoint(
+        let refused = Vault::append_checkpoint(
             &tx,
             keys,
-            &m.vault_id,
+            (&m.vault_id, &m.fingerprint()),
             epoch,
-            &m.fingerprint(),
             &request.actor,
+            &request.endorse,
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(refused)
     }
 
     /// The combined shares are burnt: move to a new epoch under the same custodians.
@@ -482,7 +490,7 @@ impl Vault {
         &mut self,
         keys: &VaultKeys,
         request: &UnsealRequest,
-    ) -> Result<u64, VaultError> {
+    ) -> Result<(u64, Option<String>), VaultError> {
         let m = self.manifest().clone();
         let custodians = m
             .custodians
@@ -491,11 +499,14 @@ impl Vault {
             .collect::<Result<Vec<_>, _>>()?;
         let result = self.advance_epoch(
             keys,
-            usize::from(m.threshold),
-            &custodians,
-            None,
-            &request.actor,
-            &format!("after unseal: {}", request.reason),
+            &super::epoch::EpochChange {
+                threshold: usize::from(m.threshold),
+                custodians: &custodians,
+                alerts: None,
+                actor: &request.actor,
+                reason: &format!("after unseal: {}", request.reason),
+                confirmed: &request.endorse,
+            },
         );
         if let Err(e) = &result {
             let _ = self.append_audit(vec![NewEntry::new(
