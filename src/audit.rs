@@ -405,7 +405,11 @@ impl EpochChain {
             return self
                 .epochs
                 .iter()
-                .filter(|i| i.audit_head.as_ref().is_some_and(|(s, _)| s + 1 < first_seq))
+                .filter(|i| {
+                    i.audit_head
+                        .as_ref()
+                        .is_some_and(|(s, _)| s + 1 < first_seq)
+                })
                 .map(|i| i.epoch)
                 .max()
                 .unwrap_or(1);

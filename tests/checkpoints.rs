@@ -9,7 +9,10 @@ use support::{one_line_error, rechain, Kit};
 fn kit_with_checkpoints() -> Kit {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "pw");
-    kit.unseal(&["alice", "bob"], &["vpn"]).assert().success();
+    kit.unseal(&["alice", "bob"], &["vpn"])
+        .arg("--endorse")
+        .assert()
+        .success();
     kit.put("late", "note", "after the checkpoint");
     kit
 }
@@ -171,7 +174,7 @@ fn an_anchor_catches_a_truncated_log() {
     let max: i64 = conn
         .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
         .unwrap();
-    conn.execute("DELETE FROM audit WHERE seq >= ?1", [max - 2])
+    conn.execute("DELETE FROM audit WHERE seq >= ?1", [max - 1])
         .unwrap();
     drop(conn);
     kit.bg().args(["audit", "verify"]).assert().success();
@@ -322,8 +325,13 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     let kit = kit_with_checkpoints();
     // As the previous release wrote it: schema version 2, no anchor_signatures table.
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
-    conn.execute_batch("DROP TABLE anchor_signatures; PRAGMA user_version = 2;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE anchor_signatures; DROP TABLE alert_queue;
+         CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, sink TEXT NOT NULL,
+           payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered TEXT);
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
     drop(conn);
     let mut perms = std::fs::metadata(&kit.vault).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o400);
@@ -343,7 +351,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     drop(conn);
     let anchor = kit.json(&["audit", "head"])["anchor"]
         .as_str()
@@ -476,7 +484,17 @@ fn deposits_after_the_last_checkpoint_are_unendorsed() {
         stderr.contains("secret late version 1 was deposited by") && stderr.contains("unendorsed"),
         "{stderr}"
     );
-    // That quorum session signed a new checkpoint: now it is endorsed.
+    // Shown, but nobody confirmed it (no terminal, no --endorse): still unendorsed.
+    assert!(
+        stderr.contains("Written since the last signed checkpoint"),
+        "{stderr}"
+    );
+    assert_eq!(endorsement(&kit, "late"), "unendorsed");
+    // A quorum session that endorses what it is shown signs it.
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
     assert_eq!(endorsement(&kit, "late"), "endorsed");
 }
 

@@ -35,6 +35,18 @@ fn a_fingerprint_that_does_not_match_the_pin_is_a_hard_error() {
         .as_str()
         .unwrap()
         .to_string();
+    // The vault-id pin alone (the path pin says the same as the file).
+    let mut edited: serde_json::Value = serde_json::from_str(&pins).unwrap();
+    for pin in edited["vaults"].as_object_mut().unwrap().values_mut() {
+        pin["fingerprint"] = "BG-AAAA-AAAA-AAAA-AAAA".into();
+    }
+    std::fs::write(&pins_file, edited.to_string()).unwrap();
+    let err = one_line_error(&kit.bg().arg("list").output().unwrap());
+    assert!(
+        err.contains("pinned it as BG-AAAA-AAAA-AAAA-AAAA") && err.contains("may be forged"),
+        "{err}"
+    );
+    // The path pin: this path held another vault.
     std::fs::write(
         &pins_file,
         pins.replace(&fingerprint, "BG-AAAA-AAAA-AAAA-AAAA"),
@@ -42,7 +54,10 @@ fn a_fingerprint_that_does_not_match_the_pin_is_a_hard_error() {
     .unwrap();
     let err = one_line_error(&kit.bg().arg("list").output().unwrap());
     assert!(
-        err.contains("pinned it as BG-AAAA-AAAA-AAAA-AAAA") && err.contains("may be forged"),
+        err.contains("pinned this path to vault BG-AAAA-AAAA-AAAA-AAAA")
+            && err.contains(&format!(
+                "breakglass repin BG-AAAA-AAAA-AAAA-AAAA {fingerprint}"
+            )),
         "{err}"
     );
 }

@@ -237,6 +237,23 @@ fn a_full_drill_combines_in_memory_signs_a_checkpoint_and_reveals_nothing() {
     let verify = kit.json(&["audit", "verify"]);
     assert_eq!(verify["signed_through"], signed);
     assert_eq!(verify["unsigned_entries"], 0);
+    // Nobody confirmed the deposit (no terminal, no --endorse): still unendorsed.
+    assert_eq!(
+        kit.json(&["list"])["secrets"][0]["endorsement"],
+        "unendorsed"
+    );
+    let mut cmd = kit.bg();
+    cmd.args(["drill", "--full", "--endorse"]);
+    for k in ["alice", "carol"] {
+        cmd.arg("--identity").arg(kit.key(k));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        shown.contains("secret vpn version 1, deposited by"),
+        "{shown}"
+    );
     assert_eq!(kit.json(&["list"])["secrets"][0]["endorsement"], "endorsed");
     let actions = kit.audit_actions();
     assert_eq!(

@@ -694,7 +694,9 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
     match input::line("Endorse all of the above in this session's checkpoint? [y/N] ")? {
         Some(answer) if answer.trim().eq_ignore_ascii_case("y") => Ok(pending),
         _ => {
-            eprintln!("They stay unendorsed (endorse them in a later quorum session with --endorse).");
+            eprintln!(
+                "They stay unendorsed (endorse them in a later quorum session with --endorse)."
+            );
             Ok(Unendorsed::default())
         }
     }

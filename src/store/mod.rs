@@ -329,11 +329,25 @@ impl Store {
         let expected = migrations::expected_schema(version).map_err(|e| self.err(e))?;
         let actual = migrations::schema_of(&self.conn).map_err(|e| self.err(e))?;
         let key = |o: &migrations::SchemaObject| (o.0.clone(), o.1.clone());
+        // Whitespace in a definition changes nothing it does.
+        let same = |a: &migrations::SchemaObject, b: &migrations::SchemaObject| {
+            let words = |sql: &Option<String>| {
+                sql.as_deref().map(|t| {
+                    t.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .replace("( ", "(")
+                        .replace(" )", ")")
+                        .replace(" ,", ",")
+                })
+            };
+            a.2 == b.2 && words(&a.3) == words(&b.3)
+        };
         let mut problems: Vec<String> = Vec::new();
         for object in &actual {
             match expected.iter().find(|e| key(e) == key(object)) {
                 None => problems.push(format!("unexpected {} {}", object.0, object.1)),
-                Some(e) if e != object => {
+                Some(e) if !same(e, object) => {
                     problems.push(format!("changed {} {}", object.0, object.1))
                 }
                 Some(_) => {}

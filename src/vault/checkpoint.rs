@@ -54,7 +54,10 @@ fn setting_of(secret: &str, row: &RotationRow) -> audit::EndorsedSetting {
 }
 
 /// The last valid checkpoint of a verified log, if any.
-fn last_checkpoint(report: &audit::VerifyReport, entries: &[audit::Entry]) -> Option<CheckpointBody> {
+fn last_checkpoint(
+    report: &audit::VerifyReport,
+    entries: &[audit::Entry],
+) -> Option<CheckpointBody> {
     let seq = report.signed_through.filter(|_| report.ok)?;
     entries
         .iter()
@@ -64,7 +67,10 @@ fn last_checkpoint(report: &audit::VerifyReport, entries: &[audit::Entry]) -> Op
 }
 
 /// What is unendorsed now, judged against the last valid checkpoint.
-fn unendorsed_in(read: &Reader<'_>, last: Option<&CheckpointBody>) -> Result<Unendorsed, VaultError> {
+fn unendorsed_in(
+    read: &Reader<'_>,
+    last: Option<&CheckpointBody>,
+) -> Result<Unendorsed, VaultError> {
     let endorsed_versions = last.map(|b| b.versions.as_slice()).unwrap_or_default();
     let endorsed_settings = last.map(|b| b.settings.as_slice()).unwrap_or_default();
     let versions = read
@@ -128,8 +134,14 @@ impl Vault {
     ) -> Result<EndorsementPlan, VaultError> {
         let read = tx.read();
         let last = last_checkpoint(report, entries);
-        let endorsed_versions = last.as_ref().map(|b| b.versions.as_slice()).unwrap_or_default();
-        let endorsed_settings = last.as_ref().map(|b| b.settings.as_slice()).unwrap_or_default();
+        let endorsed_versions = last
+            .as_ref()
+            .map(|b| b.versions.as_slice())
+            .unwrap_or_default();
+        let endorsed_settings = last
+            .as_ref()
+            .map(|b| b.settings.as_slice())
+            .unwrap_or_default();
         let versions = read
             .versions_in(&["active"])?
             .into_iter()
@@ -149,7 +161,12 @@ impl Vault {
             let before = endorsed_setting(endorsed_settings, &secret);
             if before == current || confirmed.settings.contains(&current) {
                 settings.push(current);
-            } else if before != (audit::EndorsedSetting { secret, ..Default::default() }) {
+            } else if before
+                != (audit::EndorsedSetting {
+                    secret,
+                    ..Default::default()
+                })
+            {
                 settings.push(before);
             }
         }
@@ -174,7 +191,11 @@ impl Vault {
             .read()
             .versions_in(&["active"])?
             .into_iter()
-            .filter(|v| plan.versions.iter().any(|(s, n)| *s == v.secret && *n == v.version))
+            .filter(|v| {
+                plan.versions
+                    .iter()
+                    .any(|(s, n)| *s == v.secret && *n == v.version)
+            })
             .map(|v| EndorsedVersion {
                 ciphertext_sha256: ciphertext_hash(&v),
                 secret: v.secret,
@@ -214,8 +235,10 @@ impl Vault {
     ) -> Result<String, VaultError> {
         audit::append(
             tx,
-            vec![audit::NewEntry::new(actor, "checkpoint_refused", fingerprint)
-                .details(serde_json::json!({ "epoch": epoch, "problem": problem }))],
+            vec![
+                audit::NewEntry::new(actor, "checkpoint_refused", fingerprint)
+                    .details(serde_json::json!({ "epoch": epoch, "problem": problem })),
+            ],
         )?;
         Ok(format!(
             "no checkpoint was signed: the audit log fails verification ({problem}); the problem is logged and alerted — run `breakglass audit verify` and restore the log from a trusted copy"
@@ -243,7 +266,9 @@ impl Vault {
 
     /// The manifest chain as the log is checked against it.
     fn epoch_chain(&self) -> Result<audit::EpochChain, VaultError> {
-        Ok(audit::EpochChain::from_manifests(&self.store.read().manifests()?))
+        Ok(audit::EpochChain::from_manifests(
+            &self.store.read().manifests()?,
+        ))
     }
 
     /// Check the hash chain, every checkpoint and the epoch history against the manifest chain.
@@ -260,17 +285,25 @@ impl Vault {
     pub fn unendorsed(&self) -> Result<Unendorsed, VaultError> {
         let report = self.verify_audit()?;
         let entries = self.store.read().audit_entries()?;
-        unendorsed_in(&self.store.read(), last_checkpoint(&report, &entries).as_ref())
+        unendorsed_in(
+            &self.store.read(),
+            last_checkpoint(&report, &entries).as_ref(),
+        )
     }
 
     /// The rotation settings of `secret` the last valid checkpoint endorsed
     /// (no hook and no generator if none did).
-    pub(crate) fn endorsed_settings(&self, secret: &str) -> Result<audit::EndorsedSetting, VaultError> {
+    pub(crate) fn endorsed_settings(
+        &self,
+        secret: &str,
+    ) -> Result<audit::EndorsedSetting, VaultError> {
         let report = self.verify_audit()?;
         let entries = self.store.read().audit_entries()?;
         let last = last_checkpoint(&report, &entries);
         Ok(endorsed_setting(
-            last.as_ref().map(|b| b.settings.as_slice()).unwrap_or_default(),
+            last.as_ref()
+                .map(|b| b.settings.as_slice())
+                .unwrap_or_default(),
             secret,
         ))
     }
