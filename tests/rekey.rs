@@ -202,7 +202,10 @@ fn an_added_passphrase_custodian_needs_a_strong_passphrase() {
             &format!("pat={}", kit.path("pat.pass").display()),
         ],
     ));
-    assert!(err.contains("custodian pat: passphrase is too weak"), "{err}");
+    assert!(
+        err.contains("custodian pat: passphrase is too weak"),
+        "{err}"
+    );
     assert!(err.contains("5+ random words"), "{err}");
     assert_eq!(kit.vault_bytes(), before, "nothing changed");
     assert_eq!(kit.json(&["status"])["epoch"], 1);

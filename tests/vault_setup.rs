@@ -291,9 +291,18 @@ fn weak_passphrases_are_refused_with_the_production_kdf() {
             .output()
             .unwrap()
     };
-    for weak in ["a", "password1", "dave dave dave", "alice2026", "breakglass vault"] {
+    for weak in [
+        "a",
+        "password1",
+        "dave dave dave",
+        "alice2026",
+        "breakglass vault",
+    ] {
         let err = one_line_error(&init(weak, false));
-        assert!(err.contains("custodian dave: passphrase is too weak"), "{weak}: {err}");
+        assert!(
+            err.contains("custodian dave: passphrase is too weak"),
+            "{weak}: {err}"
+        );
         assert!(err.contains("guesses"), "{err}");
         assert!(err.contains("5+ random words"), "{err}");
         assert!(!kit.vault.exists(), "nothing was created for {weak:?}");

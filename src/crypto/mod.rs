@@ -17,7 +17,9 @@ pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
 pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};
-pub use strength::{check_passphrase_strength, WeakPassphrase, MIN_GUESSES_LOG10, VAULT_CONTEXT_WORDS};
+pub use strength::{
+    check_passphrase_strength, WeakPassphrase, MIN_GUESSES_LOG10, VAULT_CONTEXT_WORDS,
+};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};

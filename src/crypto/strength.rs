@@ -121,7 +121,10 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains("5+ random words"), "{text}");
             assert!(!text.contains('\n'));
-            assert!(!text.contains("canary"), "the message never echoes the passphrase");
+            assert!(
+                !text.contains("canary"),
+                "the message never echoes the passphrase"
+            );
         }
     }
 

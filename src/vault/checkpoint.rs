@@ -83,15 +83,20 @@ impl Vault {
     }
 
     /// Check that the log still contains an anchored head (and its signature, if any).
-    pub fn check_anchor(&self, anchor: &str) -> Result<(), String> {
-        let entries = self
-            .store
-            .read()
-            .audit_entries()
-            .map_err(|e| e.to_string())?;
-        let keys = self.epoch_keys().map_err(|e| e.to_string())?;
+    /// The outer error is a failure to read the file; the inner one, what is wrong.
+    pub fn check_anchor(
+        &self,
+        anchor: &audit::Anchor,
+    ) -> Result<Result<(), audit::AnchorMismatch>, VaultError> {
+        let entries = self.store.read().audit_entries()?;
+        let keys = self.epoch_keys()?;
         let key_of = |epoch: u64| keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k);
-        audit::check_anchor(&entries, &self.fingerprint(), anchor, &key_of)
+        Ok(audit::check_parsed_anchor(
+            &entries,
+            &self.fingerprint(),
+            anchor,
+            &key_of,
+        ))
     }
 }
 
