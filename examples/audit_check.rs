@@ -35,7 +35,12 @@ fn main() {
         }
         // An anchor kept from an earlier check: the log must still contain it.
         if let Some(anchor) = std::env::args().nth(2) {
-            match vault.check_anchor(&anchor) {
+            let anchor = breakglass::audit::Anchor::parse(&anchor).map_err(|why| {
+                breakglass::VaultError::Invalid(format!(
+                    "the anchor is not a BGANCHOR1 line ({why})"
+                ))
+            })?;
+            match vault.check_anchor(&anchor)? {
                 Ok(()) => println!("anchor still in the log"),
                 Err(problem) => {
                     println!("ANCHOR: {problem}");

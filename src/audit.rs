@@ -621,71 +621,175 @@ pub fn anchor_message(fingerprint: &str, epoch: u64, seq: u64, hash: &str) -> Ve
     message
 }
 
+/// A `BGANCHOR1` line, parsed: only its syntax is checked here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub fingerprint: String,
+    pub seq: u64,
+    pub hash: String,
+    /// `(epoch, hex signature)` when a quorum session signed that head.
+    pub signature: Option<(u64, String)>,
+}
+
+impl Anchor {
+    /// Parse one anchor line. The error says what is malformed (for a one-line
+    /// "is not a BGANCHOR1 line" message); it never judges the log.
+    pub fn parse(text: &str) -> Result<Anchor, String> {
+        let is_hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let (tag, fp, seq, hash, signature) = match parts.as_slice() {
+            [] => return Err("it is empty".into()),
+            [tag, fp, seq, hash] => (*tag, *fp, *seq, *hash, None),
+            [tag, fp, seq, hash, signature] => (*tag, *fp, *seq, *hash, Some(*signature)),
+            _ => {
+                return Err(format!(
+                    "{} fields; expected BGANCHOR1 FINGERPRINT SEQ HASH [EPOCH:SIGNATURE]",
+                    parts.len()
+                ))
+            }
+        };
+        if tag != "BGANCHOR1" {
+            return Err("it does not start with BGANCHOR1".into());
+        }
+        if !fp.is_ascii() || fp.is_empty() {
+            return Err("malformed fingerprint".into());
+        }
+        let seq: u64 = seq
+            .parse()
+            .ok()
+            .filter(|_| seq.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or("malformed seq (expected a number)")?;
+        if hash.len() != 64 || !is_hex(hash) {
+            return Err("malformed hash (expected 64 hex digits)".into());
+        }
+        let signature = match signature {
+            None => None,
+            Some(text) => Some(
+                text.split_once(':')
+                    .and_then(|(e, s)| {
+                        let epoch = e.parse::<u64>().ok()?;
+                        (e.bytes().all(|b| b.is_ascii_digit()) && s.len() == 128 && is_hex(s))
+                            .then(|| (epoch, s.to_string()))
+                    })
+                    .ok_or("malformed signature (expected EPOCH:HEX)")?,
+            ),
+        };
+        Ok(Anchor {
+            fingerprint: fp.to_string(),
+            seq,
+            hash: hash.to_string(),
+            signature,
+        })
+    }
+}
+
+/// Why a well-formed anchor does not check out against a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorMismatch {
+    /// The anchor names another vault: the wrong anchor file, not a bad log.
+    OtherVault { anchor: String, this: String },
+    /// The anchor is past this log's head: an older copy (or a truncated one).
+    OlderCopy { anchored: u64, head: u64 },
+    /// The log (or the anchor's signature) was altered or forged.
+    Altered(String),
+}
+
+impl std::fmt::Display for AnchorMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnchorMismatch::OtherVault { anchor, this } => write!(
+                f,
+                "anchor is for vault {anchor}, not this vault ({this}); use this vault's anchor"
+            ),
+            AnchorMismatch::OlderCopy { anchored, head } => write!(
+                f,
+                "older copy: the anchor is at seq {anchored} but this copy ends at seq {head}; use the newest copy \
+                 (if this should be the newest, the log no longer contains the anchored head: it was truncated)"
+            ),
+            AnchorMismatch::Altered(problem) => f.write_str(problem),
+        }
+    }
+}
+
 /// Does the log still contain the head an anchor recorded, and is the anchor's
-/// signature (if it has one) by that epoch's key? Returns the problem if not.
+/// signature (if it has one) by that epoch's key?
+pub fn check_parsed_anchor(
+    entries: &[Entry],
+    fingerprint: &str,
+    anchor: &Anchor,
+    chain: &EpochChain,
+) -> Result<(), AnchorMismatch> {
+    let Anchor {
+        fingerprint: fp,
+        seq,
+        hash,
+        signature,
+    } = anchor;
+    let seq = *seq;
+    if fp != fingerprint {
+        return Err(AnchorMismatch::OtherVault {
+            anchor: fp.clone(),
+            this: fingerprint.to_string(),
+        });
+    }
+    if let Some((epoch, signature)) = signature {
+        let key = chain.key(*epoch).ok_or_else(|| {
+            AnchorMismatch::Altered(format!(
+                "anchor is signed for epoch {epoch}, which this vault never had"
+            ))
+        })?;
+        let in_force = entries
+            .iter()
+            .zip(chain.in_force(entries))
+            .find(|(e, _)| e.seq == seq)
+            .map(|(_, in_force)| in_force);
+        if let Some(in_force) = in_force.filter(|e| e != epoch) {
+            return Err(AnchorMismatch::Altered(format!(
+                "anchor is signed with epoch {epoch}'s key, but epoch {in_force} was in force at seq {seq}: an old key cannot sign new history"
+            )));
+        }
+        if !crypto::verify_signature(&key, &anchor_message(fp, *epoch, seq, hash), signature) {
+            return Err(AnchorMismatch::Altered(format!(
+                "anchor signature does not verify against the vault's epoch-{epoch} key: the anchor was altered or forged"
+            )));
+        }
+    }
+    if seq == 0 {
+        return Ok(());
+    }
+    let head = entries.last().map_or(0, |e| e.seq);
+    match entries.iter().find(|e| e.seq == seq) {
+        Some(e) if e.hash == *hash => Ok(()),
+        Some(_) => Err(AnchorMismatch::Altered(format!(
+            "audit row {seq} no longer has the anchored hash: the log was rewritten or rolled back"
+        ))),
+        None if seq > head => Err(AnchorMismatch::OlderCopy {
+            anchored: seq,
+            head,
+        }),
+        None => Err(AnchorMismatch::Altered(format!(
+            "the log no longer contains the anchored head (seq {seq}; it ends at {head}): rows were removed"
+        ))),
+    }
+}
+
+/// [`Anchor::parse`] then [`check_parsed_anchor`], with the problem as text.
 pub fn check_anchor(
     entries: &[Entry],
     fingerprint: &str,
     anchor_text: &str,
     chain: &EpochChain,
 ) -> Result<(), String> {
-    let not_an_anchor =
-        || "anchor is not a BGANCHOR1 line; use the output of `breakglass audit head`".to_string();
-    let parts: Vec<&str> = anchor_text.split_whitespace().collect();
-    let (tag, fp, seq, hash, signature) = match parts.as_slice() {
-        [tag, fp, seq, hash] => (tag, fp, seq, hash, None),
-        [tag, fp, seq, hash, signature] => (tag, fp, seq, hash, Some(*signature)),
-        _ => return Err(not_an_anchor()),
-    };
-    if *tag != "BGANCHOR1" {
-        return Err(not_an_anchor());
-    }
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| "anchor has a malformed seq".to_string())?;
-    if *fp != fingerprint {
-        return Err(format!(
-            "anchor is for vault {fp}, not this vault ({fingerprint})"
-        ));
-    }
-    if let Some(signature) = signature {
-        let (epoch, signature) = signature
-            .split_once(':')
-            .and_then(|(e, s)| Some((e.parse::<u64>().ok()?, s)))
-            .ok_or("anchor has a malformed signature (expected EPOCH:HEX)")?;
-        let key = chain.key(epoch).ok_or_else(|| {
-            format!("anchor is signed for epoch {epoch}, which this vault never had")
-        })?;
-        let in_force = entries
-            .iter()
-            .zip(chain.in_force(entries))
-            .find(|(e, _)| e.seq == seq)
-            .map(|(_, epoch)| epoch);
-        if in_force.is_some_and(|e| e != epoch) {
-            return Err(format!(
-                "anchor is signed with epoch {epoch}'s key, but epoch {} was in force at seq {seq}: an old key cannot sign new history",
-                in_force.unwrap_or_default()
-            ));
-        }
-        if !crypto::verify_signature(&key, &anchor_message(fp, epoch, seq, hash), signature) {
-            return Err(format!(
-                "anchor signature does not verify against the vault's epoch-{epoch} key: the anchor was altered or forged"
-            ));
-        }
-    }
-    if seq == 0 {
-        return Ok(());
-    }
-    match entries.iter().find(|e| e.seq == seq) {
-        Some(e) if e.hash == *hash => Ok(()),
-        Some(_) => Err(format!(
-            "audit row {seq} no longer has the anchored hash: the log was rewritten or rolled back"
-        )),
-        None => Err(format!(
-            "the log no longer contains the anchored head (seq {seq}; it ends at {}): it was truncated or rolled back to an older copy",
-            entries.last().map_or(0, |e| e.seq)
-        )),
-    }
+    let anchor = Anchor::parse(anchor_text).map_err(|why| {
+        format!("anchor is not a BGANCHOR1 line ({why}); use the output of `breakglass audit head`")
+    })?;
+    check_parsed_anchor(entries, fingerprint, &anchor, chain).map_err(|e| match e {
+        // An export holds no "copy": keep the wording that fits a cut export too.
+        AnchorMismatch::OlderCopy { anchored, head } => format!(
+            "the log no longer contains the anchored head (seq {anchored}; it ends at {head}): it was truncated or rolled back to an older copy"
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// The first line of a JSONL export: enough to verify it with no vault present.

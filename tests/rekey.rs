@@ -182,3 +182,31 @@ fn an_added_passphrase_custodian_can_open_the_next_epoch() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revealed"][0]["value"], "with-pat");
 }
+
+#[test]
+fn an_added_passphrase_custodian_needs_a_strong_passphrase() {
+    // A production-KDF vault (age custodians only, so no Argon2id runs here).
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "x");
+    let before = kit.vault_bytes();
+    std::fs::write(kit.path("pat.pass"), "pat's passphrase").unwrap();
+    let err = one_line_error(&rekey(
+        &kit,
+        &["alice", "bob"],
+        &[
+            "--reason",
+            "add pat",
+            "--add-custodian",
+            "pat=passphrase",
+            "--passphrase-file",
+            &format!("pat={}", kit.path("pat.pass").display()),
+        ],
+    ));
+    assert!(
+        err.contains("custodian pat: passphrase is too weak"),
+        "{err}"
+    );
+    assert!(err.contains("5+ random words"), "{err}");
+    assert_eq!(kit.vault_bytes(), before, "nothing changed");
+    assert_eq!(kit.json(&["status"])["epoch"], 1);
+}

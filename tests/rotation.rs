@@ -214,9 +214,10 @@ fn hook_that_checks_its_stdin() {
         .output()
         .unwrap();
     let err = one_line_error(&out);
+    assert!(err.contains("apply hook exited 9"), "{err}");
     assert!(
-        err.contains("apply hook exited 9: wrong value on stdin"),
-        "{err}"
+        !err.contains("wrong value on stdin"),
+        "hook output is never echoed: {err}"
     );
 }
 
@@ -237,10 +238,9 @@ fn failing_hook_keeps_the_old_value_active() {
         .output()
         .unwrap();
     let err = one_line_error(&out);
-    assert!(
-        err.contains("secret vpn: apply hook exited 50: ldap: insufficient access"),
-        "{err}"
-    );
+    assert!(err.contains("secret vpn: apply hook exited 50"), "{err}");
+    assert!(err.contains("see the hook's own log"), "{err}");
+    assert!(!err.contains("insufficient access"), "{err}");
     assert!(err.contains("old version stays active"), "{err}");
     assert_eq!(state_of(&kit, "vpn"), "v1 exposed");
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);

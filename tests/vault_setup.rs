@@ -270,3 +270,46 @@ fn man_page_and_completions_come_from_the_cli_definition() {
         .unwrap()
         .contains("custodian"));
 }
+
+#[test]
+fn weak_passphrases_are_refused_with_the_production_kdf() {
+    // Issue 9: "a" was accepted and recovered offline from the file alone in 4.6 s.
+    let kit = Kit::new(&["alice", "bob"]);
+    let init = |passphrase: &str, insecure: bool| {
+        let file = kit.path("dave.pass");
+        let _ = std::fs::remove_file(&file);
+        std::fs::write(&file, passphrase).unwrap();
+        let mut cmd = kit.bg();
+        cmd.args(["init", "--threshold", "2"]);
+        if insecure {
+            cmd.arg("--insecure-test-only-kdf");
+        }
+        cmd.arg("--custodian")
+            .arg(format!("alice={}", kit.public("alice")))
+            .args(["--custodian", "dave=passphrase", "--passphrase-file"])
+            .arg(format!("dave={}", file.display()))
+            .output()
+            .unwrap()
+    };
+    for weak in [
+        "a",
+        "password1",
+        "dave dave dave",
+        "alice2026",
+        "breakglass vault",
+    ] {
+        let err = one_line_error(&init(weak, false));
+        assert!(
+            err.contains("custodian dave: passphrase is too weak"),
+            "{weak}: {err}"
+        );
+        assert!(err.contains("guesses"), "{err}");
+        assert!(err.contains("5+ random words"), "{err}");
+        assert!(!kit.vault.exists(), "nothing was created for {weak:?}");
+    }
+    // The passphrase never appears in the error.
+    let err = one_line_error(&init("Zq7#canary", false));
+    assert!(!err.contains("canary"), "{err}");
+    // Only the explicitly named test-only KDF skips the rule.
+    assert!(init("a", true).status.success());
+}

@@ -52,11 +52,17 @@ pub fn secret_value(file: Option<&Path>, name: &str) -> Result<SecretValue, Vaul
 
 /// Plain text (runbook) from --file, else stdin.
 pub fn text(file: Option<&Path>, what: &str) -> Result<String, VaultError> {
-    let bytes = match file {
+    let bytes = bytes(file, what)?;
+    String::from_utf8(bytes).map_err(|_| VaultError::Invalid(format!("{what} is not UTF-8 text")))
+}
+
+/// Raw bytes from a file, else stdin.
+pub fn bytes(file: Option<&Path>, what: &str) -> Result<Vec<u8>, VaultError> {
+    Ok(match file {
         Some(path) => read_file(path, what)?,
         None => {
             if std::io::stdin().is_terminal() {
-                eprintln!("Enter the {what}; end with Ctrl-D:");
+                errln!("Enter the {what}; end with Ctrl-D:");
             }
             let mut buf = Vec::new();
             std::io::stdin()
@@ -64,8 +70,7 @@ pub fn text(file: Option<&Path>, what: &str) -> Result<String, VaultError> {
                 .map_err(|e| VaultError::Invalid(format!("stdin: cannot read the {what} ({e})")))?;
             buf
         }
-    };
-    String::from_utf8(bytes).map_err(|_| VaultError::Invalid(format!("{what} is not UTF-8 text")))
+    })
 }
 
 fn hidden_text(prompt: &str) -> Result<Zeroizing<String>, VaultError> {
@@ -176,7 +181,7 @@ impl UnsealPrompt for Terminal {
         if !interactive() {
             return None;
         }
-        eprintln!("{still_needed} more share(s) needed.");
+        errln!("{still_needed} more share(s) needed.");
         hidden(&format!(
             "Passphrase for custodian {custodian} (empty to skip): "
         ))
@@ -185,7 +190,7 @@ impl UnsealPrompt for Terminal {
     }
 
     fn wrong_passphrase(&mut self, custodian: &str) {
-        eprintln!("Wrong passphrase for custodian {custodian}; try again.");
+        errln!("Wrong passphrase for custodian {custodian}; try again.");
     }
 }
 

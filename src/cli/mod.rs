@@ -1,13 +1,41 @@
 //! Wiring: parse args, resolve inputs, call the library, render, map errors to exit codes.
 
+/// `println!` that never panics: a closed stdout ends the output quietly (see output.rs).
+macro_rules! outln {
+    () => { $crate::cli::output::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => {
+        if $crate::cli::output::is_open() {
+            $crate::cli::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
+        }
+    };
+}
+
+/// `print!` that never panics.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if $crate::cli::output::is_open() {
+            $crate::cli::output::stdout(format_args!($($arg)*))
+        }
+    };
+}
+
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod args;
 mod input;
+mod output;
 mod render;
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use breakglass::audit::{Anchor, AnchorMismatch};
 use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, pending, ParsedRequest};
 use breakglass::vault::Policy;
@@ -48,6 +76,17 @@ pub fn run() -> i32 {
     if writes {
         deliver_queued_alerts(&vault_path);
     }
+    if output::broken_pipe() {
+        // The reader went away (`breakglass list | head -1`): end quietly, as a
+        // process killed by SIGPIPE would.
+        return output::EXIT_BROKEN_PIPE;
+    }
+    if output::failed() {
+        if code == EXIT_OK {
+            render::error("stdout: the output could not be written in full (a write failed); check where it goes and run the command again");
+        }
+        return EXIT_FAILURE;
+    }
     code
 }
 
@@ -76,10 +115,10 @@ fn deliver_queued_alerts(path: &Path) {
     };
     if let Ok(report) = vault.flush_alerts() {
         for ignored in &report.ignored {
-            eprintln!("warning: {ignored}");
+            errln!("warning: {ignored}");
         }
         if !report.failed.is_empty() {
-            eprintln!(
+            errln!(
                 "warning: {} alert(s) not delivered and kept queued ({}); see `breakglass alerts list`",
                 report.failed.len(),
                 report.failed.join("; ")
@@ -151,7 +190,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             for (name, file) in &targets {
                 let envelope = vault.export_envelope(name)?;
                 write_new_file(file, envelope.as_bytes())?;
-                eprintln!(
+                errln!(
                     "Wrote the epoch {} envelope of custodian {name} to {} (open it with `age -d -i KEY`).",
                     vault.manifest().epoch,
                     file.display()
@@ -182,7 +221,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 },
                 &actor,
             )?;
-            println!(
+            outln!(
                 "Deposited {name} version {version}, sealed to vault {} epoch {}.",
                 vault.fingerprint(),
                 vault.manifest().epoch
@@ -281,7 +320,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 let mut vault = open(path, Access::ReadWrite)?;
                 let text = input::text(file.as_deref(), "runbook")?;
                 vault.set_runbook(&text, &actor)?;
-                println!(
+                outln!(
                     "Runbook of vault {} updated ({} bytes).",
                     vault.fingerprint(),
                     text.len()
@@ -371,7 +410,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Repin { old, new } => {
             Vault::repin(path, &old, &new)?;
-            println!(
+            outln!(
                 "Re-pinned {}: {old} -> {new}. Check {new} with the other custodians before you rely on it.",
                 path.display()
             );
@@ -413,11 +452,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             anchor,
             json,
         }) => {
-            let text = input::text(Some(&file), "export file")?;
             let anchor = anchor.as_deref().map(read_anchor).transpose()?;
-            let (fingerprint, report) = breakglass::vault::verify_export(&text, anchor.as_deref())?;
+            let text = input::text(Some(&file), "export file")?;
+            let anchor_text = anchor.as_ref().map(|(text, _)| text.as_str());
+            let (fingerprint, report) = breakglass::vault::verify_export(&text, anchor_text)?;
             if !json && report.ok {
-                println!("Export of vault {fingerprint}:");
+                outln!("Export of vault {fingerprint}:");
             }
             render::audit_verify(&report, json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
@@ -429,19 +469,31 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 Some(file) => {
                     refuse_existing(&file)?;
                     write_new_file(&file, text.as_bytes())?;
-                    eprintln!("Exported the audit log to {}.", file.display());
+                    errln!("Exported the audit log to {}.", file.display());
                 }
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
             Ok(EXIT_OK)
         }
         Command::Audit(AuditCommand::Verify { anchor, json, .. }) => {
+            // A malformed anchor is a usage error, found before the vault is read.
+            let anchor = anchor.as_deref().map(read_anchor).transpose()?;
             let vault = open(path, Access::ReadOnly)?;
             let mut report = vault.verify_audit()?;
-            if let (true, Some(source)) = (report.ok, anchor) {
-                if let Err(problem) = vault.check_anchor(&read_anchor(&source)?) {
-                    report.ok = false;
-                    report.problem = Some(problem);
+            if let (true, Some((_, anchor))) = (report.ok, &anchor) {
+                match vault.check_anchor(anchor)? {
+                    Ok(()) => {}
+                    // Not tampering: an anchor of another vault, or a copy older than
+                    // the anchor. Say so; no tamper alert.
+                    Err(
+                        e @ (AnchorMismatch::OtherVault { .. } | AnchorMismatch::OlderCopy { .. }),
+                    ) => {
+                        return Err(VaultError::Invalid(e.to_string()));
+                    }
+                    Err(AnchorMismatch::Altered(problem)) => {
+                        report.ok = false;
+                        report.problem = Some(problem);
+                    }
                 }
             }
             if !report.ok {
@@ -455,12 +507,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let copy = open(&other, Access::ReadOnly)?;
             let report = vault.merge_from(&copy, &actor)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&report).expect("serializes")
                 );
             } else {
-                println!(
+                outln!(
                     "Merged {} entries from {} (shared {}; {} were merged before).",
                     report.merged,
                     other.display(),
@@ -474,38 +526,48 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let vault = open(path, Access::ReadOnly)?;
             let anchor = vault.audit_anchor()?;
             if f.json {
-                println!("{}", serde_json::json!({ "anchor": anchor }));
+                outln!("{}", serde_json::json!({ "anchor": anchor }));
             } else {
-                println!("{anchor}");
+                outln!("{anchor}");
             }
             Ok(EXIT_OK)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "breakglass",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut script);
+            output::stdout_bytes(&script);
             Ok(EXIT_OK)
         }
         Command::Man => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| VaultError::Invalid(format!("stdout: {e}")))?;
+                .render(&mut page)
+                .map_err(|e| VaultError::Invalid(format!("man page: {e}")))?;
+            output::stdout_bytes(&page);
             Ok(EXIT_OK)
         }
     }
 }
 
 /// Fail early, before any state changes, if an --out file already exists.
-/// An anchor line from a file, or from stdin for `-`.
-fn read_anchor(source: &str) -> Result<String, VaultError> {
-    if source == "-" {
-        input::text(None, "anchor")
+/// An anchor line from a file, or from stdin for `-`: its text and its parsed form.
+/// Anything that does not parse is a one-line usage error naming the source.
+fn read_anchor(source: &str) -> Result<(String, Anchor), VaultError> {
+    let (label, bytes) = if source == "-" {
+        ("(stdin)".to_string(), input::bytes(None, "anchor")?)
     } else {
-        input::text(Some(Path::new(source)), "anchor file")
-    }
+        (
+            source.to_string(),
+            input::bytes(Some(Path::new(source)), "anchor file")?,
+        )
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let anchor = Anchor::parse(&text).map_err(|why| {
+        VaultError::Invalid(format!(
+            "anchor {label} is not a BGANCHOR1 line ({why}); use the output of `breakglass audit head`"
+        ))
+    })?;
+    Ok((text, anchor))
 }
 
 fn refuse_existing(path: &Path) -> Result<(), VaultError> {
@@ -688,15 +750,13 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
     }
     render::unendorsed(&pending);
     if flag {
-        eprintln!("--endorse: this session's checkpoint endorses them.");
+        errln!("--endorse: this session's checkpoint endorses them.");
         return Ok(pending);
     }
     match input::line("Endorse all of the above in this session's checkpoint? [y/N] ")? {
         Some(answer) if answer.trim().eq_ignore_ascii_case("y") => Ok(pending),
         _ => {
-            eprintln!(
-                "They stay unendorsed (endorse them in a later quorum session with --endorse)."
-            );
+            errln!("They stay unendorsed (endorse them in a later quorum session with --endorse).");
             Ok(Unendorsed::default())
         }
     }
@@ -706,7 +766,7 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
 /// confirms on the terminal (or passed --trust-hook).
 fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
     let Some(cmd) = hook else { return Ok(false) };
-    eprintln!(
+    errln!(
         "warning: the apply hook of {name} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {cmd}"
     );
     Ok(matches!(
@@ -736,7 +796,7 @@ fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
         vault.require_fingerprint(expected)?;
     }
     for w in vault.warnings() {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     Ok(vault)
 }
@@ -781,6 +841,6 @@ fn alert_verify_failed(vault: &Vault, report: &breakglass::audit::VerifyReport) 
     })
     .to_string();
     for failure in breakglass::notify::send_now(&sinks, &payload) {
-        eprintln!("warning: alert not delivered: {failure}");
+        errln!("warning: alert not delivered: {failure}");
     }
 }

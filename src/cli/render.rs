@@ -14,7 +14,7 @@ use breakglass::Vault;
 use serde::Serialize;
 
 fn json<T: Serialize>(value: &T) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialize")
     );
@@ -23,7 +23,7 @@ fn json<T: Serialize>(value: &T) {
 /// One line on stderr, whatever the message holds.
 pub fn error(message: &str) {
     let one_line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    eprintln!("error: {one_line}");
+    errln!("error: {one_line}");
 }
 
 pub fn init(vault: &Vault, as_json: bool) {
@@ -38,7 +38,7 @@ pub fn init(vault: &Vault, as_json: bool) {
         }));
         return;
     }
-    println!(
+    outln!(
         "Created a {}-of-{} vault.\nFingerprint: {}\nGive every custodian this fingerprint to check, then export their envelopes with `breakglass custodian export NAME --out FILE`.",
         m.threshold,
         m.custodians.len(),
@@ -51,7 +51,7 @@ pub fn custodians(report: &CustodianListReport, as_json: bool) {
         return json(report);
     }
     for c in &report.custodians {
-        println!("{:>3}  {:<20} {}", c.index, c.name, c.kind);
+        outln!("{:>3}  {:<20} {}", c.index, c.name, c.kind);
     }
 }
 
@@ -60,10 +60,10 @@ pub fn list(report: &ListReport, as_json: bool) {
         return json(report);
     }
     if report.secrets.is_empty() {
-        println!("No secrets yet.");
+        outln!("No secrets yet.");
     }
     for s in &report.secrets {
-        println!(
+        outln!(
             "{:<24} {:<13} v{:<3} {:<8} {}{}",
             s.name,
             s.kind,
@@ -82,8 +82,8 @@ pub fn status(report: &StatusReport, as_json: bool) {
     if as_json {
         return json(report);
     }
-    println!("Fingerprint: {}", report.fingerprint);
-    println!(
+    outln!("Fingerprint: {}", report.fingerprint);
+    outln!(
         "Epoch {}, {} of {} custodians needed",
         report.epoch,
         report.threshold,
@@ -91,7 +91,11 @@ pub fn status(report: &StatusReport, as_json: bool) {
     );
     for c in &report.custodians {
         let drill = match &c.last_drill {
-            Some(t) => format!("last drill {}", &t[..t.len().min(10)]),
+            // The time is text from the file: parse it, never slice it by byte index.
+            Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+                Ok(time) => format!("last drill {}", time.format("%Y-%m-%d")),
+                Err(_) => "last drill time unreadable".into(),
+            },
             None => "never drilled".into(),
         };
         let flag = if c.drill_overdue {
@@ -99,41 +103,48 @@ pub fn status(report: &StatusReport, as_json: bool) {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {:>3}  {:<20} {:<12} {drill}{flag}",
-            c.index, c.name, c.kind
+            c.index,
+            c.name,
+            c.kind
         );
     }
-    println!(
+    outln!(
         "Secrets: {}   Audit entries: {}",
-        report.secrets, report.audit_entries
+        report.secrets,
+        report.audit_entries
     );
     if report.alerts_undelivered > 0 {
-        println!(
+        outln!(
             "Alerts: {} undelivered, oldest queued {}",
             report.alerts_undelivered,
             report.oldest_undelivered_alert.as_deref().unwrap_or("?")
         );
     }
     for b in &report.bypass_codes {
-        println!(
+        outln!(
             "Bypass codes {}: {} of {} unused",
-            b.name, b.remaining, b.total
+            b.name,
+            b.remaining,
+            b.total
         );
     }
     for r in &report.open_requests {
         let state = if r.expired { "expired" } else { "open" };
-        println!(
+        outln!(
             "Request {} ({state}, expires {}): {}",
-            r.request_id, r.expires, r.reason
+            r.request_id,
+            r.expires,
+            r.reason
         );
     }
     if report.attention.is_empty() {
-        println!("Nothing needs attention.");
+        outln!("Nothing needs attention.");
     } else {
-        println!("Needs attention:");
+        outln!("Needs attention:");
         for a in &report.attention {
-            println!("  - {a}");
+            outln!("  - {a}");
         }
     }
 }
@@ -143,8 +154,8 @@ pub fn runbook(report: &RunbookReport, as_json: bool) {
         return json(report);
     }
     match &report.runbook {
-        Some(text) => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
-        None => println!("No runbook yet; set one with `breakglass runbook set --file PATH`."),
+        Some(text) => out!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+        None => outln!("No runbook yet; set one with `breakglass runbook set --file PATH`."),
     }
 }
 
@@ -158,9 +169,14 @@ pub fn audit_log(report: &AuditLogReport, as_json: bool) {
         } else {
             format!("  reason: {}", e.reason)
         };
-        println!(
+        outln!(
             "{:>5}  {}  {:<14} {:<24} by {}{}",
-            e.seq, e.time, e.action, e.subject, e.actor, reason
+            e.seq,
+            e.time,
+            e.action,
+            e.subject,
+            e.actor,
+            reason
         );
     }
 }
@@ -169,17 +185,17 @@ pub fn audit_verify(report: &VerifyReport, as_json: bool) {
     if as_json {
         json(report);
     } else if report.ok {
-        println!(
+        outln!(
             "Audit log intact: {} entries, hash chain verified.",
             report.entries
         );
         match report.signed_through {
-            Some(seq) => println!(
+            Some(seq) => outln!(
                 "Signed by the vault key through entry {seq}; {} entries follow unsigned.",
                 report.unsigned_entries
             ),
             None => {
-                println!("No signed checkpoint yet (one is written at every unseal and rekey).")
+                outln!("No signed checkpoint yet (one is written at every unseal and rekey).")
             }
         }
     }
@@ -192,7 +208,7 @@ pub fn audit_verify(report: &VerifyReport, as_json: bool) {
 
 pub fn unseal(report: &UnsealReport, anchor: Option<&str>, as_json: bool) {
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let mut out = std::io::stdout().lock();
     let result = if as_json {
@@ -204,7 +220,8 @@ pub fn unseal(report: &UnsealReport, anchor: Option<&str>, as_json: bool) {
         })
     };
     if let Err(e) = result.and_then(|_| out.flush()) {
-        error(&format!("stdout: cannot print the revealed values ({e})"));
+        // Reported once, when the command ends (see cli::run).
+        super::output::record(&e);
     }
 }
 
@@ -285,9 +302,9 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
     if as_json {
         return json(issued);
     }
-    println!("{}", issued.code);
-    println!("Read-back words: {}", issued.words.join(" "));
-    eprintln!(
+    outln!("{}", issued.code);
+    outln!("Read-back words: {}", issued.words.join(" "));
+    errln!(
         "Request {} written to {}; it expires {}. Send the code to custodians over any channel, then read them the words by voice.",
         issued.request_id,
         out.display(),
@@ -298,14 +315,16 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
 /// What a custodian sees before approving.
 pub fn request_details(request: &ParsedRequest) {
     let r = &request.request;
-    eprintln!(
+    errln!(
         "Vault:     {} (epoch {}, {} custodians needed)",
-        r.fingerprint, r.epoch, r.threshold
+        r.fingerprint,
+        r.epoch,
+        r.threshold
     );
-    eprintln!("Requester: {}", r.requester);
-    eprintln!("Reason:    {}", r.reason);
-    eprintln!("Expires:   {}", r.expires);
-    eprintln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
+    errln!("Requester: {}", r.requester);
+    errln!("Reason:    {}", r.reason);
+    errln!("Expires:   {}", r.expires);
+    errln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
 }
 
 pub fn approval(
@@ -317,8 +336,8 @@ pub fn approval(
     if as_json {
         return json(approval);
     }
-    println!("{}", approval.code);
-    eprintln!(
+    outln!("{}", approval.code);
+    errln!(
         "Approval by custodian {} for request {} written to {}; send it back to the requester.",
         approval.custodian,
         request.request.request_id,
@@ -332,21 +351,21 @@ pub fn drill(report: &DrillReport, as_json: bool) {
     } else {
         for r in &report.results {
             match &r.problem {
-                None => println!("custodian {}: pass", r.custodian),
-                Some(p) => println!("custodian {}: FAIL: {p}", r.custodian),
+                None => outln!("custodian {}: pass", r.custodian),
+                Some(p) => outln!("custodian {}: FAIL: {p}", r.custodian),
             }
         }
         if let Some(full) = &report.full {
             match (&full.problem, full.signed_through) {
-                (None, Some(seq)) => println!(
+                (None, Some(seq)) => outln!(
                     "full drill: pass: the shares rebuild the vault key; checkpoint signed through seq {seq}"
                 ),
-                (None, None) => println!("full drill: pass"),
-                (Some(p), _) => println!("full drill: FAIL: {p}"),
+                (None, None) => outln!("full drill: pass"),
+                (Some(p), _) => outln!("full drill: FAIL: {p}"),
             }
         }
         if let Some(anchor) = &report.anchor {
-            println!("Audit anchor (keep it outside the vault): {anchor}");
+            outln!("Audit anchor (keep it outside the vault): {anchor}");
         }
     }
     let failed: Vec<String> = report
@@ -370,11 +389,14 @@ pub fn drill(report: &DrillReport, as_json: bool) {
 
 /// What a quorum session would endorse, on stderr before it is asked.
 pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
-    eprintln!("Written since the last signed checkpoint (unendorsed):");
+    errln!("Written since the last signed checkpoint (unendorsed):");
     for v in &pending.versions {
-        eprintln!(
+        errln!(
             "  secret {} version {}, deposited by {} at {}",
-            v.secret, v.version, v.depositor, v.created
+            v.secret,
+            v.version,
+            v.depositor,
+            v.created
         );
     }
     for s in &pending.settings {
@@ -387,7 +409,7 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
                 c.unwrap_or("alnum")
             ),
         };
-        eprintln!(
+        errln!(
             "  rotation settings of {}: apply hook `{hook}`, generator {generator}",
             s.secret
         );
@@ -402,9 +424,13 @@ pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
         Some(code) => format!(" (apply hook exited {code})"),
         None => String::new(),
     };
-    println!(
+    outln!(
         "Rotated {} to version {}{hook}, sealed to vault {} epoch {}; it is {} now.",
-        outcome.name, outcome.version, outcome.fingerprint, outcome.epoch, outcome.state
+        outcome.name,
+        outcome.version,
+        outcome.fingerprint,
+        outcome.epoch,
+        outcome.state
     );
 }
 
@@ -416,24 +442,24 @@ pub fn rotate_exposed(report: &ExposedRotation, as_json: bool) {
         rotated(r, false);
     }
     for f in &report.failed {
-        println!("FAILED: {f}");
+        outln!("FAILED: {f}");
     }
     for name in &report.needs_human {
-        println!("needs a human: {name} (no generator or hook; run `breakglass rotate {name} --file PATH`)");
+        outln!("needs a human: {name} (no generator or hook; run `breakglass rotate {name} --file PATH`)");
     }
     if report.rotated.is_empty() && report.failed.is_empty() && report.needs_human.is_empty() {
-        println!("Nothing is exposed.");
+        outln!("Nothing is exposed.");
     }
 }
 
 pub fn rekeyed(report: &RekeyReport, as_json: bool) {
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if as_json {
         return json(report);
     }
-    println!(
+    outln!(
         "Re-keyed from epoch {} to epoch {} with {} ({}-of-{}): {}.",
         report.from_epoch,
         report.epoch,
@@ -442,14 +468,14 @@ pub fn rekeyed(report: &RekeyReport, as_json: bool) {
         report.custodians.len(),
         report.custodians.join(", ")
     );
-    println!("Every custodian re-exports their envelope: `breakglass custodian export --all --out-dir DIR`.");
+    outln!("Every custodian re-exports their envelope: `breakglass custodian export --all --out-dir DIR`.");
 }
 
 pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json: bool) {
     if as_json {
         json(report);
     } else if report.same_vault {
-        println!(
+        outln!(
             "Same vault {}. This copy: epoch {}, {} log entries. {}: epoch {}, {} log entries.",
             report.this_fingerprint,
             report.this_epoch,
@@ -459,7 +485,7 @@ pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json
             report.other_entries
         );
         if !report.diverged {
-            println!(
+            outln!(
                 "The logs agree on their first {} entries; one extends the other.",
                 report.common_entries
             );
@@ -485,10 +511,10 @@ pub fn alerts(report: &AlertsReport, as_json: bool) {
         return json(report);
     }
     if report.alerts.is_empty() && report.missing == 0 {
-        println!("No queued alerts.");
+        outln!("No queued alerts.");
     }
     if report.missing > 0 {
-        println!(
+        outln!(
             "{} alert(s) the log raised are missing from the queue (deleted from the file); the next write command queues them again",
             report.missing
         );
@@ -501,9 +527,12 @@ pub fn alerts(report: &AlertsReport, as_json: bool) {
             (None, None, None) => "queued".into(),
         };
         let event = a.event.get("event").and_then(|e| e.as_str()).unwrap_or("?");
-        println!(
+        outln!(
             "{:>4}  seq {:<5} {:<18} {}  {state}",
-            a.id, a.seq, event, a.sink
+            a.id,
+            a.seq,
+            event,
+            a.sink
         );
     }
 }
@@ -512,17 +541,18 @@ pub fn flushed(report: &FlushReport, as_json: bool) {
     if as_json {
         return json(report);
     }
-    println!(
+    outln!(
         "Delivered {} alert(s); {} still queued.",
-        report.delivered, report.pending
+        report.delivered,
+        report.pending
     );
     if report.requeued > 0 {
-        eprintln!(
+        errln!(
             "warning: {} alert(s) had been deleted from the queue and were queued again",
             report.requeued
         );
     }
     for f in report.failed.iter().chain(&report.ignored) {
-        eprintln!("warning: {f}");
+        errln!("warning: {f}");
     }
 }

@@ -122,6 +122,11 @@ impl Passphrase {
         self.0.is_empty()
     }
 
+    /// The text, only for the strength estimate (crypto-internal).
+    pub(super) fn expose_for_strength_check(&self) -> &str {
+        &self.0
+    }
+
     /// Constant-time equality, for "type it again" confirmation.
     pub fn matches(&self, other: &Passphrase) -> bool {
         super::ct_eq(self.0.as_bytes(), other.0.as_bytes())

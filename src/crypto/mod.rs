@@ -7,6 +7,7 @@ mod kdf;
 mod keys;
 mod shamir;
 mod sign;
+mod strength;
 
 pub use age_file::{
     decrypt, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
@@ -16,6 +17,9 @@ pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
 pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};
+pub use strength::{
+    check_passphrase_strength, WeakPassphrase, MIN_GUESSES_LOG10, VAULT_CONTEXT_WORDS,
+};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -325,14 +325,18 @@ impl Vault {
     }
 
     /// Check that the log still contains an anchored head (and its signature, if any).
-    pub fn check_anchor(&self, anchor: &str) -> Result<(), String> {
-        let entries = self
-            .store
-            .read()
-            .audit_entries()
-            .map_err(|e| e.to_string())?;
-        let chain = self.epoch_chain().map_err(|e| e.to_string())?;
-        audit::check_anchor(&entries, &self.fingerprint(), anchor, &chain)
+    /// The outer error is a failure to read the file; the inner one, what is wrong.
+    pub fn check_anchor(
+        &self,
+        anchor: &audit::Anchor,
+    ) -> Result<Result<(), audit::AnchorMismatch>, VaultError> {
+        let entries = self.store.read().audit_entries()?;
+        Ok(audit::check_parsed_anchor(
+            &entries,
+            &self.fingerprint(),
+            anchor,
+            &self.epoch_chain()?,
+        ))
     }
 }
 

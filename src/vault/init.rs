@@ -93,6 +93,10 @@ impl Vault {
             alerts,
         } = options;
         check_custodians(threshold, &custodians, &passphrases)?;
+        if !insecure_test_only_kdf {
+            let names: Vec<&str> = custodians.iter().map(|c| c.name.as_str()).collect();
+            check_passphrases_strength(&passphrases, &names)?;
+        }
         if path.exists() {
             return Err(crate::store::StoreError::Exists {
                 path: path.display().to_string(),
@@ -297,6 +301,24 @@ fn check_custodians(
                     .into(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Refuse a weak passphrase for a new passphrase custodian (production KDF only:
+/// the derived recipient is stored, so the file alone allows offline guessing).
+/// `context` holds words an attacker knows: custodian names, fingerprint, secret names.
+pub(crate) fn check_passphrases_strength(
+    passphrases: &[(String, Passphrase)],
+    context: &[&str],
+) -> Result<(), VaultError> {
+    for (name, passphrase) in passphrases {
+        crypto::check_passphrase_strength(passphrase, context).map_err(|weak| {
+            VaultError::Custodian {
+                name: name.clone(),
+                detail: weak.to_string(),
+            }
+        })?;
     }
     Ok(())
 }

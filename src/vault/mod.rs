@@ -77,6 +77,9 @@ impl SecretKind {
     }
 }
 
+/// The longest `--max-age` accepted: 10 years. Longer is a typo, or no policy at all.
+pub const MAX_AGE_LIMIT_DAYS: u32 = 3650;
+
 /// When a secret needs attention even if nobody used it.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -100,17 +103,25 @@ impl Policy {
                 } else {
                     (t, 1)
                 };
-                let days = n
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|d| *d > 0)
-                    .map(|d| d * mult)
+                let count = match n.parse::<u64>() {
+                    Ok(d) if d > 0 => d,
+                    // All digits but past u64: too long, caught just below.
+                    Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => u64::MAX,
+                    _ => {
+                        return Err(VaultError::invalid(format!(
+                            "--max-age {text}: expected days like 90d (or weeks like 12w)"
+                        )))
+                    }
+                };
+                let days = count
+                    .checked_mul(mult)
+                    .filter(|d| *d <= u64::from(MAX_AGE_LIMIT_DAYS))
                     .ok_or_else(|| {
                         VaultError::invalid(format!(
-                            "--max-age {text}: expected days like 90d (or weeks like 12w)"
+                            "--max-age {text}: too long; the most is {MAX_AGE_LIMIT_DAYS}d (10 years), like 90d or 12w"
                         ))
                     })?;
-                Some(days)
+                Some(u32::try_from(days).expect("bounded by MAX_AGE_LIMIT_DAYS"))
             }
         };
         let expires = match expires {

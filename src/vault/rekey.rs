@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::epoch::NextCustodian;
-use super::init::{validate_custodian_name, CustodianSpec, RecipientSpec};
+use super::init::{
+    check_passphrases_strength, validate_custodian_name, CustodianSpec, RecipientSpec,
+};
 use super::{UnsealPrompt, UnsealRequest, Vault, VaultError};
 use crate::crypto::{
     self, CustodianRecipient, KdfParams, Passphrase, RecipientKind, KDF_TEST_ONLY_INSECURE,
@@ -69,6 +71,25 @@ impl Vault {
         } else {
             KdfParams::DEFAULT
         };
+        if !m.insecure_test_only_kdf {
+            let secrets: Vec<String> = self
+                .store
+                .read()
+                .secrets()?
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            let fingerprint = m.fingerprint();
+            let context: Vec<&str> = m
+                .custodians
+                .iter()
+                .map(|c| c.name.as_str())
+                .chain(changes.add.iter().map(|c| c.name.as_str()))
+                .chain(secrets.iter().map(String::as_str))
+                .chain([fingerprint.as_str(), m.vault_id.as_str()])
+                .collect();
+            check_passphrases_strength(&changes.new_passphrases, &context)?;
+        }
         for spec in changes.add.drain(..) {
             validate_custodian_name(&spec.name)?;
             if next.iter().any(|c| c.name == spec.name) {

@@ -252,6 +252,10 @@ impl Vault {
                     .map(|t| (now - t.with_timezone(&chrono::Utc)).num_days());
                 let overdue = age_days.is_none_or(|d| d > DRILL_INTERVAL_DAYS);
                 match age_days {
+                    None if last.is_some() => attention.push(format!(
+                        "custodian {}'s last drill has an unreadable time in the audit log; check the log (`breakglass audit verify`) and drill again",
+                        c.name
+                    )),
                     None if m.epoch > 1 => attention.push(format!(
                         "custodian {} has not drilled since epoch {} began; re-export their envelope (`breakglass custodian export --all --out-dir DIR`) and drill",
                         c.name, m.epoch

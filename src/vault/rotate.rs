@@ -3,7 +3,7 @@
 //! if it exits 0 does the new version become `active` (the old one `superseded`).
 //! A failed hook leaves the old version active and the new one `failed`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -169,14 +169,20 @@ impl Vault {
         // Phase 2: apply it where it lives.
         let (hook_exit, hook_error) = match &hook {
             None => (None, None),
+            // The hook's output is never echoed: it may hold the new value.
             Some(cmd) => match run_hook(cmd, &name, meta.username.as_deref(), &value) {
-                Ok((0, _)) => (Some(0), None),
-                Ok((code, last_stderr)) if last_stderr.is_empty() => {
-                    (Some(code), Some(format!("apply hook exited {code}")))
-                }
-                Ok((code, last_stderr)) => (
+                Ok(HookExit::Code(0)) => (Some(0), None),
+                Ok(HookExit::Code(code)) => (
                     Some(code),
-                    Some(format!("apply hook exited {code}: {last_stderr}")),
+                    Some(format!(
+                        "apply hook exited {code} (its output is not shown, as it may hold the value; see the hook's own log)"
+                    )),
+                ),
+                Ok(HookExit::Signal(signal)) => (
+                    None,
+                    Some(format!(
+                        "apply hook was killed by signal {signal} (see the hook's own log)"
+                    )),
                 ),
                 Err(why) => (None, Some(why)),
             },
@@ -350,14 +356,23 @@ impl Vault {
     }
 }
 
+/// How an apply hook ended.
+enum HookExit {
+    Code(i32),
+    Signal(i32),
+}
+
 /// Run `sh -c CMD` with the new value on stdin (never argv or the environment).
-/// Returns the exit code and the last line of its stderr, or why it could not run.
+/// Its stdout and stderr are discarded, never read: a hook may print the value it
+/// was given, so nothing it writes may reach an error, the audit log or an alert.
+/// A hook that needs diagnostics keeps its own log.
 fn run_hook(
     cmd: &str,
     name: &str,
     username: Option<&str>,
     value: &SecretValue,
-) -> Result<(i32, String), String> {
+) -> Result<HookExit, String> {
+    use std::os::unix::process::ExitStatusExt;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -365,21 +380,13 @@ fn run_hook(
         .env("BREAKGLASS_SECRET_USERNAME", username.unwrap_or(""))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("apply hook could not start ({e})"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that ignores stdin closes the pipe early; its exit code decides.
         let _ = stdin.write_all(value.expose_secret());
     }
-    let mut stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(64 * 1024).read_to_string(&mut text);
-        }
-        text
-    });
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -388,7 +395,7 @@ fn run_hook(
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "apply hook timed out after {}s",
+                    "apply hook timed out after {}s (see the hook's own log)",
                     HOOK_TIMEOUT.as_secs()
                 ));
             }
@@ -396,13 +403,9 @@ fn run_hook(
             Err(e) => return Err(format!("apply hook could not be waited for ({e})")),
         }
     };
-    let stderr_text = reader.join().unwrap_or_default();
-    let last = stderr_text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    Ok((status.code().unwrap_or(-1), last))
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => HookExit::Code(code),
+        (None, Some(signal)) => HookExit::Signal(signal),
+        (None, None) => HookExit::Code(-1),
+    })
 }
