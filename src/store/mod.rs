@@ -261,11 +261,7 @@ impl Store {
             .and_then(|_| c.pragma_update(None, "secure_delete", "ON"))
             .and_then(|_| c.pragma_update(None, "synchronous", "FULL"))
             .map_err(|e| self.err(e))?;
-        if !self
-            .conn
-            .is_readonly(rusqlite::MAIN_DB)
-            .unwrap_or(true)
-        {
+        if !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
             c.pragma_update(None, "journal_mode", "DELETE")
                 .map_err(|e| self.err(e))?;
         }
