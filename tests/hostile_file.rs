@@ -8,6 +8,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "hostile_file/edges.rs"]
 mod edges;
+#[path = "hostile_file/requests.rs"]
 mod requests;
+#[path = "hostile_file/vault_file.rs"]
 mod vault_file;
