@@ -247,7 +247,7 @@ pub struct RequestArgs {
     /// Why the vault must be opened (custodians see it; logged)
     #[arg(long)]
     pub reason: String,
-    /// How long approvals may be collected: e.g. 30m, 2h, 1d (1m to 7d)
+    /// How long approvals may be collected: e.g. 30m, 2h, 24h (1m to 24h)
     #[arg(long, default_value = "2h", value_name = "DURATION")]
     pub ttl: String,
     /// Where to write the request code (must not exist)
@@ -275,7 +275,7 @@ pub struct ApproveArgs {
     #[arg(long, value_name = "FILE")]
     pub envelope: Option<PathBuf>,
     /// The read-back words you heard from the requester (else you are asked)
-    #[arg(long, value_name = "\"W1 W2 W3 W4\"")]
+    #[arg(long, value_name = "\"W1 W2 W3 W4 W5 W6\"")]
     pub words: Option<String>,
     /// Where to write the approval code (must not exist)
     #[arg(long, value_name = "FILE")]

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use breakglass::audit::{Anchor, AnchorMismatch};
 use breakglass::notify::AlertSink;
-use breakglass::remote::{parse_ttl, pending, ParsedRequest};
+use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::{
     approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
@@ -340,7 +340,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 None => None,
             };
             let reason = match (&remote, a.reason) {
-                (Some(r), _) => r.request.request.reason.clone(),
+                // The reason recorded on this machine when the request was made.
+                (Some(r), _) => r.request().request.reason.clone(),
                 (None, Some(reason)) => reason,
                 (None, None) => String::new(),
             };
@@ -409,10 +410,28 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             Ok(EXIT_OK)
         }
         Command::Repin { old, new } => {
-            Vault::repin(path, &old, &new)?;
+            // The vault file at the path (if there is one here) and every
+            // custodian key pinned to OLD move to NEW; both are named by the user.
+            let mut moved = Vec::new();
+            if path.exists()
+                && breakglass::remote::pins::pinned_path(path).as_deref() == Some(old.as_str())
+            {
+                Vault::repin(path, &old, &new)?;
+                moved.push(format!("vault file {}", path.display()));
+            }
+            let keys = breakglass::remote::pins::repin_custodian(&old, &new)
+                .map_err(|e| VaultError::Invalid(e.to_string()))?;
+            if keys > 0 {
+                moved.push(format!("{keys} custodian key(s)"));
+            }
+            if moved.is_empty() {
+                return Err(VaultError::Invalid(format!(
+                    "no pin on this machine names {old}; nothing was re-pinned (check the fingerprints and --vault)"
+                )));
+            }
             outln!(
-                "Re-pinned {}: {old} -> {new}. Check {new} with the other custodians before you rely on it.",
-                path.display()
+                "Re-pinned {} from {old} to {new}. Check {new} with the other custodians before you rely on it.",
+                moved.join(" and ")
             );
             Ok(EXIT_OK)
         }
@@ -600,21 +619,14 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
         .map_err(fail)
 }
 
-/// The requester's side of `unseal --request`: the request, its ephemeral key
-/// (only on this machine), and the approval codes that came back.
+/// The requester's side of `unseal --request`: the request file only names the
+/// request; the request itself and its ephemeral key come from the record kept on
+/// this machine when it was made. Then the approval codes that came back.
 fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApprovals, VaultError> {
     let text = input::text(Some(file), "request code file")?;
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", file.display())))?;
-    let identity = pending::open_identity(&request).map_err(|e| {
-        let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
-        VaultError::Invalid(if unused.is_empty() {
-            e.to_string()
-        } else {
-            format!("{e} (approvals not used: {})", unused.join(", "))
-        })
-    })?;
-    let approvals = approvals
+    let codes = approvals
         .iter()
         .map(|p| {
             Ok((
@@ -623,10 +635,13 @@ fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApproval
             ))
         })
         .collect::<Result<Vec<_>, VaultError>>()?;
-    Ok(RemoteApprovals {
-        request,
-        identity,
-        approvals,
+    RemoteApprovals::open(&request, &file.display().to_string(), codes).map_err(|e| {
+        let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
+        VaultError::Invalid(if unused.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} (approvals not used: {})", unused.join(", "))
+        })
     })
 }
 
@@ -645,7 +660,7 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
         Some(w) => w,
         None => input::line("Type the read-back words you heard from the requester: ")?.ok_or_else(|| {
             VaultError::Invalid(
-                "read-back words are required; pass --words \"W1 W2 W3 W4\" as heard from the requester".into(),
+                "read-back words are required; pass --words \"W1 W2 W3 W4 W5 W6\" as heard from the requester".into(),
             )
         })?,
     };

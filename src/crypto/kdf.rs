@@ -95,6 +95,47 @@ impl KdfParams {
     }
 }
 
+/// Argon2id cost of the read-back words: 64 MiB, 3 passes, 1 lane (RFC 9106's
+/// second recommended setting, one lane). Fixed: both sides must compute the same
+/// words, so these are part of the request format, never read from a file.
+pub const READ_BACK_PARAMS: KdfParams = KdfParams {
+    m_kib: 64 * 1024,
+    t: 3,
+    p: 1,
+};
+
+/// Fixed, domain-separated salt of the read-back hash (Argon2 wants one; a per-request
+/// salt would add nothing, since every request already holds 128 random bits).
+const READ_BACK_SALT: &[u8] = b"breakglass/v1/read-back-words";
+
+const READ_BACK_ARGON2: Params = match Params::new(
+    READ_BACK_PARAMS.m_kib,
+    READ_BACK_PARAMS.t,
+    READ_BACK_PARAMS.p,
+    Some(32),
+) {
+    Ok(params) => params,
+    // Evaluated at compile time: invalid constants fail the build, never a run.
+    Err(_) => panic!("READ_BACK_PARAMS are not valid Argon2 parameters"),
+};
+
+/// The memory-hard hash behind the read-back words:
+/// Argon2id(password = the exact request bytes, salt = a fixed label, [`READ_BACK_PARAMS`]).
+///
+/// Each guess of someone grinding for a swapped request with the same words costs
+/// one full evaluation: 3 passes over 65,536 blocks of 1 KiB, i.e. 196,608 block
+/// compressions (each one at least the work of a SHA-256 compression, plus 64 MiB
+/// of memory traffic). See `remote::words` and SECURITY.md for the arithmetic.
+/// Public input, public output: nothing here is secret.
+pub fn read_back_hash(request_bytes: &[u8]) -> Result<[u8; 32], String> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, READ_BACK_ARGON2);
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into(request_bytes, READ_BACK_SALT, &mut out)
+        .map_err(|e| format!("read-back hash failed ({e})"))?;
+    Ok(out)
+}
+
 struct Argon2Params<'a>(&'a KdfParams);
 
 impl Argon2Params<'_> {
@@ -156,6 +197,19 @@ mod tests {
             p: 1,
         };
         assert!(hostile.check(true).unwrap_err().contains("exceed the cap"));
+    }
+
+    #[test]
+    fn read_back_hash_is_fixed_memory_hard_and_timed() {
+        assert!(!READ_BACK_PARAMS.is_below_floor());
+        assert_eq!(READ_BACK_ARGON2.m_cost(), 64 * 1024);
+        assert_eq!(READ_BACK_ARGON2.t_cost(), 3);
+        assert_eq!(READ_BACK_ARGON2.p_cost(), 1);
+        let started = std::time::Instant::now();
+        let a = read_back_hash(b"request").unwrap();
+        eprintln!("read_back_hash: {:?} per derivation", started.elapsed());
+        assert_eq!(a, read_back_hash(b"request").unwrap());
+        assert_ne!(a, read_back_hash(b"request ").unwrap());
     }
 
     #[test]

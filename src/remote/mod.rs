@@ -7,5 +7,5 @@ pub mod pins;
 pub mod request;
 pub mod words;
 
-pub use pending::{state_dir, OpenRequest, PendingError};
+pub use pending::{state_dir, OpenRequest, PendingError, PendingRequest};
 pub use request::{parse_ttl, ParsedRequest, Request, RequestError};

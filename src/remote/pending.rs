@@ -35,12 +35,22 @@ fn file_for(request_id: &str) -> PathBuf {
     requests_dir().join(format!("{request_id}.json"))
 }
 
+/// The requester's own record of a request, written at `request` time. It is the
+/// only source of truth for the request when approvals come back: the request
+/// file handed back (or kept on disk) only names which record to use.
 #[derive(Serialize, Deserialize)]
 struct PendingFile {
     request_id: String,
     vault_id: String,
     reason: String,
     expires: String,
+    /// The exact canonical request bytes (JSON text), as sent out. Absent in
+    /// records from older versions, which cannot be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
+    /// SHA-256 of `request` (hex): what every approval must be bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_sha256: Option<String>,
     /// The ephemeral identity while open; absent once used or expired.
     identity: Option<String>,
     closed: Option<String>,
@@ -55,6 +65,14 @@ pub struct OpenRequest {
     pub expired: bool,
 }
 
+/// An open request made on this machine, as recorded when it was made: the
+/// request itself (reason, expiry, threshold, recipient…), its hash, and the
+/// ephemeral key approvals are sealed to.
+pub struct PendingRequest {
+    pub request: ParsedRequest,
+    pub identity: CustodianIdentity,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PendingError {
     #[error("request {0} was not made on this machine (no key for it in {1}); run `breakglass unseal --request` where `breakglass request` ran")]
@@ -65,6 +83,8 @@ pub enum PendingError {
     Closed(String, String),
     #[error("request {0} expired at {1}; make a new request")]
     Expired(String, String),
+    #[error("request {0}: its record {1} is damaged or from an older breakglass ({2}); make a new request")]
+    Damaged(String, String, String),
     #[error("state directory {0}: {1}")]
     Io(String, String),
 }
@@ -73,7 +93,8 @@ fn io_err(e: std::io::Error) -> PendingError {
     PendingError::Io(state_dir().display().to_string(), e.to_string())
 }
 
-/// Keep a new request's ephemeral identity (created 0600, never overwritten).
+/// Keep a new request (its exact bytes and their hash) and its ephemeral identity
+/// (created 0600, never overwritten).
 pub fn save(request: &ParsedRequest, identity: &SecretString) -> Result<(), PendingError> {
     DirBuilder::new()
         .recursive(true)
@@ -81,12 +102,17 @@ pub fn save(request: &ParsedRequest, identity: &SecretString) -> Result<(), Pend
         .create(requests_dir())
         .map_err(io_err)?;
     let r = &request.request;
+    let text = String::from_utf8(request.payload().to_vec()).map_err(|e| {
+        PendingError::Io(file_for(&r.request_id).display().to_string(), e.to_string())
+    })?;
     let contents = Zeroizing::new(
         serde_json::to_vec(&PendingFile {
             request_id: r.request_id.clone(),
             vault_id: r.vault_id.clone(),
             reason: r.reason.clone(),
             expires: r.expires.clone(),
+            request: Some(text),
+            request_sha256: Some(hex::encode(request.hash())),
             identity: Some(identity.expose_secret().to_string()),
             closed: None,
         })
@@ -108,7 +134,11 @@ fn read(request_id: &str) -> Result<Option<PendingFile>, PendingError> {
         Ok(bytes) => {
             let bytes = Zeroizing::new(bytes);
             serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                PendingError::Io(file_for(request_id).display().to_string(), e.to_string())
+                PendingError::Damaged(
+                    request_id.to_string(),
+                    file_for(request_id).display().to_string(),
+                    e.to_string(),
+                )
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -116,36 +146,71 @@ fn read(request_id: &str) -> Result<Option<PendingFile>, PendingError> {
     }
 }
 
-/// The ephemeral identity of an open, unexpired request made here. An expired
-/// one is closed on the spot.
-pub fn open_identity(request: &ParsedRequest) -> Result<CustodianIdentity, PendingError> {
-    let id = &request.request.request_id;
+/// The request as recorded here, checked against its stored hash.
+fn recorded_request(request_id: &str, file: &PendingFile) -> Result<ParsedRequest, PendingError> {
+    let damaged = |why: &str| {
+        PendingError::Damaged(
+            request_id.to_string(),
+            file_for(request_id).display().to_string(),
+            why.to_string(),
+        )
+    };
+    let (Some(text), Some(hash)) = (&file.request, &file.request_sha256) else {
+        return Err(damaged("it does not hold the request bytes"));
+    };
+    let request = ParsedRequest::from_payload(text.as_bytes().to_vec())
+        .map_err(|e| damaged(&e.to_string()))?;
+    if !crate::crypto::ct_eq(hex::encode(request.hash()).as_bytes(), hash.as_bytes()) {
+        return Err(damaged(
+            "the request bytes do not match their recorded hash",
+        ));
+    }
+    if request.request.request_id != request_id || file.request_id != request_id {
+        return Err(damaged("it is filed under another request id"));
+    }
+    Ok(request)
+}
+
+/// The open, unexpired request `request_id` made on this machine, from this
+/// machine's own record (never from a request file handed back). An expired one
+/// is closed on the spot.
+pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
+    let id = request_id;
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(PendingError::Unknown(
+            id.to_string(),
+            requests_dir().display().to_string(),
+        ));
+    }
     let Some(file) = read(id)? else {
         return Err(PendingError::Unknown(
-            id.clone(),
+            id.to_string(),
             requests_dir().display().to_string(),
         ));
     };
     if let Some(closed) = &file.closed {
-        return Err(PendingError::Closed(id.clone(), closed.clone()));
+        return Err(PendingError::Closed(id.to_string(), closed.clone()));
     }
+    let request = recorded_request(id, &file)?;
     if request.is_expired() {
         close(id, "expired")?;
         return Err(PendingError::Expired(
-            id.clone(),
+            id.to_string(),
             request.request.expires.clone(),
         ));
     }
     let text = Zeroizing::new(file.identity.unwrap_or_default());
-    CustodianIdentity::parse_file(text.as_bytes())
+    let identity = CustodianIdentity::parse_file(text.as_bytes())
         .ok()
         .and_then(|mut ids| ids.pop())
         .ok_or_else(|| {
-            PendingError::Io(
+            PendingError::Damaged(
+                id.to_string(),
                 file_for(id).display().to_string(),
-                "key is unreadable".into(),
+                "its key is unreadable".into(),
             )
-        })
+        })?;
+    Ok(PendingRequest { request, identity })
 }
 
 /// Delete the ephemeral key, leaving a tombstone that says why.
@@ -184,10 +249,21 @@ pub fn list_for(vault_id: &str) -> Vec<OpenRequest> {
         let Ok(file) = serde_json::from_slice::<PendingFile>(&bytes) else {
             continue;
         };
-        if file.vault_id != vault_id || file.closed.is_some() {
+        if file.closed.is_some() {
             continue;
         }
-        let expired = chrono::DateTime::parse_from_rfc3339(&file.expires)
+        // What the request itself says (its recorded bytes), else the summary fields.
+        let (vault, reason, expires) = match recorded_request(&file.request_id, &file) {
+            Ok(parsed) => {
+                let r = parsed.request;
+                (r.vault_id, r.reason, r.expires)
+            }
+            Err(_) => (file.vault_id, file.reason, file.expires),
+        };
+        if vault != vault_id {
+            continue;
+        }
+        let expired = chrono::DateTime::parse_from_rfc3339(&expires)
             .map(|t| t.with_timezone(&chrono::Utc) <= now)
             .unwrap_or(true);
         if expired {
@@ -195,8 +271,8 @@ pub fn list_for(vault_id: &str) -> Vec<OpenRequest> {
         }
         open.push(OpenRequest {
             request_id: file.request_id,
-            reason: file.reason,
-            expires: file.expires,
+            reason,
+            expires,
             expired,
         });
     }

@@ -1,6 +1,12 @@
 //! Per-machine memory of each vault seen here: its fingerprint (a mismatch is a
 //! hard error: the file claims a vault id it cannot sign for) and the highest
 //! epoch seen (a lower one means a stale copy).
+//!
+//! Custodian pins: the vault fingerprint each custodian key first approved or
+//! drilled for on this machine (`custodian-pins.json`, keyed by the SHA-256 of
+//! the key's public recipient text). Another fingerprint for the same key is a
+//! hard error until the custodian re-pins on purpose ([`repin_custodian`],
+//! [`forget_custodian`]).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -60,19 +66,26 @@ fn path_key(path: &Path) -> String {
 }
 
 fn save(pins: &Pins) -> std::io::Result<()> {
+    write_atomically(
+        &pins_path(),
+        &serde_json::to_vec_pretty(pins).expect("pins serialize"),
+    )
+}
+
+/// Write a state file: created 0600 beside its final name, synced, then renamed over it.
+fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir())?;
-    let path = pins_path();
     let staging = path.with_extension(format!("json.{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&staging)?;
-    file.write_all(&serde_json::to_vec_pretty(pins).expect("pins serialize"))?;
+    file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(staging, path)
 }
@@ -217,4 +230,144 @@ pub fn repin_path(path: &Path, old: &str, new: &str) -> Result<(), String> {
 /// The fingerprint this machine pinned for the file at `path`, if any.
 pub fn pinned_path(path: &Path) -> Option<String> {
     load().paths.get(&path_key(path)).cloned()
+}
+
+/// The vault fingerprint a custodian key is pinned to on this machine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CustodianPin {
+    pub fingerprint: String,
+    /// When the pin was made (RFC 3339).
+    pub pinned_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CustodianPinError {
+    #[error("VAULT FINGERPRINT MISMATCH: custodian key {key} is pinned on this machine to vault {pinned}, but {what} is for vault {found}; it may be a forged or swapped vault — do not go on, check the fingerprint with the other custodians. If the vault was deliberately replaced, re-pin on purpose with `breakglass repin {pinned} {found}` (pins are in {path}), then run again")]
+    Mismatch {
+        key: String,
+        what: &'static str,
+        pinned: String,
+        found: String,
+        path: String,
+    },
+    #[error("custodian pins {0} are unreadable ({1}); fix or delete the file, then run again")]
+    Unreadable(String, String),
+    #[error("custodian pins {0}: {1}")]
+    Io(String, String),
+}
+
+fn custodian_pins_path() -> std::path::PathBuf {
+    state_dir().join("custodian-pins.json")
+}
+
+/// How a custodian key is named in the pins file: hex SHA-256 of its public
+/// recipient text (`age1…`, `ssh-ed25519 …`), so the file lists no keys.
+pub fn custodian_key_id(recipient: &str) -> String {
+    hex::encode(crate::crypto::sha256(&[
+        b"breakglass/v1/custodian-pin\0",
+        recipient.trim().as_bytes(),
+    ]))
+}
+
+/// Every custodian pin on this machine, by key id. A missing file is no pins; an
+/// unreadable one is an error (never silently treated as empty).
+pub fn custodian_pins() -> Result<BTreeMap<String, CustodianPin>, CustodianPinError> {
+    let path = custodian_pins_path();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| CustodianPinError::Unreadable(path.display().to_string(), e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(CustodianPinError::Unreadable(
+            path.display().to_string(),
+            e.to_string(),
+        )),
+    }
+}
+
+fn save_custodian_pins(pins: &BTreeMap<String, CustodianPin>) -> Result<(), CustodianPinError> {
+    let path = custodian_pins_path();
+    write_atomically(
+        &path,
+        &serde_json::to_vec_pretty(pins).expect("pins serialize"),
+    )
+    .map_err(|e| CustodianPinError::Io(path.display().to_string(), e.to_string()))
+}
+
+/// What a custodian pin is being checked for, as named in the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinUse {
+    Approve,
+    Drill,
+}
+
+/// Check the custodian key `recipient` against the vault `fingerprint` it is
+/// about to approve or drill for; on first sight, pin it. Another fingerprint is
+/// a hard error. Failing to write a first pin is not fatal (nothing was pinned
+/// to compare against), but an unreadable pins file is.
+pub fn check_custodian(
+    recipient: &str,
+    fingerprint: &str,
+    use_: PinUse,
+) -> Result<(), CustodianPinError> {
+    let key = custodian_key_id(recipient);
+    let mut pins = custodian_pins()?;
+    match pins.get(&key) {
+        Some(pin) if pin.fingerprint == fingerprint => Ok(()),
+        Some(pin) => Err(CustodianPinError::Mismatch {
+            key: key[..16].to_string(),
+            what: match use_ {
+                PinUse::Approve => "this request",
+                PinUse::Drill => "this drill",
+            },
+            pinned: pin.fingerprint.clone(),
+            found: fingerprint.to_string(),
+            path: custodian_pins_path().display().to_string(),
+        }),
+        None => {
+            pins.insert(
+                key,
+                CustodianPin {
+                    fingerprint: fingerprint.to_string(),
+                    pinned_at: crate::audit::now(),
+                },
+            );
+            let _ = save_custodian_pins(&pins);
+            Ok(())
+        }
+    }
+}
+
+/// Deliberate re-pin: every custodian key pinned to vault `old_fingerprint` is
+/// pinned to `new_fingerprint` instead. Returns how many keys moved (0: none was
+/// pinned to `old_fingerprint`, and nothing changed). For a `breakglass pin …`
+/// command, after the user has confirmed the new fingerprint out of band.
+pub fn repin_custodian(
+    old_fingerprint: &str,
+    new_fingerprint: &str,
+) -> Result<usize, CustodianPinError> {
+    let mut pins = custodian_pins()?;
+    let now = crate::audit::now();
+    let mut moved = 0;
+    for pin in pins.values_mut() {
+        if pin.fingerprint == old_fingerprint {
+            pin.fingerprint = new_fingerprint.to_string();
+            pin.pinned_at = now.clone();
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        save_custodian_pins(&pins)?;
+    }
+    Ok(moved)
+}
+
+/// Deliberately drop the pin of one custodian key (its public recipient text),
+/// so its next approve or drill pins afresh. Returns whether a pin was removed.
+pub fn forget_custodian(recipient: &str) -> Result<bool, CustodianPinError> {
+    let mut pins = custodian_pins()?;
+    let removed = pins.remove(&custodian_key_id(recipient)).is_some();
+    if removed {
+        save_custodian_pins(&pins)?;
+    }
+    Ok(removed)
 }

@@ -13,6 +13,7 @@ use crate::crypto::{
     self, CustodianIdentity, DecryptOutcome, Passphrase, Share, SshKeyPassphrasePrompt,
 };
 use crate::manifest::CustodianEntry;
+use crate::remote::pins::{self, PinUse};
 
 pub struct DrillRequest {
     pub actor: String,
@@ -103,6 +104,7 @@ impl Vault {
                 if drilled.contains(&custodian.name) {
                     continue;
                 }
+                pin_custodian_key(custodian, &manifest.fingerprint())?;
                 drilled.push(custodian.name.clone());
                 record(
                     &custodian.name,
@@ -132,7 +134,10 @@ impl Vault {
                 progress,
             )? {
                 None => Err("wrong passphrase".to_string()),
-                Some(identity) => self.drill_one(custodian, &identity, &request),
+                Some(identity) => {
+                    pin_custodian_key(custodian, &manifest.fingerprint())?;
+                    self.drill_one(custodian, &identity, &request)
+                }
             };
             record(name, outcome);
         }
@@ -256,4 +261,11 @@ impl Vault {
         )
         .map_err(|why| format!("{label}: {why}"))
     }
+}
+
+/// A custodian key drills only the vault fingerprint it is pinned to on this
+/// machine (pinned on first use); another one is refused before anything runs.
+fn pin_custodian_key(custodian: &CustodianEntry, fingerprint: &str) -> Result<(), VaultError> {
+    pins::check_custodian(&custodian.recipient, fingerprint, PinUse::Drill)
+        .map_err(|e| VaultError::invalid(format!("custodian {}: {e}", custodian.name)))
 }

@@ -11,10 +11,17 @@ use crate::crypto::{
     self, CustodianIdentity, CustodianRecipient, DecryptOutcome, Passphrase, SshKeyPassphrasePrompt,
 };
 use crate::remote::code::{self, CodeKind};
+use crate::remote::pins::{self, PinUse};
 use crate::remote::{pending, words, ParsedRequest, Request};
 
-/// Marks an approval's plaintext: magic ‖ request id ‖ share record.
-pub(crate) const APPROVAL_MAGIC: &[u8; 8] = b"BGAPPR1\0";
+/// Marks an approval's plaintext: magic ‖ request id (16) ‖ SHA-256 of the exact
+/// request bytes (32) ‖ share record. The requester accepts an approval only if
+/// the hash is that of the request it recorded when it made the request.
+pub(crate) const APPROVAL_MAGIC: &[u8; 8] = b"BGAPPR2\0";
+/// Approvals from before the request hash was bound (request id only): refused by name.
+pub(crate) const APPROVAL_MAGIC_V1: &[u8; 8] = b"BGAPPR1\0";
+/// Length of an approval's header: magic, request id, request hash.
+pub(crate) const APPROVAL_HEADER_LEN: usize = 8 + 16 + 32;
 
 /// What `request` gives the requester to send out.
 #[derive(Debug, serde::Serialize)]
@@ -86,8 +93,13 @@ impl Vault {
                 .recipient()
                 .expect("age identities have a recipient"),
             kdf,
-        });
+        })
+        .map_err(|e| VaultError::invalid(e.to_string()))?;
         drop(identity);
+        // Argon2id: computed once here, and once by each custodian.
+        let read_back = parsed
+            .words()
+            .map_err(|e| VaultError::invalid(e.to_string()))?;
         pending::save(&parsed, &identity_text).map_err(|e| VaultError::invalid(e.to_string()))?;
         let r = &parsed.request;
         let logged = (|| -> Result<(), VaultError> {
@@ -100,7 +112,8 @@ impl Vault {
                         "epoch": r.epoch,
                         "expires": r.expires,
                         "requester": r.requester,
-                        "words": parsed.words(),
+                        "words": read_back,
+                        "request_sha256": hex::encode(parsed.hash()),
                     }))],
             )?;
             tx.commit()?;
@@ -112,7 +125,7 @@ impl Vault {
         }
         Ok(RequestIssued {
             code: parsed.code.clone(),
-            words: parsed.words(),
+            words: read_back,
             request_id: r.request_id.clone(),
             expires: r.expires.clone(),
         })
@@ -129,7 +142,10 @@ pub fn approve(
 ) -> Result<Approval, VaultError> {
     let parsed = input.request;
     let r = &parsed.request;
-    if !words::words_match(&parsed.words(), input.typed_words) {
+    let expected_words = parsed
+        .words()
+        .map_err(|e| VaultError::invalid(e.to_string()))?;
+    if !words::words_match(&expected_words, input.typed_words) {
         return Err(VaultError::invalid(
             "read-back words do not match this request; it may have been altered in transit — do not approve, call the requester back",
         ));
@@ -152,6 +168,14 @@ pub fn approve(
                 m.fingerprint()
             )));
         }
+        if m.fingerprint() != r.fingerprint {
+            return Err(VaultError::invalid(format!(
+                "request {} names vault fingerprint {} but the vault copy's is {}; do not approve — call the requester back",
+                r.request_id,
+                r.fingerprint,
+                m.fingerprint()
+            )));
+        }
         if m.epoch != r.epoch {
             return Err(VaultError::invalid(format!(
                 "request is for epoch {} but the vault copy is at epoch {}; use a current copy",
@@ -160,7 +184,7 @@ pub fn approve(
         }
     }
 
-    let (record, expected_name) = open_own_share(&input, vault, progress)?;
+    let (record, expected_name, key) = open_own_share(&input, vault, progress)?;
     let who = format!("custodian {}", record.custodian);
     if let Some(name) = expected_name {
         if name != record.custodian {
@@ -195,9 +219,21 @@ pub fn approve(
         }
     }
 
+    // The fingerprint this custodian key first approved or drilled for on this
+    // machine: the vault copy's (verified) if given, else the one the request shows.
+    let fingerprint = vault.map_or_else(|| r.fingerprint.clone(), |v| v.manifest().fingerprint());
+    let key = key.ok_or_else(|| {
+        VaultError::invalid(format!(
+            "{who}: cannot tell which public key opened your envelope, so it cannot be pinned; use an age or ssh-ed25519 key file"
+        ))
+    })?;
+    pins::check_custodian(&key, &fingerprint, PinUse::Approve)
+        .map_err(|e| VaultError::invalid(format!("{who}: {e}")))?;
+
     let mut plaintext = zeroize::Zeroizing::new(Vec::new());
     plaintext.extend_from_slice(APPROVAL_MAGIC);
     plaintext.extend_from_slice(&request_id);
+    plaintext.extend_from_slice(parsed.hash());
     plaintext.extend_from_slice(&record.encode());
     let recipient = CustodianRecipient::parse_public_key(&r.recipient)
         .ok()
@@ -212,12 +248,14 @@ pub fn approve(
     })
 }
 
-/// Decrypt the approving custodian's own share, from an exported envelope or the vault copy.
+/// Decrypt the approving custodian's own share, from an exported envelope or the
+/// vault copy. Also gives the expected custodian name (passphrase custodians) and
+/// the public recipient of the key that opened it (for the custodian pin).
 fn open_own_share(
     input: &ApproveInput<'_>,
     vault: Option<&Vault>,
     progress: &mut dyn KdfProgress,
-) -> Result<(ShareRecord, Option<String>), VaultError> {
+) -> Result<(ShareRecord, Option<String>, Option<String>), VaultError> {
     let mut derived = None;
     let expected_name = match &input.key {
         ApproverKey::Identities(_) => None,
@@ -275,7 +313,7 @@ fn open_own_share(
             match crypto::decrypt(text.as_bytes(), id, input.ssh_key_prompt) {
                 DecryptOutcome::Plaintext(p) => {
                     return ShareRecord::decode(&p)
-                        .map(|r| (r, expected_name.clone()))
+                        .map(|r| (r, expected_name.clone(), id.recipient()))
                         .ok_or_else(|| {
                             VaultError::invalid(format!(
                                 "{env_label} does not hold a breakglass share"

@@ -3,7 +3,7 @@
 
 use super::epoch::NextCustodian;
 use super::records::{self, SecretValue, ShareRecord};
-use super::remote::APPROVAL_MAGIC;
+use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{
@@ -12,7 +12,7 @@ use crate::crypto::{
 };
 use crate::manifest::CustodianEntry;
 use crate::remote::code::{self, CodeKind};
-use crate::remote::{pending, ParsedRequest};
+use crate::remote::{pending, ParsedRequest, PendingError, PendingRequest};
 use crate::store::{EnvelopeRow, ExposureRow};
 
 /// Prompting is the caller's job; the vault asks through this.
@@ -45,12 +45,45 @@ pub struct UnsealRequest {
     pub endorse: super::Unendorsed,
 }
 
-/// A request made here, its ephemeral key, and the approval codes that came back.
+/// A request made here, as this machine recorded it when it was made (its exact
+/// bytes, hash, reason, expiry and ephemeral key), and the approval codes that
+/// came back. A request file handed back only names which record to use: nothing
+/// in it is trusted.
 pub struct RemoteApprovals {
-    pub request: ParsedRequest,
-    pub identity: CustodianIdentity,
+    pending: PendingRequest,
     /// Approval codes by label (usually the file they came in).
-    pub approvals: Vec<(String, String)>,
+    approvals: Vec<(String, String)>,
+    /// Named differences between the handed-back file and the record.
+    warnings: Vec<String>,
+}
+
+impl RemoteApprovals {
+    /// Open the request `handed_back` names from this machine's own pending
+    /// record (refusing an unknown, used or expired one), with `approvals` by label.
+    pub fn open(
+        handed_back: &ParsedRequest,
+        handed_back_label: &str,
+        approvals: Vec<(String, String)>,
+    ) -> Result<RemoteApprovals, PendingError> {
+        let pending = pending::open(&handed_back.request.request_id)?;
+        let mut warnings = Vec::new();
+        if handed_back.payload() != pending.request.payload() {
+            warnings.push(format!(
+                "{handed_back_label} differs from request {} as recorded on this machine when it was made (edited?); the record was used and the file ignored",
+                pending.request.request.request_id
+            ));
+        }
+        Ok(RemoteApprovals {
+            pending,
+            approvals,
+            warnings,
+        })
+    }
+
+    /// The request as recorded here when it was made.
+    pub fn request(&self) -> &ParsedRequest {
+        &self.pending.request
+    }
 }
 
 pub struct Revealed {
@@ -157,14 +190,8 @@ impl Gathering<'_> {
     }
 
     /// Open one approval code with the request's ephemeral key and check the share in it.
-    fn take_approval(
-        &mut self,
-        label: &str,
-        text: &str,
-        key: &CustodianIdentity,
-        request_id: &[u8; 16],
-    ) {
-        match self.open_approval(label, text, key, request_id) {
+    fn take_approval(&mut self, label: &str, text: &str, request: &PendingRequest) {
+        match self.open_approval(label, text, request) {
             Ok((name, share)) => {
                 self.tried.push(name.clone());
                 self.good.push((name.clone(), share));
@@ -186,17 +213,22 @@ impl Gathering<'_> {
         }
     }
 
-    /// The custodian and share of a good approval, or (subject, problem).
+    /// The custodian and share of a good approval, or (subject, problem). The
+    /// approval must carry the request id and the SHA-256 of the exact request
+    /// bytes recorded here when the request was made.
     fn open_approval(
         &self,
         label: &str,
         text: &str,
-        key: &CustodianIdentity,
-        request_id: &[u8; 16],
+        request: &PendingRequest,
     ) -> Result<(String, Share), (String, String)> {
         let fail = |why: String| (label.to_string(), why);
+        let parsed = &request.request;
+        let request_id = parsed
+            .request_id_bytes()
+            .ok_or_else(|| fail("request record has a malformed request id".into()))?;
         let sealed = code::decode(CodeKind::Approval, text).map_err(|e| fail(e.to_string()))?;
-        let plaintext = match crypto::decrypt(&sealed, key, no_ssh_prompt) {
+        let plaintext = match crypto::decrypt(&sealed, &request.identity, no_ssh_prompt) {
             DecryptOutcome::Plaintext(p) => p,
             DecryptOutcome::NotMine => {
                 return Err(fail(
@@ -205,13 +237,24 @@ impl Gathering<'_> {
             }
             DecryptOutcome::Failed(why) => return Err(fail(format!("is damaged ({why})"))),
         };
-        if plaintext.len() < 24 || &plaintext[..8] != APPROVAL_MAGIC {
+        if plaintext.len() >= 8 && &plaintext[..8] == APPROVAL_MAGIC_V1 {
+            return Err(fail(
+                "is from an older breakglass and not bound to the exact request; ask the custodian to approve again with this version".into(),
+            ));
+        }
+        if plaintext.len() < APPROVAL_HEADER_LEN || &plaintext[..8] != APPROVAL_MAGIC {
             return Err(fail("does not hold a breakglass approval".into()));
         }
-        if !crypto::ct_eq(&plaintext[8..24], request_id) {
+        if !crypto::ct_eq(&plaintext[8..24], &request_id) {
             return Err(fail("is for another request".into()));
         }
-        let record = ShareRecord::decode(&plaintext[24..])
+        if !crypto::ct_eq(&plaintext[24..APPROVAL_HEADER_LEN], parsed.hash()) {
+            return Err(fail(format!(
+                "approves different request bytes than request {} as made here (the request was edited on its way to the custodian); ask the custodian to approve the original request",
+                parsed.request.request_id
+            )));
+        }
+        let record = ShareRecord::decode(&plaintext[APPROVAL_HEADER_LEN..])
             .ok_or_else(|| fail("does not hold a breakglass share".into()))?;
         let name = record.custodian.clone();
         let Some(custodian) = self.custodians.iter().find(|c| c.name == name) else {
@@ -288,9 +331,14 @@ impl Vault {
                 return Err(VaultError::UnknownSecret(name.clone()));
             }
         }
+        let mut request = request;
+        if let Some(remote) = &request.remote {
+            // The reason logged is the one recorded when the request was made.
+            request.reason = remote.request().request.reason.clone();
+        }
         let manifest = self.current.manifest.clone();
         if let Some(remote) = &request.remote {
-            let r = &remote.request.request;
+            let r = &remote.request().request;
             if r.vault_id != manifest.vault_id {
                 return Err(VaultError::invalid(format!(
                     "request {} is for vault {}, not this one ({}); use the vault the request was made from",
@@ -303,7 +351,7 @@ impl Vault {
                     r.request_id, r.epoch, manifest.epoch
                 )));
             }
-            if remote.request.is_expired() {
+            if remote.request().is_expired() {
                 let _ = pending::close(&r.request_id, "expired");
                 let _ = self.append_audit(vec![NewEntry::new(
                     &request.actor,
@@ -331,11 +379,18 @@ impl Vault {
             unendorsed: Vec::new(),
         };
         let outcome = gather_and_open(self, &mut gathering, &request, &reveal, prompt);
-        let warnings = gathering.warnings();
+        let mut warnings = gathering.warnings();
+        if let Some(remote) = &request.remote {
+            warnings.extend(remote.warnings.iter().cloned());
+        }
         let request_id = request
             .remote
             .as_ref()
-            .map(|r| r.request.request.request_id.clone());
+            .map(|r| r.request().request.request_id.clone());
+        let request_sha256 = request
+            .remote
+            .as_ref()
+            .map(|r| hex::encode(r.request().hash()));
         let mut entries: Vec<NewEntry> = gathering
             .rejected
             .iter()
@@ -385,6 +440,7 @@ impl Vault {
                             "custodians": used,
                             "requester": request.actor,
                             "request_id": request_id,
+                            "request_sha256": request_sha256,
                             "reveal": revealed.iter().map(|r| &r.name).collect::<Vec<_>>(),
                         })),
                 );
@@ -644,14 +700,11 @@ fn gather_and_open(
             });
         }
     }
-    // 2. Remote approvals, opened with the request's ephemeral key.
+    // 2. Remote approvals, opened with the request's ephemeral key and checked
+    //    against the request as recorded here.
     if let Some(remote) = &request.remote {
-        let request_id = remote
-            .request
-            .request_id_bytes()
-            .ok_or_else(|| VaultError::invalid("request code has a malformed request id"))?;
         for (label, text) in &remote.approvals {
-            g.take_approval(label, text, &remote.identity, &request_id);
+            g.take_approval(label, text, &remote.pending);
         }
     }
     // 3. Passphrases given up front.
