@@ -850,3 +850,109 @@ pub fn export_csv(entries: &[Entry]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod epoch_binding_tests {
+    use super::*;
+    use crate::crypto::VaultSeed;
+
+    fn row(seq: u64, prev: &str, action: &str, subject: &str, details: String) -> Entry {
+        let mut e = Entry {
+            seq,
+            time: "2026-01-01T00:00:00.000Z".into(),
+            actor: "a@h".into(),
+            action: action.into(),
+            subject: subject.into(),
+            reason: String::new(),
+            details,
+            prev_hash: prev.into(),
+            hash: String::new(),
+        };
+        e.hash = row_hash(&e);
+        e
+    }
+
+    fn checkpoint(seq: u64, prev: &Entry, epoch: u64, keys: &crypto::VaultKeys) -> Entry {
+        let body = CheckpointBody {
+            vault_id: "v".into(),
+            epoch,
+            seq: prev.seq,
+            head: prev.hash.clone(),
+            versions: vec![],
+            settings: vec![],
+        };
+        let signature = hex::encode(keys.sign(&checkpoint_message(&body)));
+        let details = serde_json::to_string(&CheckpointDetails { body, signature }).unwrap();
+        row(seq, &prev.hash, CHECKPOINT, "FP", details)
+    }
+
+    /// Old keys cannot sign new history: after epoch 2 began, a checkpoint or
+    /// an anchor signed with epoch 1's key (say, rebuilt from a removed
+    /// custodian's old envelopes) does not verify.
+    #[test]
+    fn an_old_epoch_key_cannot_sign_after_the_change() {
+        let k1 = VaultSeed::generate().derive_keys();
+        let k2 = VaultSeed::generate().derive_keys();
+        let init = row(1, GENESIS_HASH, "init", "FP", "{}".into());
+        let ne = row(
+            2,
+            &init.hash,
+            NEW_EPOCH,
+            "FP",
+            r#"{"from":1,"to":2}"#.into(),
+        );
+        let cp = checkpoint(3, &ne, 2, &k2);
+        let forged_put = row(4, &cp.hash, "put", "vpn", "{}".into());
+        let chain = EpochChain {
+            epochs: vec![
+                EpochInfo {
+                    epoch: 1,
+                    key: k1.verify_key(),
+                    audit_head: None,
+                },
+                EpochInfo {
+                    epoch: 2,
+                    key: k2.verify_key(),
+                    audit_head: Some((1, init.hash.clone())),
+                },
+            ],
+        };
+        let good = vec![init.clone(), ne.clone(), cp.clone(), forged_put.clone()];
+        assert!(verify_signed(&good, "v", "FP", &chain).ok);
+        let forged = checkpoint(5, &forged_put, 1, &k1);
+        let mut log = good.clone();
+        log.push(forged);
+        let report = verify_signed(&log, "v", "FP", &chain);
+        assert!(!report.ok);
+        assert!(report
+            .problem
+            .unwrap()
+            .contains("an old key cannot sign new history"));
+        // An anchor over seq 4 signed with epoch 1's key is refused too.
+        let sig = hex::encode(k1.sign(&anchor_message("FP", 1, 4, &forged_put.hash)));
+        let text = format!("BGANCHOR1 FP 4 {} 1:{sig}", forged_put.hash);
+        let err = check_anchor(&good, "FP", &text, &chain).unwrap_err();
+        assert!(err.contains("an old key cannot sign new history"), "{err}");
+        // Rewriting history before the change breaks epoch 2's signed commitment.
+        let other_init = row(1, GENESIS_HASH, "init", "FP", r#"{"x":1}"#.into());
+        let ne2 = row(
+            2,
+            &other_init.hash,
+            NEW_EPOCH,
+            "FP",
+            r#"{"from":1,"to":2}"#.into(),
+        );
+        let cp2 = checkpoint(3, &ne2, 2, &k2);
+        let report = verify_signed(&[other_init, ne2, cp2], "v", "FP", &chain);
+        assert!(report
+            .problem
+            .unwrap()
+            .contains("history before it was rewritten"));
+        // Dropping the epoch change entirely is named.
+        let report = verify_signed(&[init], "v", "FP", &chain);
+        assert!(report
+            .problem
+            .unwrap()
+            .contains("has epoch 2 but the log has no new_epoch row"));
+    }
+}

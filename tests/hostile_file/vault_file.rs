@@ -160,3 +160,185 @@ fn deleted_queue_rows_are_queued_again_from_the_log() {
     kit.bg().args(["alerts", "flush"]).assert().success();
     assert_eq!(event_kinds(&log).len(), 3, "delivered exactly once");
 }
+
+/// Attack 3: another vault's manifests and envelopes spliced into the file.
+/// The path pin stops every command; a script's `--fingerprint` stops it on a
+/// machine that never saw the file; nothing is sealed to the foreign key.
+#[test]
+fn a_spliced_vault_key_never_receives_a_deposit() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw-1");
+    let real = kit.json(&["status"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let attacker = Kit::init(&["mallory", "trudy"], 2);
+    let versions_before = count(&kit.vault, "secret_versions");
+    sqlite3(
+        &kit.vault,
+        &format!(
+            "ATTACH '{}' AS evil; DELETE FROM envelopes; DELETE FROM manifests;
+             INSERT INTO manifests SELECT * FROM evil.manifests; INSERT INTO envelopes SELECT * FROM evil.envelopes;",
+            attacker.vault.display()
+        ),
+    );
+    for args in [&["status"][..], &["list"], &["audit", "verify"]] {
+        let err = support::one_line_error(&kit.bg().args(args).output().unwrap());
+        assert!(
+            err.contains(&format!("pinned this path to vault {real}")),
+            "{err}"
+        );
+    }
+    let out = kit
+        .bg()
+        .args(["put", "vpn", "--kind", "password"])
+        .write_stdin("pw-2")
+        .output()
+        .unwrap();
+    support::one_line_error(&out);
+    let out = kit
+        .bg()
+        .args(["rotate", "vpn", "--generate"])
+        .output()
+        .unwrap();
+    support::one_line_error(&out);
+    assert_eq!(count(&kit.vault, "secret_versions"), versions_before);
+    // A machine that never saw the file: the script names the vault it expects.
+    let fresh = support::bg(&kit.vault)
+        .env("BREAKGLASS_STATE_DIR", kit.path("other-machine"))
+        .env("BREAKGLASS_FINGERPRINT", &real)
+        .args(["put", "vpn", "--kind", "password"])
+        .write_stdin("pw-2")
+        .output()
+        .unwrap();
+    let err = support::one_line_error(&fresh);
+    assert!(err.contains(&format!("requires {real}")), "{err}");
+    assert_eq!(count(&kit.vault, "secret_versions"), versions_before);
+    // And the log, which starts with the real vault's init, fails verification.
+    let out = support::bg(&kit.vault)
+        .env("BREAKGLASS_STATE_DIR", kit.path("third-machine"))
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    let err = support::one_line_error(&out);
+    assert!(err.contains("is not the init row of vault"), "{err}");
+}
+
+fn count(vault: &Path, table: &str) -> i64 {
+    rusqlite::Connection::open(vault)
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A deliberate re-pin names both fingerprints and must match the file.
+#[test]
+fn repinning_names_both_fingerprints() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let first = kit.json(&["status"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = Kit::init(&["alice", "bob"], 2);
+    let second = other.json(&["status"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::copy(&other.vault, &kit.vault).unwrap();
+    support::one_line_error(&kit.bg().arg("status").output().unwrap());
+    // Wrong new fingerprint: refused, still pinned.
+    let out = kit.bg().args(["repin", &first, &first]).output().unwrap();
+    support::one_line_error(&out);
+    support::one_line_error(&kit.bg().arg("status").output().unwrap());
+    kit.bg().args(["repin", &first, &second]).assert().success();
+    kit.bg().arg("status").assert().success();
+}
+
+/// Attack 5: an unseal's rows deleted and the chain re-hashed. The manifest
+/// chain has epoch 2, whose signed manifest committed to the log head, so the
+/// erasure fails `audit verify` by name, and no later quorum signs over it.
+#[test]
+fn an_erased_unseal_is_caught_and_never_signed_over() {
+    let (kit, log) = alerting_kit();
+    kit.put("vpn", "password", "pw-1");
+    kit.unseal(&["alice", "bob"], &["vpn"]).assert().success();
+    sqlite3(
+        &kit.vault,
+        "DELETE FROM audit WHERE action IN ('unseal', 'reveal', 'checkpoint', 'new_epoch'); DELETE FROM anchor_signatures;",
+    );
+    // Renumber so the seqs run 1, 2, 3… again, then re-hash.
+    sqlite3(
+        &kit.vault,
+        "UPDATE audit SET seq = seq + 1000; UPDATE audit SET seq = (SELECT count(*) FROM audit a WHERE a.seq <= audit.seq);",
+    );
+    support::rechain(&kit.vault);
+    let err = support::one_line_error(&kit.bg().args(["audit", "verify"]).output().unwrap());
+    assert!(
+        err.contains("has epoch 2 but the log has no new_epoch row"),
+        "{err}"
+    );
+    // A full drill still runs (the emergency proceeds) but signs nothing.
+    let out = kit
+        .bg()
+        .args(["drill", "--full", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("bob"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no checkpoint was signed"), "{stderr}");
+    let actions = kit.audit_actions();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("checkpoint_refused")
+    );
+    assert!(!actions.contains(&"checkpoint".to_string()));
+    assert!(event_kinds(&log).contains(&"checkpoint_refused".to_string()));
+}
+
+/// Attack 6: a version the attacker deposited is shown, and not endorsed
+/// unless the quorum says so; a hook edited in the file never runs unasked.
+#[test]
+fn nothing_is_endorsed_or_run_blind() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw-1");
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
+    // The attacker deposits (anyone can) and plants a hook.
+    kit.put("vpn", "password", "attacker-value");
+    let pwned = kit.path("pwned");
+    sqlite3(
+        &kit.vault,
+        &format!(
+            "UPDATE rotation_settings SET apply_cmd = 'cat > {}' WHERE secret = 'vpn';",
+            pwned.display()
+        ),
+    );
+    let out = kit.unseal(&["alice", "bob"], &["vpn"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("secret vpn version 2, deposited by"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("apply hook `cat > {}`", pwned.display())),
+        "{stderr}"
+    );
+    let list = kit.json(&["list"]);
+    assert_eq!(list["secrets"][0]["endorsement"], "unendorsed", "{list}");
+    // The planted hook does not run on `rotate --exposed` nor on `rotate`.
+    let out = kit.bg().args(["rotate", "--exposed"]).output().unwrap();
+    assert!(!out.status.success());
+    let out = kit
+        .bg()
+        .args(["rotate", "vpn", "--generate"])
+        .output()
+        .unwrap();
+    let err = support::one_line_error(&out);
+    assert!(err.contains("--trust-hook"), "{err}");
+    assert!(!pwned.exists(), "an unsigned hook ran");
+}
