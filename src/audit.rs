@@ -125,7 +125,7 @@ fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreE
     let Some(m) = manifest else { return Ok(()) };
     for entry in worthy {
         for index in 0..m.alerts.len() as u32 {
-            tx.enqueue_alert(entry.seq, m.epoch, index, time)?;
+            tx.enqueue_alert(entry.seq, &entry.hash, m.epoch, index, time)?;
         }
     }
     Ok(())

@@ -108,14 +108,16 @@ const STEPS: &[&str] = &[
         seq INTEGER NOT NULL,
         epoch INTEGER NOT NULL,
         sink_index INTEGER NOT NULL,
+        hash TEXT NOT NULL,
         created TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
         delivered TEXT,
         UNIQUE (seq, sink_index)
     );
-    INSERT OR IGNORE INTO alert_queue (seq, epoch, sink_index, created, attempts, last_error, delivered)
-        SELECT o.seq, m.epoch, CAST(j.key AS INTEGER), o.created, o.attempts, o.last_error, o.delivered
+    INSERT OR IGNORE INTO alert_queue (seq, epoch, sink_index, hash, created, attempts, last_error, delivered)
+        SELECT o.seq, m.epoch, CAST(j.key AS INTEGER), COALESCE((SELECT a.hash FROM audit a WHERE a.seq = o.seq), ''),
+               o.created, o.attempts, o.last_error, o.delivered
         FROM outbox o
         JOIN (SELECT epoch, body FROM manifests ORDER BY epoch DESC LIMIT 1) m
         JOIN json_each(m.body, '$.alerts') j ON json(j.value) = json(o.sink)

@@ -125,6 +125,9 @@ pub struct AlertQueueRow {
     pub seq: u64,
     pub epoch: u64,
     pub sink_index: u32,
+    /// The hash of the audit row it reports, so a renumbered log cannot
+    /// hide a new alert behind an old row marked delivered.
+    pub hash: String,
     pub created: String,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -565,18 +568,23 @@ impl Tx<'_> {
             )
     }
 
-    /// Queue the alert for audit row `seq` to sink `sink_index` of epoch
-    /// `epoch`'s manifest; a (seq, sink) already queued is left as it is.
+    /// Queue the alert for audit row (`seq`, `hash`) to sink `sink_index` of
+    /// epoch `epoch`'s manifest. A queue row for that (seq, sink) but another
+    /// row hash is stale (the log was rewritten) and is replaced, undelivered.
     pub fn enqueue_alert(
         &self,
         seq: u64,
+        hash: &str,
         epoch: u64,
         sink_index: u32,
         created: &str,
     ) -> Result<(), StoreError> {
         self.run(
-            "INSERT OR IGNORE INTO alert_queue (seq, epoch, sink_index, created) VALUES (?1, ?2, ?3, ?4)",
-            params![seq as i64, epoch as i64, sink_index, created],
+            "INSERT INTO alert_queue (seq, epoch, sink_index, hash, created) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(seq, sink_index) DO UPDATE SET epoch = excluded.epoch, hash = excluded.hash,
+               created = excluded.created, attempts = 0, last_error = NULL, delivered = NULL
+             WHERE alert_queue.hash != excluded.hash",
+            params![seq as i64, epoch as i64, sink_index, hash, created],
         )
     }
 
@@ -848,9 +856,9 @@ impl Reader<'_> {
             return Ok(Vec::new());
         }
         let sql = if all {
-            "SELECT id, seq, epoch, sink_index, created, attempts, last_error, delivered FROM alert_queue ORDER BY id"
+            "SELECT id, seq, epoch, sink_index, hash, created, attempts, last_error, delivered FROM alert_queue ORDER BY id"
         } else {
-            "SELECT id, seq, epoch, sink_index, created, attempts, last_error, delivered FROM alert_queue WHERE delivered IS NULL ORDER BY id"
+            "SELECT id, seq, epoch, sink_index, hash, created, attempts, last_error, delivered FROM alert_queue WHERE delivered IS NULL ORDER BY id"
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -860,10 +868,11 @@ impl Reader<'_> {
                     seq: r.get::<_, i64>(1)? as u64,
                     epoch: r.get::<_, i64>(2)? as u64,
                     sink_index: r.get(3)?,
-                    created: r.get(4)?,
-                    attempts: r.get(5)?,
-                    last_error: r.get(6)?,
-                    delivered: r.get(7)?,
+                    hash: r.get(4)?,
+                    created: r.get(5)?,
+                    attempts: r.get(6)?,
+                    last_error: r.get(7)?,
+                    delivered: r.get(8)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -101,15 +101,18 @@ impl Vault {
         ))
     }
 
-    /// Alert-worthy audit rows whose (seq, sink) has no queue row: (seq, epoch, sink index).
+    /// Alert-worthy audit rows with no queue row for (seq, row hash, sink):
+    /// (seq, hash, epoch, sink index).
     fn missing_alerts(
         &self,
         sinks: &SignedSinks,
         entries: &[Entry],
         queue: &[AlertQueueRow],
-    ) -> Vec<(u64, u64, u32)> {
-        let queued: std::collections::HashSet<(u64, u32)> =
-            queue.iter().map(|r| (r.seq, r.sink_index)).collect();
+    ) -> Vec<(u64, String, u64, u32)> {
+        let queued: std::collections::HashSet<(u64, &str, u32)> = queue
+            .iter()
+            .map(|r| (r.seq, r.hash.as_str(), r.sink_index))
+            .collect();
         let epochs = audit::epochs_in_force(entries, 1);
         entries
             .iter()
@@ -118,8 +121,8 @@ impl Vault {
             .flat_map(|(e, epoch)| {
                 let count = sinks.get(&epoch).map_or(0, Vec::len) as u32;
                 (0..count)
-                    .filter(|i| !queued.contains(&(e.seq, *i)))
-                    .map(move |i| (e.seq, epoch, i))
+                    .filter(|i| !queued.contains(&(e.seq, e.hash.as_str(), *i)))
+                    .map(move |i| (e.seq, e.hash.clone(), epoch, i))
             })
             .collect()
     }
@@ -170,8 +173,8 @@ impl Vault {
         if !missing.is_empty() {
             let now = audit::now();
             let tx = self.store.begin()?;
-            for (seq, epoch, index) in &missing {
-                tx.enqueue_alert(*seq, *epoch, *index, &now)?;
+            for (seq, hash, epoch, index) in &missing {
+                tx.enqueue_alert(*seq, hash, *epoch, *index, &now)?;
             }
             tx.commit()?;
         }

@@ -205,6 +205,9 @@ impl Vault {
                 (Ok(_), None) => tx.read().audit_head()?.map(|(seq, _)| seq),
                 _ => None,
             };
+            // Shares that rebuild the key but a log that fails verification:
+            // nothing was signed, and that is the drill's finding.
+            let problem = problem.or(refused);
             full = Some(FullDrillOutcome {
                 passed: problem.is_none(),
                 problem,

@@ -84,7 +84,7 @@ fn a_queue_row_cannot_choose_a_command_to_run() {
     sqlite3(&kit.vault, "DROP TABLE outbox;");
     sqlite3(
         &kit.vault,
-        "INSERT INTO alert_queue (seq, epoch, sink_index, created) VALUES (1, 1, 7, '2026-01-01T00:00:00.000Z');",
+        "INSERT INTO alert_queue (seq, epoch, sink_index, hash, created) VALUES (1, 1, 7, 'x', '2026-01-01T00:00:00.000Z');",
     );
     let out = kit.bg().args(["alerts", "flush"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -294,7 +294,12 @@ fn an_erased_unseal_is_caught_and_never_signed_over() {
         Some("checkpoint_refused")
     );
     assert!(!actions.contains(&"checkpoint".to_string()));
-    assert!(event_kinds(&log).contains(&"checkpoint_refused".to_string()));
+    let alerts = kit.bg().args(["alerts", "list", "--all"]).output().unwrap();
+    assert!(
+        event_kinds(&log).contains(&"checkpoint_refused".to_string()),
+        "{}",
+        String::from_utf8_lossy(&alerts.stdout)
+    );
 }
 
 /// Attack 6: a version the attacker deposited is shown, and not endorsed
