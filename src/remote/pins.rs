@@ -153,11 +153,9 @@ fn check_in(
         }
     }
     match pins.vaults.get(vault_id) {
-        Some(pin) if pin.fingerprint != fingerprint => {
-            return PinCheck::Mismatch {
-                pinned: pin.fingerprint.clone(),
-            }
-        }
+        Some(pin) if pin.fingerprint != fingerprint => PinCheck::Mismatch {
+            pinned: pin.fingerprint.clone(),
+        },
         Some(pin) if pin.max_epoch > epoch => PinCheck::Stale {
             seen: pin.max_epoch,
         },
