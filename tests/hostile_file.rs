@@ -12,6 +12,8 @@ mod support;
 mod edges;
 #[path = "hostile_file/old_keys.rs"]
 mod old_keys;
+#[path = "hostile_file/races.rs"]
+mod races;
 #[path = "hostile_file/requests.rs"]
 mod requests;
 #[path = "hostile_file/vault_file.rs"]

@@ -142,7 +142,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 passphrases,
                 insecure_test_only_kdf: a.insecure_test_only_kdf,
             };
-            let vault = Vault::create(path, options, &actor, &mut input::Terminal::default())?;
+            let mut vault = Vault::create(path, options, &actor, &mut input::Terminal::default())?;
+            show_warnings(&mut vault);
             render::init(&vault, a.json);
             Ok(EXIT_OK)
         }
@@ -312,6 +313,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 },
                 &mut input::Terminal::default(),
             )?;
+            show_warnings(&mut vault);
             render::drill(&report, a.json);
             Ok(if report.ok { EXIT_OK } else { EXIT_FAILURE })
         }
@@ -363,6 +365,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 endorse: endorsement(&vault, a.endorse)?,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
+            show_warnings(&mut vault);
             let anchor = vault.audit_anchor().ok();
             render::unseal(&report, anchor.as_deref(), a.json);
             Ok(EXIT_OK)
@@ -406,6 +409,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 },
                 &mut input::Terminal::default(),
             )?;
+            show_warnings(&mut vault);
             render::rekeyed(&report, a.json);
             Ok(EXIT_OK)
         }
@@ -806,14 +810,18 @@ fn confirm_exposed_hooks(vault: &Vault) -> Result<bool, VaultError> {
 
 /// Open and verify the vault, showing any loud warning (a stale copy) first.
 fn open(path: &Path, access: Access) -> Result<Vault, VaultError> {
-    let vault = Vault::open(path, access)?;
+    let mut vault = Vault::open(path, access)?;
     if let Some(Some(expected)) = EXPECTED_FINGERPRINT.get() {
         vault.require_fingerprint(expected)?;
     }
-    for w in vault.warnings() {
+    show_warnings(&mut vault);
+    Ok(vault)
+}
+
+fn show_warnings(vault: &mut Vault) {
+    for w in vault.take_warnings() {
         errln!("warning: {w}");
     }
-    Ok(vault)
 }
 
 /// Parse the repeated `--alert-*` options.

@@ -41,9 +41,14 @@ struct Pins {
     paths: BTreeMap<String, String>,
 }
 
-fn load() -> Pins {
-    let Ok(bytes) = std::fs::read(pins_path()) else {
-        return Pins::default();
+/// The pins file; a missing one is no pins. An unreadable one is an error,
+/// never silently empty: that would forget every pin and accept a swapped file.
+fn load() -> Result<Pins, String> {
+    let path = pins_path();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pins::default()),
+        Err(e) => return Err(unreadable(&path, &e.to_string())),
     };
     serde_json::from_slice(&bytes)
         .or_else(|_| {
@@ -53,7 +58,14 @@ fn load() -> Pins {
                 ..Pins::default()
             })
         })
-        .unwrap_or_default()
+        .map_err(|e| unreadable(&path, &e.to_string()))
+}
+
+fn unreadable(path: &Path, error: &str) -> String {
+    format!(
+        "{} is unreadable ({error}); it records which vault each file on this machine holds, so nothing is opened without it. Restore it, or delete it to start pinning afresh, then run again",
+        path.display()
+    )
 }
 
 /// The key a vault file is pinned under: its canonical path, so `./v.db`
@@ -90,10 +102,11 @@ fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<
     std::fs::rename(staging, path)
 }
 
-/// Run `change` on the pins under an exclusive lock, so two commands at once
-/// never lose each other's pins, then save them. If the state directory cannot
-/// be written, the pins read are still used.
-fn with_pins<R>(change: impl FnOnce(&mut Pins) -> R) -> R {
+/// Run `f` holding the state directory's pins lock, so two commands at once
+/// never lose each other's pins (vault or custodian). If the lock file cannot
+/// be made (a read-only state directory), `f` runs unlocked: it will not be
+/// able to write either.
+fn locked<R>(f: impl FnOnce() -> R) -> R {
     let lock = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -109,10 +122,29 @@ fn with_pins<R>(change: impl FnOnce(&mut Pins) -> R) -> R {
     if let Ok(file) = &lock {
         let _ = file.lock();
     }
-    let mut pins = load();
-    let result = change(&mut pins);
-    let _ = save(&pins);
-    result
+    f()
+}
+
+/// Run `change` on the pins under the lock and save them if it changed them.
+/// An unreadable pins file is an error; failing to save is a warning (the
+/// check still ran against what was read), returned beside the result.
+fn with_pins<R>(change: impl FnOnce(&mut Pins) -> R) -> Result<(R, Option<String>), String> {
+    locked(|| {
+        let mut pins = load()?;
+        let before = serde_json::to_vec(&pins).expect("pins serialize");
+        let result = change(&mut pins);
+        let warning = if serde_json::to_vec(&pins).expect("pins serialize") == before {
+            None
+        } else {
+            save(&pins).err().map(|e| {
+                format!(
+                    "could not record this vault's pin in {} ({e}); a swapped file will not be caught on this machine until it can",
+                    pins_path().display()
+                )
+            })
+        };
+        Ok((result, warning))
+    })
 }
 
 /// What this machine knows about a vault now being opened.
@@ -128,8 +160,14 @@ pub enum PinCheck {
 }
 
 /// Check (and update) the pins for a vault opened from `path`. Failing to
-/// write the pins is not fatal: the check still ran against what was read.
-pub fn check(vault_id: &str, fingerprint: &str, epoch: u64, path: &Path) -> PinCheck {
+/// write the pins is a warning, beside the check that still ran against what
+/// was read; an unreadable pins file is an error.
+pub fn check(
+    vault_id: &str,
+    fingerprint: &str,
+    epoch: u64,
+    path: &Path,
+) -> Result<(PinCheck, Option<String>), String> {
     let key = path_key(path);
     with_pins(|pins| check_in(pins, vault_id, fingerprint, epoch, key))
 }
@@ -174,10 +212,10 @@ fn check_in(
 }
 
 /// `init` made a new vault at `path`: the user's own command pins it there,
-/// replacing whatever the path held before.
-pub fn pin_new_vault(vault_id: &str, fingerprint: &str, epoch: u64, path: &Path) {
+/// replacing whatever the path held before. Returns a warning if it could not.
+pub fn pin_new_vault(vault_id: &str, fingerprint: &str, epoch: u64, path: &Path) -> Option<String> {
     let key = path_key(path);
-    with_pins(|pins| {
+    warning_of(with_pins(|pins| {
         pins.paths.insert(key, fingerprint.to_string());
         pins.vaults.insert(
             vault_id.to_string(),
@@ -186,12 +224,13 @@ pub fn pin_new_vault(vault_id: &str, fingerprint: &str, epoch: u64, path: &Path)
                 max_epoch: epoch,
             },
         );
-    })
+    }))
 }
 
-/// Record a higher epoch reached by this process (after a re-key).
-pub fn raise_epoch(vault_id: &str, fingerprint: &str, epoch: u64) {
-    with_pins(|pins| {
+/// Record a higher epoch reached by this process (after a re-key). Returns a
+/// warning if it could not.
+pub fn raise_epoch(vault_id: &str, fingerprint: &str, epoch: u64) -> Option<String> {
+    warning_of(with_pins(|pins| {
         let pin = pins.vaults.entry(vault_id.to_string()).or_insert(Pin {
             fingerprint: fingerprint.to_string(),
             max_epoch: epoch,
@@ -199,14 +238,21 @@ pub fn raise_epoch(vault_id: &str, fingerprint: &str, epoch: u64) {
         if pin.fingerprint == fingerprint && pin.max_epoch < epoch {
             pin.max_epoch = epoch;
         }
-    })
+    }))
+}
+
+fn warning_of(outcome: Result<((), Option<String>), String>) -> Option<String> {
+    match outcome {
+        Ok((_, warning)) => warning,
+        Err(unreadable) => Some(format!("this vault was not pinned: {unreadable}")),
+    }
 }
 
 /// The deliberate re-pin: `path`, pinned to `old`, now holds `new`. Refuses
 /// unless both fingerprints are exactly what the pin and the file say.
 pub fn repin_path(path: &Path, old: &str, new: &str) -> Result<(), String> {
     let key = path_key(path);
-    with_pins(|pins| {
+    let (outcome, warning) = with_pins(|pins| {
         match pins.paths.get(&key) {
             Some(pinned) if pinned == old => {}
             Some(pinned) => {
@@ -220,14 +266,17 @@ pub fn repin_path(path: &Path, old: &str, new: &str) -> Result<(), String> {
                 ))
             }
         }
-        pins.paths.insert(key, new.to_string());
+        pins.paths.insert(key.clone(), new.to_string());
         Ok(())
-    })
+    })?;
+    outcome?;
+    // A re-pin that was not saved did not happen: say so.
+    warning.map_or(Ok(()), Err)
 }
 
 /// The fingerprint this machine pinned for the file at `path`, if any.
 pub fn pinned_path(path: &Path) -> Option<String> {
-    load().paths.get(&path_key(path)).cloned()
+    load().ok()?.paths.get(&path_key(path)).cloned()
 }
 
 /// The vault fingerprint a custodian key is pinned to on this machine.
@@ -308,6 +357,14 @@ pub fn check_custodian(
     use_: PinUse,
 ) -> Result<(), CustodianPinError> {
     let key = custodian_key_id(recipient);
+    locked(|| check_custodian_locked(key, fingerprint, use_))
+}
+
+fn check_custodian_locked(
+    key: String,
+    fingerprint: &str,
+    use_: PinUse,
+) -> Result<(), CustodianPinError> {
     let mut pins = custodian_pins()?;
     match pins.get(&key) {
         Some(pin) if pin.fingerprint == fingerprint => Ok(()),
@@ -343,6 +400,13 @@ pub fn repin_custodian(
     old_fingerprint: &str,
     new_fingerprint: &str,
 ) -> Result<usize, CustodianPinError> {
+    locked(|| repin_custodian_locked(old_fingerprint, new_fingerprint))
+}
+
+fn repin_custodian_locked(
+    old_fingerprint: &str,
+    new_fingerprint: &str,
+) -> Result<usize, CustodianPinError> {
     let mut pins = custodian_pins()?;
     let now = crate::audit::now();
     let mut moved = 0;
@@ -362,10 +426,12 @@ pub fn repin_custodian(
 /// Deliberately drop the pin of one custodian key (its public recipient text),
 /// so its next approve or drill pins afresh. Returns whether a pin was removed.
 pub fn forget_custodian(recipient: &str) -> Result<bool, CustodianPinError> {
-    let mut pins = custodian_pins()?;
-    let removed = pins.remove(&custodian_key_id(recipient)).is_some();
-    if removed {
-        save_custodian_pins(&pins)?;
-    }
-    Ok(removed)
+    locked(|| {
+        let mut pins = custodian_pins()?;
+        let removed = pins.remove(&custodian_key_id(recipient)).is_some();
+        if removed {
+            save_custodian_pins(&pins)?;
+        }
+        Ok(removed)
+    })
 }

@@ -209,7 +209,11 @@ impl Vault {
             )?),
         };
         tx.commit()?;
-        crate::remote::pins::raise_epoch(&signed.manifest.vault_id, &fingerprint, epoch);
+        self.warnings.extend(crate::remote::pins::raise_epoch(
+            &signed.manifest.vault_id,
+            &fingerprint,
+            epoch,
+        ));
         self.current = signed;
         Ok((epoch, refused))
     }

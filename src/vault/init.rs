@@ -236,11 +236,12 @@ impl Vault {
         }
         let store = store.publish(path)?;
         let m = &signed.manifest;
-        crate::remote::pins::pin_new_vault(&m.vault_id, &m.fingerprint(), m.epoch, path);
+        let pin_warning =
+            crate::remote::pins::pin_new_vault(&m.vault_id, &m.fingerprint(), m.epoch, path);
         Ok(Vault {
             store,
             current: signed,
-            warnings: Vec::new(),
+            warnings: pin_warning.into_iter().collect(),
         })
     }
 }

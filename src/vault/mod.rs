@@ -189,7 +189,11 @@ impl Vault {
         let current = manifest::verify_chain(&store.read().manifests()?)?;
         let m = &current.manifest;
         let mut warnings = Vec::new();
-        match crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch, path) {
+        let (pin_check, pin_warning) =
+            crate::remote::pins::check(&m.vault_id, &m.fingerprint(), m.epoch, path)
+                .map_err(VaultError::Invalid)?;
+        warnings.extend(pin_warning);
+        match pin_check {
             crate::remote::pins::PinCheck::Fine => {}
             crate::remote::pins::PinCheck::Stale { seen } => warnings.push(format!(
                 "STALE COPY: {} is at epoch {} but this machine has seen epoch {seen} of this vault; its shares may be dead and its log incomplete — use the newest copy",
@@ -249,9 +253,15 @@ impl Vault {
         )))
     }
 
-    /// Loud warnings found on opening (a stale copy); the caller shows them.
+    /// Loud warnings found on opening (a stale copy) or since (a pin that could
+    /// not be recorded); the caller shows them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The warnings not yet taken, so each is shown once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     pub fn manifest(&self) -> &manifest::Manifest {
