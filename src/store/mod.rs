@@ -39,6 +39,13 @@ pub enum StoreError {
     Schema { path: String, detail: String },
     #[error("{path}: {detail}")]
     Io { path: String, detail: String },
+    #[error("{path}: refused to seal {what} to epoch {sealed}: the vault is at epoch {current}, whose key is the only one that opens it; nothing was changed — run the command again")]
+    StaleEpoch {
+        path: String,
+        what: String,
+        sealed: u64,
+        current: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -411,6 +418,22 @@ impl Tx<'_> {
         classify_write(&self.path.display().to_string(), e)
     }
 
+    /// The last line of defence against a deposit sealed to a dead key: a
+    /// version may only be written for the newest epoch in this transaction's
+    /// view of the file (a re-key inserts its manifest before re-sealing).
+    fn require_current_epoch(&self, sealed: u64, what: &str) -> Result<(), StoreError> {
+        let current = self.read().latest_epoch()?;
+        if sealed == current {
+            return Ok(());
+        }
+        Err(StoreError::StaleEpoch {
+            path: self.path.display().to_string(),
+            what: what.to_string(),
+            sealed,
+            current,
+        })
+    }
+
     /// Execute one statement of this transaction.
     fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
         self.tx
@@ -457,6 +480,7 @@ impl Tx<'_> {
 
     /// Add a version in any state (e.g. `pending`) without touching the others.
     pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
+        self.require_current_epoch(row.epoch, &format!("{} version {}", row.secret, row.version))?;
         self.run(
                 "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -504,6 +528,7 @@ impl Tx<'_> {
         epoch: u64,
         ciphertext: &str,
     ) -> Result<(), StoreError> {
+        self.require_current_epoch(epoch, &format!("{secret} version {version}"))?;
         self.run(
                 "UPDATE secret_versions SET epoch = ?3, ciphertext = ?4 WHERE secret = ?1 AND version = ?2",
                 params![secret, version, epoch as i64, ciphertext],
@@ -668,6 +693,16 @@ impl Reader<'_> {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The newest epoch with a manifest (0 if none).
+    pub fn latest_epoch(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(epoch), 0) FROM manifests", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|e| e as u64)
+            .map_err(|e| self.err(e))
     }
 
     pub fn envelopes(&self, epoch: u64) -> Result<Vec<EnvelopeRow>, StoreError> {

@@ -120,34 +120,6 @@ impl Vault {
             .ok
             .then(|| Vault::plan_endorsement(&tx, &report, &log, change.confirmed))
             .transpose()?;
-        let mut resealed = 0;
-        for version in tx.read().versions_in(&["active", "pending"])? {
-            let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
-                DecryptOutcome::Plaintext(p) => p,
-                _ => {
-                    return Err(VaultError::Secret {
-                        name: version.secret.clone(),
-                        detail: format!("version {} does not decrypt with the vault key; the re-key is abandoned and the vault stays at epoch {}", version.version, m.epoch),
-                    })
-                }
-            };
-            let bound = records::decode_secret(&plaintext).is_some_and(|(id, name, v, _)| {
-                id == vault_id && name == version.secret && v == version.version
-            });
-            if !bound {
-                return Err(VaultError::Secret {
-                    name: version.secret.clone(),
-                    detail: format!(
-                        "version {} is bound to another row; the re-key is abandoned",
-                        version.version
-                    ),
-                });
-            }
-            let ciphertext =
-                crypto::encrypt_armored(&new_recipient, &plaintext).map_err(VaultError::invalid)?;
-            tx.reseal_version(&version.secret, version.version, epoch, &ciphertext)?;
-            resealed += 1;
-        }
         let audit_head = tx
             .read()
             .audit_head()?
@@ -182,6 +154,36 @@ impl Vault {
             tx.insert_envelope(envelope)?;
         }
         tx.delete_envelopes(m.epoch)?;
+        // Re-seal after the new manifest is in: the store accepts versions
+        // sealed only to the newest epoch.
+        let mut resealed = 0;
+        for version in tx.read().versions_in(&["active", "pending"])? {
+            let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
+                DecryptOutcome::Plaintext(p) => p,
+                _ => {
+                    return Err(VaultError::Secret {
+                        name: version.secret.clone(),
+                        detail: format!("version {} does not decrypt with the vault key; the re-key is abandoned and the vault stays at epoch {}", version.version, m.epoch),
+                    })
+                }
+            };
+            let bound = records::decode_secret(&plaintext).is_some_and(|(id, name, v, _)| {
+                id == vault_id && name == version.secret && v == version.version
+            });
+            if !bound {
+                return Err(VaultError::Secret {
+                    name: version.secret.clone(),
+                    detail: format!(
+                        "version {} is bound to another row; the re-key is abandoned",
+                        version.version
+                    ),
+                });
+            }
+            let ciphertext =
+                crypto::encrypt_armored(&new_recipient, &plaintext).map_err(VaultError::invalid)?;
+            tx.reseal_version(&version.secret, version.version, epoch, &ciphertext)?;
+            resealed += 1;
+        }
         audit::append(
             &tx,
             vec![NewEntry::new(change.actor, audit::NEW_EPOCH, &fingerprint)

@@ -279,6 +279,41 @@ impl Vault {
             .expect("checked by verify_chain")
     }
 
+    /// The manifest in force as the write transaction `tx` sees it. Writers
+    /// seal to this, never to the one read at open: another process may have
+    /// moved the vault to a new epoch in between. Re-verified only if it changed.
+    pub(crate) fn manifest_in(
+        tx: &crate::store::Tx<'_>,
+        opened: &SignedManifest,
+    ) -> Result<SignedManifest, VaultError> {
+        let read = tx.read();
+        if read.latest_epoch()? == opened.manifest.epoch {
+            if let Some(row) = read.manifests()?.last() {
+                if row.body == opened.body && row.signatures == opened.to_row().signatures {
+                    return Ok(opened.clone());
+                }
+            }
+        }
+        Ok(manifest::verify_chain(&read.manifests()?)?)
+    }
+
+    /// For a quorum session holding `opened`'s keys: the vault must still be
+    /// at that epoch inside `tx`, or the keys are dead and nothing may be
+    /// written or revealed with them.
+    pub(crate) fn require_epoch_in(
+        tx: &crate::store::Tx<'_>,
+        opened: &SignedManifest,
+    ) -> Result<(), VaultError> {
+        let now = Vault::manifest_in(tx, opened)?;
+        if now.body == opened.body {
+            return Ok(());
+        }
+        Err(VaultError::invalid(format!(
+            "the vault moved from epoch {} to epoch {} while this command ran (another unseal or rekey); nothing was changed or revealed — run the command again with the new epoch's quorum",
+            opened.manifest.epoch, now.manifest.epoch
+        )))
+    }
+
     /// Deposit a new version of a secret. No quorum: it is encrypted to the
     /// vault's public recipient.
     pub fn put(&mut self, deposit: Deposit, actor: &str) -> Result<u32, VaultError> {
@@ -294,12 +329,13 @@ impl Vault {
                 detail: "value is empty; nothing was deposited".into(),
             });
         }
-        let recipient =
-            CustodianRecipient::parse_public_key(&self.current.manifest.vault_recipient)
-                .map_err(VaultError::Invalid)?;
         let vault_id = self.vault_id();
-        let epoch = self.current.manifest.epoch;
         let tx = self.store.begin()?;
+        // Seal to the key in force now, under the write lock.
+        let current = Vault::manifest_in(&tx, &self.current)?;
+        let recipient = CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
+            .map_err(VaultError::Invalid)?;
+        let epoch = current.manifest.epoch;
         let existing = tx.read().secret(&deposit.name)?;
         if let Some(existing) = &existing {
             if existing.kind != deposit.kind.as_str() {
@@ -360,6 +396,7 @@ impl Vault {
             ],
         )?;
         tx.commit()?;
+        self.current = current;
         Ok(version)
     }
 
