@@ -67,7 +67,7 @@ fn a_changed_byte_in_a_checkpoint_is_caught_even_after_rechaining() {
     let seq = checkpoint_seqs(&kit)[0];
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     conn.execute(
-        "UPDATE audit SET details = replace(details, '\"epoch\":1', '\"epoch\":1 ') WHERE seq = ?1",
+        "UPDATE audit SET details = replace(details, '\"epoch\":2', '\"epoch\":2 ') WHERE seq = ?1",
         [seq],
     )
     .unwrap();
@@ -102,13 +102,18 @@ fn a_rewritten_history_under_a_checkpoint_is_caught() {
         .unwrap();
     drop(conn);
     rechain(&kit.vault);
+    // The first signature over the rewritten rows is epoch 2's manifest, which
+    // committed to the log head when the epoch began (the row before `new_epoch`).
     let (code, v) = verify(&kit);
     assert_eq!(code, Some(1));
-    assert_eq!(v["first_bad_seq"], checkpoint_seqs(&kit)[0]);
-    assert!(v["problem"]
-        .as_str()
-        .unwrap()
-        .contains("does not sign the row before it"));
+    assert_eq!(v["first_bad_seq"], checkpoint_seqs(&kit)[0] - 1);
+    assert!(
+        v["problem"]
+            .as_str()
+            .unwrap()
+            .contains("the history before it was rewritten"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -150,7 +155,7 @@ fn a_checkpoint_resigned_with_a_foreign_key_is_caught() {
         v["problem"]
             .as_str()
             .unwrap()
-            .contains("not by epoch 1's vault key"),
+            .contains("not by epoch 2's vault key"),
         "{v}"
     );
 }

@@ -480,7 +480,10 @@ impl Tx<'_> {
 
     /// Add a version in any state (e.g. `pending`) without touching the others.
     pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
-        self.require_current_epoch(row.epoch, &format!("{} version {}", row.secret, row.version))?;
+        self.require_current_epoch(
+            row.epoch,
+            &format!("{} version {}", row.secret, row.version),
+        )?;
         self.run(
                 "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

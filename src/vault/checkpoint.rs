@@ -468,6 +468,18 @@ impl Endorsement {
 
 impl Vault {
     /// The versions the last valid checkpoint endorses (empty if there is none).
+    /// The versions the last valid checkpoint signed, as write transaction `tx` sees the log.
+    pub(crate) fn endorsed_versions_in(
+        tx: &Tx<'_>,
+        vault_id: &str,
+        fingerprint: &str,
+    ) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
+        let (report, entries) = Vault::verify_in(tx, vault_id, fingerprint)?;
+        Ok(last_checkpoint(&report, &entries)
+            .map(|b| b.versions)
+            .unwrap_or_default())
+    }
+
     pub(crate) fn endorsed_versions(&self) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
         self.endorsed_by(&self.verify_audit()?)
     }
@@ -529,8 +541,11 @@ impl Vault {
                 "the other copy's log fails verification ({problem}); nothing merged"
             )));
         }
-        let own = self.store.read().audit_entries()?;
         let foreign = other.store.read().audit_entries()?;
+        // Compare with this log as the write lock sees it, so a row appended
+        // meanwhile by another command is neither missed nor merged twice.
+        let tx = self.store.begin()?;
+        let own = tx.read().audit_entries()?;
         let common = own
             .iter()
             .zip(&foreign)
@@ -568,7 +583,6 @@ impl Vault {
             .collect();
         let merged = entries.len();
         if merged > 0 {
-            let tx = self.store.begin()?;
             audit::append(&tx, entries)?;
             tx.commit()?;
         }

@@ -155,6 +155,9 @@ impl Vault {
             .collect::<Vec<_>>();
         let mut full = None;
         let tx = self.store.begin()?;
+        // The drill is of the epoch read at open; if another process moved the
+        // vault on, its results (and a checkpoint under that key) would be wrong.
+        Vault::require_epoch_in(&tx, &self.current)?;
         audit::append(&tx, entries)?;
         if request.full {
             let threshold = usize::from(manifest.threshold);

@@ -9,8 +9,9 @@ use crate::audit::{self, NewEntry};
 use crate::crypto::{
     self, CustodianRecipient, DecryptOutcome, RecipientKind, VaultKeys, VaultSeed,
 };
+use crate::manifest::SignedManifest;
 use crate::manifest::{self, CustodianEntry, KdfSpec, Manifest};
-use crate::store::EnvelopeRow;
+use crate::store::{EnvelopeRow, Tx};
 
 /// One custodian of the next epoch: the public parts that stay the same.
 #[derive(Clone)]
@@ -53,20 +54,46 @@ pub(crate) struct EpochChange<'a> {
     pub confirmed: &'a super::Unendorsed,
 }
 
+/// The part of a re-key that needs no lock: a fresh seed split and sealed to
+/// the next custodians. Written by [`Vault::write_epoch`] inside a transaction
+/// that first checks the vault is still at the epoch this was prepared from.
+pub(crate) struct PreparedEpoch {
+    old: SignedManifest,
+    epoch: u64,
+    keys: VaultKeys,
+    entries: Vec<CustodianEntry>,
+    envelopes: Vec<EnvelopeRow>,
+}
+
+/// What a committed re-key produced.
+pub(crate) struct EpochWritten {
+    pub signed: SignedManifest,
+    /// Why no checkpoint was signed (the log fails verification), if so.
+    pub refused: Option<String>,
+}
+
 impl Vault {
-    /// Re-key to epoch N+1 using the current epoch's keys (only a quorum
-    /// session has them), in one transaction that reads what it re-seals.
-    /// The new manifest commits to the audit head at the change. Returns the
-    /// new epoch and, if the log failed verification, why no checkpoint was signed.
-    pub(crate) fn advance_epoch(
-        &mut self,
-        old_keys: &VaultKeys,
+    /// After the transaction holding [`Vault::write_epoch`] committed.
+    pub(crate) fn epoch_committed(&mut self, written: EpochWritten) -> (u64, Option<String>) {
+        let m = &written.signed.manifest;
+        self.warnings.extend(crate::remote::pins::raise_epoch(
+            &m.vault_id,
+            &m.fingerprint(),
+            m.epoch,
+        ));
+        let epoch = m.epoch;
+        self.current = written.signed;
+        (epoch, written.refused)
+    }
+
+    /// Split a fresh seed to the next custodians and seal their envelopes.
+    pub(crate) fn prepare_epoch(
+        &self,
         change: &EpochChange<'_>,
-    ) -> Result<(u64, Option<String>), VaultError> {
+    ) -> Result<PreparedEpoch, VaultError> {
         let old = self.current.clone();
         let m = &old.manifest;
         let vault_id = self.vault_id();
-        let fingerprint = m.fingerprint();
         let epoch = m.epoch + 1;
         let seed = VaultSeed::generate();
         let keys = seed.derive_keys();
@@ -109,16 +136,44 @@ impl Vault {
                 commitment,
             });
         }
+        Ok(PreparedEpoch {
+            old,
+            epoch,
+            keys,
+            entries,
+            envelopes,
+        })
+    }
+
+    /// Write a prepared epoch in `tx`, which must already have checked (with
+    /// [`Vault::require_epoch_in`]) that the vault is still at `prepared.old`:
+    /// verify the log, re-seal every live version read here, insert the manifest
+    /// (committing to the audit head) and envelopes, log `new_epoch`, and sign
+    /// the new epoch's checkpoint (or log why not).
+    pub(crate) fn write_epoch(
+        tx: &Tx<'_>,
+        old_keys: &VaultKeys,
+        prepared: PreparedEpoch,
+        change: &EpochChange<'_>,
+    ) -> Result<EpochWritten, VaultError> {
+        let PreparedEpoch {
+            old,
+            epoch,
+            keys,
+            entries,
+            envelopes,
+        } = prepared;
+        let m = &old.manifest;
+        let vault_id = m.vault_id_bytes().expect("checked by verify_chain");
+        let fingerprint = m.fingerprint();
         let new_recipient =
             CustodianRecipient::parse_public_key(&keys.recipient()).map_err(VaultError::invalid)?;
-
-        let tx = self.store.begin()?;
         // Check the log before anything is signed over it, and decide what the
         // new epoch's checkpoint endorses while the old ciphertexts are in place.
-        let (report, log) = Vault::verify_in(&tx, &m.vault_id, &fingerprint)?;
+        let (report, log) = Vault::verify_in(tx, &m.vault_id, &fingerprint)?;
         let plan = report
             .ok
-            .then(|| Vault::plan_endorsement(&tx, &report, &log, change.confirmed))
+            .then(|| Vault::plan_endorsement(tx, &report, &log, change.confirmed))
             .transpose()?;
         let audit_head = tx
             .read()
@@ -156,36 +211,39 @@ impl Vault {
         tx.delete_envelopes(m.epoch)?;
         // Re-seal after the new manifest is in: the store accepts versions
         // sealed only to the newest epoch.
+        // A version the old key cannot open (or that is bound to another row)
+        // cannot be re-sealed; it is left as it is, named in the `new_epoch`
+        // row and by `status`, and never blocks the re-key (nor the unseal
+        // whose transaction this is).
         let mut resealed = 0;
+        let mut not_resealed = Vec::new();
         for version in tx.read().versions_in(&["active", "pending"])? {
-            let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
-                DecryptOutcome::Plaintext(p) => p,
-                _ => {
-                    return Err(VaultError::Secret {
-                        name: version.secret.clone(),
-                        detail: format!("version {} does not decrypt with the vault key; the re-key is abandoned and the vault stays at epoch {}", version.version, m.epoch),
-                    })
+            let opened =
+                match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
+                    DecryptOutcome::Plaintext(p) => records::decode_secret(&p)
+                        .is_some_and(|(id, name, v, _)| {
+                            id == vault_id && name == version.secret && v == version.version
+                        })
+                        .then_some(p)
+                        .ok_or("is bound to another row (moved in the file)"),
+                    _ => Err("does not decrypt with the vault key"),
+                };
+            match opened {
+                Ok(plaintext) => {
+                    let ciphertext = crypto::encrypt_armored(&new_recipient, &plaintext)
+                        .map_err(VaultError::invalid)?;
+                    tx.reseal_version(&version.secret, version.version, epoch, &ciphertext)?;
+                    resealed += 1;
                 }
-            };
-            let bound = records::decode_secret(&plaintext).is_some_and(|(id, name, v, _)| {
-                id == vault_id && name == version.secret && v == version.version
-            });
-            if !bound {
-                return Err(VaultError::Secret {
-                    name: version.secret.clone(),
-                    detail: format!(
-                        "version {} is bound to another row; the re-key is abandoned",
-                        version.version
-                    ),
-                });
+                Err(problem) => not_resealed.push(serde_json::json!({
+                    "secret": version.secret,
+                    "version": version.version,
+                    "problem": problem,
+                })),
             }
-            let ciphertext =
-                crypto::encrypt_armored(&new_recipient, &plaintext).map_err(VaultError::invalid)?;
-            tx.reseal_version(&version.secret, version.version, epoch, &ciphertext)?;
-            resealed += 1;
         }
         audit::append(
-            &tx,
+            tx,
             vec![NewEntry::new(change.actor, audit::NEW_EPOCH, &fingerprint)
                 .reason(change.reason)
                 .details(serde_json::json!({
@@ -194,29 +252,23 @@ impl Vault {
                     "threshold": change.threshold,
                     "custodians": change.custodians.iter().map(|c| &c.name).collect::<Vec<_>>(),
                     "resealed_versions": resealed,
+                    "not_resealed": not_resealed,
                 }))],
         )?;
         let refused = match (&plan, &report.problem) {
             (Some(plan), _) => {
                 let ids = (m.vault_id.as_str(), fingerprint.as_str());
-                Vault::sign_checkpoint(&tx, &keys, ids, epoch, change.actor, plan)?;
+                Vault::sign_checkpoint(tx, &keys, ids, epoch, change.actor, plan)?;
                 None
             }
             (None, problem) => Some(Vault::refuse_checkpoint(
-                &tx,
+                tx,
                 &fingerprint,
                 epoch,
                 change.actor,
                 problem.as_deref().unwrap_or("unknown"),
             )?),
         };
-        tx.commit()?;
-        self.warnings.extend(crate::remote::pins::raise_epoch(
-            &signed.manifest.vault_id,
-            &fingerprint,
-            epoch,
-        ));
-        self.current = signed;
-        Ok((epoch, refused))
+        Ok(EpochWritten { signed, refused })
     }
 }

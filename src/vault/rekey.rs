@@ -146,29 +146,24 @@ impl Vault {
 
         quorum.reveal.clear();
         quorum.reason = format!("rekey: {}", quorum.reason);
-        let actor = quorum.actor.clone();
-        let reason = quorum.reason.clone();
-        let confirmed = quorum.endorse.clone();
-        let (mut report, keys) = self.quorum_session(quorum, prompt)?;
-        let (epoch, refused) = self.advance_epoch(
-            &keys,
-            &super::epoch::EpochChange {
-                threshold,
-                custodians: &next,
-                alerts: changes.alerts.as_deref(),
-                actor: &actor,
-                reason: &reason,
-                confirmed: &confirmed,
-            },
-        )?;
-        report.warnings.extend(refused);
+        let session = self.gather_session(&mut quorum, prompt)?;
+        let used = session.used.clone();
+        let change = super::epoch::EpochChange {
+            threshold,
+            custodians: &next,
+            alerts: changes.alerts.as_deref(),
+            actor: &quorum.actor,
+            reason: &quorum.reason,
+            confirmed: &quorum.endorse,
+        };
+        let written = self.write_session(session, &quorum, Some(&change))?;
         Ok(RekeyReport {
             from_epoch: m.epoch,
-            epoch,
+            epoch: written.new_epoch.unwrap_or(m.epoch),
             threshold,
             custodians: next.into_iter().map(|c| c.name).collect(),
-            quorum: report.custodians,
-            warnings: report.warnings,
+            quorum: used,
+            warnings: written.warnings,
         })
     }
 }

@@ -228,6 +228,12 @@ impl Vault {
         }
         let endorsed = self.endorsed_by(&verify)?;
         for v in self.store.read().versions_in(&["active"])? {
+            if v.epoch != m.epoch {
+                attention.push(format!(
+                    "secret {} version {} is sealed to epoch {}, not the current epoch {}: no quorum can reveal it; deposit it again with `breakglass put {}`",
+                    v.secret, v.version, v.epoch, m.epoch, v.secret
+                ));
+            }
             if Vault::endorsement(&endorsed, &v) == super::checkpoint::Endorsement::Tampered {
                 attention.push(format!(
                     "secret {} version {} does not match the ciphertext the last checkpoint signed: the vault file was tampered with",

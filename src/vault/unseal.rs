@@ -1,6 +1,7 @@
 //! Unsealing: gather shares from custodians' identities and passphrases, check
 //! each against its commitment, combine K, then reveal — logging first.
 
+use super::epoch::EpochWritten;
 use super::epoch::NextCustodian;
 use super::records::{self, SecretValue, ShareRecord};
 use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
@@ -11,9 +12,10 @@ use crate::crypto::{
     VaultKeys,
 };
 use crate::manifest::CustodianEntry;
+use crate::manifest::SignedManifest;
 use crate::remote::code::{self, CodeKind};
 use crate::remote::{pending, ParsedRequest, PendingError, PendingRequest};
-use crate::store::{EnvelopeRow, ExposureRow};
+use crate::store::{EnvelopeRow, ExposureRow, Reader, Tx};
 
 /// Prompting is the caller's job; the vault asks through this.
 pub trait UnsealPrompt: KdfProgress {
@@ -128,8 +130,6 @@ struct Gathering<'a> {
     rejected: Vec<Rejection>,
     /// Approvals used: (custodian, label).
     approvals: Vec<(String, String)>,
-    /// Warnings for revealed versions no checkpoint endorses yet.
-    unendorsed: Vec<String>,
 }
 
 /// A share or approval that was named and not used.
@@ -296,47 +296,112 @@ impl Gathering<'_> {
         self.rejected
             .iter()
             .map(|r| format!("{}: {}; not used", r.who, r.why))
-            .chain(self.unendorsed.iter().cloned())
             .collect()
     }
 }
 
+/// A quorum gathered and the vault key rebuilt; nothing written yet.
+pub(crate) struct Session {
+    pub keys: VaultKeys,
+    /// The manifest the shares were for: the vault must still be at it when
+    /// the session is written.
+    pub opened: SignedManifest,
+    pub used: Vec<String>,
+    /// Rejected shares and accepted approvals, logged with the outcome.
+    entries: Vec<NewEntry>,
+    pub warnings: Vec<String>,
+    request_id: Option<String>,
+    request_sha256: Option<String>,
+}
+
+/// What a written quorum session produced.
+pub(crate) struct SessionWritten {
+    pub revealed: Vec<Revealed>,
+    /// The new epoch, when the session moved the vault to one.
+    pub new_epoch: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
 impl Vault {
     /// Gather K shares, rebuild the vault key, and reveal the named secrets.
-    /// The audit rows (unseal, each reveal, each rejected share) are committed
-    /// before any value is returned; if they cannot be, nothing is revealed.
+    /// Everything the unseal writes (its audit rows, each reveal, the
+    /// exposures, the checkpoint and, after a reveal, the new epoch) commits in
+    /// one transaction before any value is returned; if it cannot, nothing is
+    /// revealed and the vault is unchanged.
     pub fn unseal(
         &mut self,
-        request: UnsealRequest,
+        mut request: UnsealRequest,
         prompt: &mut dyn UnsealPrompt,
     ) -> Result<UnsealReport, VaultError> {
-        self.quorum_session(request, prompt)
-            .map(|(report, _keys)| report)
-    }
-
-    /// An unseal that also hands back the rebuilt keys, for `rekey`.
-    pub(crate) fn quorum_session(
-        &mut self,
-        request: UnsealRequest,
-        prompt: &mut dyn UnsealPrompt,
-    ) -> Result<(UnsealReport, VaultKeys), VaultError> {
         let mut reveal: Vec<String> = Vec::new();
         for name in &request.reveal {
             if !reveal.contains(name) {
                 reveal.push(name.clone());
             }
         }
-        for name in &reveal {
+        request.reveal = reveal;
+        let session = self.gather_session(&mut request, prompt)?;
+        let epoch = session.opened.manifest.epoch;
+        let used = session.used.clone();
+        let rekey = !request.reveal.is_empty() && !request.no_rekey;
+        let custodians = if rekey {
+            Some(
+                session
+                    .opened
+                    .manifest
+                    .custodians
+                    .iter()
+                    .map(NextCustodian::from_entry)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        } else {
+            None
+        };
+        let reason = format!("after unseal: {}", request.reason);
+        let change = custodians
+            .as_deref()
+            .map(|custodians| super::epoch::EpochChange {
+                threshold: usize::from(session.opened.manifest.threshold),
+                custodians,
+                alerts: None,
+                actor: &request.actor,
+                reason: &reason,
+                confirmed: &request.endorse,
+            });
+        let written = self.write_session(session, &request, change.as_ref())?;
+        let mut warnings = written.warnings;
+        if request.no_rekey && !written.revealed.is_empty() {
+            warnings.push(format!(
+                "--no-rekey: the vault stays at epoch {epoch}, so the shares just combined still open it; run `breakglass rekey` with a quorum soon"
+            ));
+        }
+        Ok(UnsealReport {
+            revealed: written.revealed,
+            custodians: used,
+            epoch,
+            new_epoch: written.new_epoch,
+            warnings,
+        })
+    }
+
+    /// Check the request, gather shares and rebuild the key. A failure is
+    /// logged (`unseal_failed`, with every rejected share) before it is returned.
+    pub(crate) fn gather_session(
+        &mut self,
+        request: &mut UnsealRequest,
+        prompt: &mut dyn UnsealPrompt,
+    ) -> Result<Session, VaultError> {
+        for name in &request.reveal {
             if self.store.read().active_version(name)?.is_none() {
                 return Err(VaultError::UnknownSecret(name.clone()));
             }
         }
-        let mut request = request;
         if let Some(remote) = &request.remote {
             // The reason logged is the one recorded when the request was made.
             request.reason = remote.request().request.reason.clone();
         }
-        let manifest = self.current.manifest.clone();
+        let opened = self.current.clone();
+        let manifest = &opened.manifest;
         if let Some(remote) = &request.remote {
             let r = &remote.request().request;
             if r.vault_id != manifest.vault_id {
@@ -376,9 +441,8 @@ impl Vault {
             tried: Vec::new(),
             rejected: Vec::new(),
             approvals: Vec::new(),
-            unendorsed: Vec::new(),
         };
-        let outcome = gather_and_open(self, &mut gathering, &request, &reveal, prompt);
+        let outcome = gather_shares(self, &mut gathering, request, prompt);
         let mut warnings = gathering.warnings();
         if let Some(remote) = &request.remote {
             warnings.extend(remote.warnings.iter().cloned());
@@ -406,174 +470,109 @@ impl Vault {
                 .details(serde_json::json!({ "approval": label, "request_id": request_id }))
         }));
         let used: Vec<String> = gathering.good.iter().map(|(n, _)| n.clone()).collect();
+        drop(gathering);
         match outcome {
             Err(error) => {
-                entries.push(
-                    NewEntry::new(&request.actor, "unseal_failed", &manifest.fingerprint())
-                        .reason(&request.reason)
-                        .details(serde_json::json!({
-                            "epoch": manifest.epoch,
-                            "error": error.to_string(),
-                            "custodians": used,
-                            "request_id": request_id,
-                        })),
-                );
-                // Best effort: the failure is the error the user needs to see.
-                let _ = self.append_audit(entries);
+                self.log_failure(entries, request, &opened, &used, request_id, &error);
                 Err(error)
             }
-            Ok((revealed, keys)) => {
-                if request.no_rekey && !revealed.is_empty() {
-                    entries.push(
-                        NewEntry::new(&request.actor, "rekey_skipped", &manifest.fingerprint())
-                            .reason(&request.reason)
-                            .details(
-                                serde_json::json!({ "epoch": manifest.epoch, "why": "--no-rekey" }),
-                            ),
-                    );
-                }
-                entries.push(
-                    NewEntry::new(&request.actor, "unseal", &manifest.fingerprint())
-                        .reason(&request.reason)
-                        .details(serde_json::json!({
-                            "epoch": manifest.epoch,
-                            "custodians": used,
-                            "requester": request.actor,
-                            "request_id": request_id,
-                            "request_sha256": request_sha256,
-                            "reveal": revealed.iter().map(|r| &r.name).collect::<Vec<_>>(),
-                        })),
-                );
-                for r in &revealed {
-                    entries.push(
-                        NewEntry::new(&request.actor, "reveal", &r.name)
-                            .reason(&request.reason)
-                            .details(
-                                serde_json::json!({ "version": r.version, "custodians": used, "code_index": r.code_index }),
-                            ),
-                    );
-                }
-                let refused = self
-                    .commit_reveal(entries, &revealed, &request, &keys, manifest.epoch)
-                    .map_err(|e| VaultError::AuditWriteFailed(e.to_string()))?;
-                let mut warnings = warnings;
-                warnings.extend(refused);
-                let mut new_epoch = None;
-                if !revealed.is_empty() {
-                    if request.no_rekey {
-                        warnings.push(format!(
-                            "--no-rekey: the vault stays at epoch {}, so the shares just combined still open it; run `breakglass rekey` with a quorum soon",
-                            manifest.epoch
-                        ));
-                    } else {
-                        match self.rekey_after_use(&keys, &request) {
-                            Ok((epoch, refused)) => {
-                                new_epoch = Some(epoch);
-                                warnings.extend(refused);
-                            }
-                            Err(e) => warnings.push(format!(
-                                "re-key to epoch {} failed ({e}); the vault stays at epoch {} and a re-key is due: run `breakglass rekey` with a quorum",
-                                manifest.epoch + 1,
-                                manifest.epoch
-                            )),
-                        }
-                    }
-                }
-                if let Some(id) = &request_id {
-                    // The request is used: its ephemeral key goes, so approvals cannot be replayed.
-                    if let Err(e) = pending::close(id, "used") {
-                        warnings.push(format!(
-                            "request {id}: could not delete its key ({e}); delete it by hand"
-                        ));
-                    }
-                }
-                Ok((
-                    UnsealReport {
-                        revealed,
-                        custodians: used,
-                        epoch: manifest.epoch,
-                        new_epoch,
-                        warnings,
-                    },
-                    keys,
-                ))
-            }
+            Ok(keys) => Ok(Session {
+                keys,
+                opened,
+                used,
+                entries,
+                warnings,
+                request_id,
+                request_sha256,
+            }),
         }
     }
 
-    /// The unseal's audit rows and the exposure of every revealed secret, in one transaction.
-    fn commit_reveal(
+    /// Best effort: the failure is the error the user needs to see.
+    fn log_failure(
         &mut self,
-        entries: Vec<NewEntry>,
-        revealed: &[Revealed],
+        mut entries: Vec<NewEntry>,
         request: &UnsealRequest,
-        keys: &VaultKeys,
-        epoch: u64,
-    ) -> Result<Option<String>, VaultError> {
-        let m = self.manifest().clone();
-        let tx = self.store.begin()?;
-        audit::append(&tx, entries)?;
-        let now = audit::now();
-        for r in revealed {
-            if let Some(index) = r.code_index {
-                // One single-use code was handed out: it is spent, the others were not seen.
-                tx.mark_code_used(&r.name, r.version, index, &now)?;
-                continue;
-            }
-            tx.upsert_exposure(&ExposureRow {
-                secret: r.name.clone(),
-                version: r.version,
-                epoch,
-                revealed_by: request.actor.clone(),
-                revealed_at: now.clone(),
-                reason: request.reason.clone(),
-            })?;
-        }
-        let refused = Vault::append_checkpoint(
-            &tx,
-            keys,
-            (&m.vault_id, &m.fingerprint()),
-            epoch,
-            &request.actor,
-            &request.endorse,
-        )?;
-        tx.commit()?;
-        Ok(refused)
-    }
-
-    /// The combined shares are burnt: move to a new epoch under the same custodians.
-    fn rekey_after_use(
-        &mut self,
-        keys: &VaultKeys,
-        request: &UnsealRequest,
-    ) -> Result<(u64, Option<String>), VaultError> {
-        let m = self.manifest().clone();
-        let custodians = m
-            .custodians
-            .iter()
-            .map(NextCustodian::from_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        let result = self.advance_epoch(
-            keys,
-            &super::epoch::EpochChange {
-                threshold: usize::from(m.threshold),
-                custodians: &custodians,
-                alerts: None,
-                actor: &request.actor,
-                reason: &format!("after unseal: {}", request.reason),
-                confirmed: &request.endorse,
-            },
-        );
-        if let Err(e) = &result {
-            let _ = self.append_audit(vec![NewEntry::new(
+        opened: &SignedManifest,
+        used: &[String],
+        request_id: Option<String>,
+        error: &VaultError,
+    ) {
+        entries.push(
+            NewEntry::new(
                 &request.actor,
-                "rekey_failed",
-                &m.fingerprint(),
+                "unseal_failed",
+                &opened.manifest.fingerprint(),
             )
             .reason(&request.reason)
-            .details(serde_json::json!({ "epoch": m.epoch, "error": e.to_string() }))]);
+            .details(serde_json::json!({
+                "epoch": opened.manifest.epoch,
+                "error": error.to_string(),
+                "custodians": used,
+                "request_id": request_id,
+            })),
+        );
+        let _ = self.append_audit(entries);
+    }
+
+    /// Write a gathered session in one transaction: check the vault is still
+    /// at the session's epoch, read and decrypt the values to reveal, log the
+    /// unseal and each reveal, mark exposures, then either move to a new epoch
+    /// (`change`) or sign a checkpoint with the session's key. Only after the
+    /// commit are the values handed back.
+    pub(crate) fn write_session(
+        &mut self,
+        session: Session,
+        request: &UnsealRequest,
+        change: Option<&super::epoch::EpochChange<'_>>,
+    ) -> Result<SessionWritten, VaultError> {
+        let prepared = change.map(|c| self.prepare_epoch(c)).transpose()?;
+        let vault_id = self.vault_id();
+        let tx = self.store.begin();
+        let outcome = tx.map_err(VaultError::from).and_then(|tx| {
+            let written = write_session_in(&tx, &session, request, vault_id, change, prepared)?;
+            tx.commit()?;
+            Ok(written)
+        });
+        let (revealed, epoch_written, mut warnings) = match outcome {
+            Ok(written) => written,
+            Err(error) => {
+                let error = match error {
+                    VaultError::Store(e) => VaultError::AuditWriteFailed(e.to_string()),
+                    other => other,
+                };
+                self.log_failure(
+                    session.entries,
+                    request,
+                    &session.opened,
+                    &session.used,
+                    session.request_id,
+                    &error,
+                );
+                return Err(error);
+            }
+        };
+        let mut new_epoch = None;
+        if let Some(written) = epoch_written {
+            let (epoch, refused) = self.epoch_committed(written);
+            new_epoch = Some(epoch);
+            warnings.extend(refused);
         }
-        result
+        if let Some(id) = &session.request_id {
+            // The request is used: its ephemeral key goes, so approvals cannot be replayed.
+            if let Err(e) = pending::close(id, "used") {
+                warnings.push(format!(
+                    "request {id}: could not delete its key ({e}); delete it by hand"
+                ));
+            }
+        }
+        let mut all = session.warnings;
+        all.extend(warnings);
+        Ok(SessionWritten {
+            revealed,
+            new_epoch,
+            warnings: all,
+        })
     }
 
     fn append_audit(&mut self, entries: Vec<NewEntry>) -> Result<(), VaultError> {
@@ -582,101 +581,214 @@ impl Vault {
         tx.commit()?;
         Ok(())
     }
-
-    fn decrypt_secret(
-        &self,
-        keys: &VaultKeys,
-        name: &str,
-        one_code: bool,
-    ) -> Result<Revealed, VaultError> {
-        let read = self.store.read();
-        let tampered = |detail: &str| VaultError::Secret {
-            name: name.into(),
-            detail: format!(
-                "{detail}; the vault file was tampered with — restore it from a trusted copy"
-            ),
-        };
-        let meta = read
-            .secret(name)?
-            .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
-        let version = read
-            .active_version(name)?
-            .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
-        let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
-            DecryptOutcome::Plaintext(p) => p,
-            DecryptOutcome::NotMine => {
-                return Err(tampered("value is not sealed to this vault's key"))
-            }
-            DecryptOutcome::Failed(why) => {
-                return Err(tampered(&format!("value does not decrypt ({why})")))
-            }
-        };
-        let (vault_id, bound_name, bound_version, value) =
-            records::decode_secret(&plaintext).ok_or_else(|| tampered("value is malformed"))?;
-        if vault_id != self.vault_id() || bound_name != name || bound_version != version.version {
-            return Err(tampered(&format!(
-                "value belongs to {bound_name} v{bound_version}, not v{} (moved between rows)",
-                version.version
-            )));
-        }
-        let kind = SecretKind::parse(&meta.kind)?;
-        let (value, code_index) = if one_code {
-            self.next_unused_code(name, kind, version.version, &value)?
-        } else {
-            (value, None)
-        };
-        Ok(Revealed {
-            name: name.into(),
-            kind,
-            username: meta.username,
-            version: version.version,
-            value,
-            code_index,
-        })
-    }
-
-    /// For `--one`: the first code of a bypass-codes version not handed out yet.
-    fn next_unused_code(
-        &self,
-        name: &str,
-        kind: SecretKind,
-        version: u32,
-        value: &SecretValue,
-    ) -> Result<(SecretValue, Option<usize>), VaultError> {
-        if kind != SecretKind::BypassCodes {
-            return Err(VaultError::Secret {
-                name: name.into(),
-                detail: format!(
-                    "is a {} secret; --one hands out single bypass codes only",
-                    kind.as_str()
-                ),
-            });
-        }
-        let text = std::str::from_utf8(value.expose_secret()).unwrap_or_default();
-        let codes = super::split_codes(text);
-        let used = self.store.read().used_codes(name, version)?;
-        let (index, code) = codes
-            .iter()
-            .enumerate()
-            .find(|(i, _)| !used.contains(i))
-            .ok_or_else(|| VaultError::Secret {
-                name: name.into(),
-                detail: format!(
-                    "all {} codes are used; deposit new ones with `breakglass rotate {name}`",
-                    codes.len()
-                ),
-            })?;
-        Ok((SecretValue::new(code.as_bytes().to_vec()), Some(index)))
-    }
 }
 
-fn gather_and_open(
+type WrittenInTx = (Vec<Revealed>, Option<EpochWritten>, Vec<String>);
+
+/// The body of [`Vault::write_session`], inside its transaction.
+fn write_session_in(
+    tx: &Tx<'_>,
+    session: &Session,
+    request: &UnsealRequest,
+    vault_id: [u8; 16],
+    change: Option<&super::epoch::EpochChange<'_>>,
+    prepared: Option<super::epoch::PreparedEpoch>,
+) -> Result<WrittenInTx, VaultError> {
+    Vault::require_epoch_in(tx, &session.opened)?;
+    let m = &session.opened.manifest;
+    let fingerprint = m.fingerprint();
+    let read = tx.read();
+    // Decrypt in memory, from the versions as this transaction sees them.
+    let endorsed = Vault::endorsed_versions_in(tx, &m.vault_id, &fingerprint)?;
+    let mut warnings = Vec::new();
+    let mut revealed = Vec::new();
+    for name in &request.reveal {
+        let version = read
+            .active_version(name)?
+            .ok_or_else(|| VaultError::UnknownSecret(name.clone()))?;
+        match Vault::endorsement(&endorsed, &version) {
+            super::checkpoint::Endorsement::Tampered => {
+                return Err(VaultError::Secret {
+                    name: name.clone(),
+                    detail: format!("version {} does not match the ciphertext the last checkpoint signed; the vault file was tampered with — nothing revealed, restore from a trusted copy", version.version),
+                })
+            }
+            super::checkpoint::Endorsement::Unendorsed => warnings.push(format!(
+                "secret {name} version {} was deposited by {} after the last signed checkpoint (unendorsed); check it is genuine before using it",
+                version.version, version.depositor
+            )),
+            super::checkpoint::Endorsement::Endorsed => {}
+        }
+        revealed.push(decrypt_secret(
+            &read,
+            &session.keys,
+            vault_id,
+            name,
+            request.one_code,
+        )?);
+    }
+    let mut entries = session.entries.clone();
+    if request.no_rekey && !revealed.is_empty() {
+        entries.push(
+            NewEntry::new(&request.actor, "rekey_skipped", &fingerprint)
+                .reason(&request.reason)
+                .details(serde_json::json!({ "epoch": m.epoch, "why": "--no-rekey" })),
+        );
+    }
+    entries.push(
+        NewEntry::new(&request.actor, "unseal", &fingerprint)
+            .reason(&request.reason)
+            .details(serde_json::json!({
+                "epoch": m.epoch,
+                "custodians": session.used,
+                "requester": request.actor,
+                "request_id": session.request_id,
+                "request_sha256": session.request_sha256,
+                "reveal": revealed.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            })),
+    );
+    for r in &revealed {
+        entries.push(
+            NewEntry::new(&request.actor, "reveal", &r.name)
+                .reason(&request.reason)
+                .details(serde_json::json!({
+                    "version": r.version,
+                    "custodians": session.used,
+                    "code_index": r.code_index,
+                })),
+        );
+    }
+    audit::append(tx, entries)?;
+    let now = audit::now();
+    for r in &revealed {
+        if let Some(index) = r.code_index {
+            // One single-use code was handed out: it is spent, the others were not seen.
+            tx.mark_code_used(&r.name, r.version, index, &now)?;
+            continue;
+        }
+        tx.upsert_exposure(&ExposureRow {
+            secret: r.name.clone(),
+            version: r.version,
+            epoch: m.epoch,
+            revealed_by: request.actor.clone(),
+            revealed_at: now.clone(),
+            reason: request.reason.clone(),
+        })?;
+    }
+    let epoch_written = match (change, prepared) {
+        (Some(change), Some(prepared)) => {
+            Some(Vault::write_epoch(tx, &session.keys, prepared, change)?)
+        }
+        _ => {
+            warnings.extend(Vault::append_checkpoint(
+                tx,
+                &session.keys,
+                (&m.vault_id, &fingerprint),
+                m.epoch,
+                &request.actor,
+                &request.endorse,
+            )?);
+            None
+        }
+    };
+    Ok((revealed, epoch_written, warnings))
+}
+
+/// Open the active version of `name` with the vault key and check it is bound
+/// to its row; with `one_code`, hand out only the next unused bypass code.
+fn decrypt_secret(
+    read: &Reader<'_>,
+    keys: &VaultKeys,
+    vault_id: [u8; 16],
+    name: &str,
+    one_code: bool,
+) -> Result<Revealed, VaultError> {
+    let tampered = |detail: &str| VaultError::Secret {
+        name: name.into(),
+        detail: format!(
+            "{detail}; the vault file was tampered with — restore it from a trusted copy"
+        ),
+    };
+    let meta = read
+        .secret(name)?
+        .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
+    let version = read
+        .active_version(name)?
+        .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
+    let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
+        DecryptOutcome::Plaintext(p) => p,
+        DecryptOutcome::NotMine => return Err(tampered("value is not sealed to this vault's key")),
+        DecryptOutcome::Failed(why) => {
+            return Err(tampered(&format!("value does not decrypt ({why})")))
+        }
+    };
+    let (bound_id, bound_name, bound_version, value) =
+        records::decode_secret(&plaintext).ok_or_else(|| tampered("value is malformed"))?;
+    if bound_id != vault_id || bound_name != name || bound_version != version.version {
+        return Err(tampered(&format!(
+            "value belongs to {bound_name} v{bound_version}, not v{} (moved between rows)",
+            version.version
+        )));
+    }
+    let kind = SecretKind::parse(&meta.kind)?;
+    let (value, code_index) = if one_code {
+        next_unused_code(read, name, kind, version.version, &value)?
+    } else {
+        (value, None)
+    };
+    Ok(Revealed {
+        name: name.into(),
+        kind,
+        username: meta.username,
+        version: version.version,
+        value,
+        code_index,
+    })
+}
+
+/// For `--one`: the first code of a bypass-codes version not handed out yet.
+fn next_unused_code(
+    read: &Reader<'_>,
+    name: &str,
+    kind: SecretKind,
+    version: u32,
+    value: &SecretValue,
+) -> Result<(SecretValue, Option<usize>), VaultError> {
+    if kind != SecretKind::BypassCodes {
+        return Err(VaultError::Secret {
+            name: name.into(),
+            detail: format!(
+                "is a {} secret; --one hands out single bypass codes only",
+                kind.as_str()
+            ),
+        });
+    }
+    let text = std::str::from_utf8(value.expose_secret()).unwrap_or_default();
+    let codes = super::split_codes(text);
+    let used = read.used_codes(name, version)?;
+    let (index, code) = codes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| !used.contains(i))
+        .ok_or_else(|| VaultError::Secret {
+            name: name.into(),
+            detail: format!(
+                "all {} codes are used; deposit new ones with `breakglass rotate {name}`",
+                codes.len()
+            ),
+        })?;
+    Ok((SecretValue::new(code.as_bytes().to_vec()), Some(index)))
+}
+
+/// Steps 1-5 of a quorum session: gather shares from every source, combine
+/// K and check the rebuilt key against the signed manifest. Nothing is read
+/// from the secrets and nothing is written here.
+fn gather_shares(
     vault: &Vault,
     g: &mut Gathering<'_>,
     request: &UnsealRequest,
-    reveal: &[String],
     prompt: &mut dyn UnsealPrompt,
-) -> Result<(Vec<Revealed>, VaultKeys), VaultError> {
+) -> Result<VaultKeys, VaultError> {
     let manifest = vault.manifest();
     // 1. Identity files: match each key to a custodian by its public recipient.
     for (label, identities) in &request.identities {
@@ -778,31 +890,7 @@ fn gather_and_open(
     {
         return Err(VaultError::KeyMismatch);
     }
-    // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
-    let endorsed = vault.endorsed_versions()?;
-    for name in reveal {
-        let Some(version) = vault.store.read().active_version(name)? else {
-            continue;
-        };
-        match Vault::endorsement(&endorsed, &version) {
-            super::checkpoint::Endorsement::Tampered => {
-                return Err(VaultError::Secret {
-                    name: name.clone(),
-                    detail: format!("version {} does not match the ciphertext the last checkpoint signed; the vault file was tampered with — nothing revealed, restore from a trusted copy", version.version),
-                })
-            }
-            super::checkpoint::Endorsement::Unendorsed => g.unendorsed.push(format!(
-                "secret {name} version {} was deposited by {} after the last signed checkpoint (unendorsed); check it is genuine before using it",
-                version.version, version.depositor
-            )),
-            super::checkpoint::Endorsement::Endorsed => {}
-        }
-    }
-    let revealed = reveal
-        .iter()
-        .map(|name| vault.decrypt_secret(&keys, name, request.one_code))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((revealed, keys))
+    Ok(keys)
 }
 
 pub(crate) fn passphrase_custodian<'m>(
