@@ -210,3 +210,57 @@ fn an_added_passphrase_custodian_needs_a_strong_passphrase() {
     assert_eq!(kit.vault_bytes(), before, "nothing changed");
     assert_eq!(kit.json(&["status"])["epoch"], 1);
 }
+
+/// A version the old key cannot open (here: its ciphertext swapped for one of
+/// another vault) cannot be re-sealed. It no longer blocks the re-key, and so
+/// every later unseal: it is left as it is, named in the `new_epoch` row and
+/// by `status`.
+#[test]
+fn an_unopenable_version_never_blocks_the_rekey_and_is_named() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "v1");
+    kit.put("db", "password", "d1");
+    let other = Kit::init(&["alice", "bob"], 2);
+    other.put("vpn", "password", "foreign");
+    let foreign: String = rusqlite::Connection::open(&other.vault)
+        .unwrap()
+        .query_row(
+            "SELECT ciphertext FROM secret_versions WHERE secret = 'vpn'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .execute(
+            "UPDATE secret_versions SET ciphertext = ?1 WHERE secret = 'vpn'",
+            [&foreign],
+        )
+        .unwrap();
+    kit.unseal(&["alice", "bob"], &["db"]).assert().success();
+    let status = kit.json(&["status"]);
+    assert_eq!(status["epoch"], 2, "{status}");
+    assert!(
+        status["attention"]
+            .to_string()
+            .contains("secret vpn version 1 is sealed to epoch 1, not the current epoch 2"),
+        "{status}"
+    );
+    let log = kit.json(&["audit", "log"]);
+    let new_epoch = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "new_epoch")
+        .unwrap()
+        .clone();
+    assert_eq!(new_epoch["details"]["not_resealed"][0]["secret"], "vpn");
+    // The rest of the vault moved on and opens with the new epoch's shares.
+    let out = kit
+        .unseal(&["alice", "bob"], &["db"])
+        .args(["--no-rekey", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revealed"][0]["value"], "d1");
+}
