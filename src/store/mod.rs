@@ -480,7 +480,10 @@ impl Tx<'_> {
 
     /// Add a version in any state (e.g. `pending`) without touching the others.
     pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
-        self.require_current_epoch(row.epoch, &format!("{} version {}", row.secret, row.version))?;
+        self.require_current_epoch(
+            row.epoch,
+            &format!("{} version {}", row.secret, row.version),
+        )?;
         self.run(
                 "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -762,6 +765,22 @@ impl Reader<'_> {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Every version of one secret, oldest first.
+    pub fn versions_of(&self, secret: &str) -> Result<Vec<VersionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, epoch, ciphertext, state, depositor, created FROM secret_versions
+                 WHERE secret = ?1 ORDER BY version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![secret], version_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Every version in one of `states` (e.g. active and pending), for re-encryption.
