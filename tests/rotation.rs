@@ -725,9 +725,9 @@ fn a_rotation_abandoned_while_its_hook_runs_is_not_made_active() {
     assert_eq!(v["revealed"][0]["value"], "v3-value");
 }
 
-/// Eight rotations at once: the ones that say "active" are exactly the ones
-/// whose value reached the hook, one at a time, and the vault's active value
-/// is the last value the target system was given.
+/// Eight rotations at once, three times over: the ones that say "active" are
+/// exactly the ones whose value reached the hook, one at a time, and the
+/// vault's active value is the last value the target system was given.
 #[test]
 fn concurrent_rotations_leave_the_vault_holding_what_the_hook_applied() {
     let kit = Kit::init(&["alice", "bob"], 2);
@@ -738,70 +738,140 @@ fn concurrent_rotations_leave_the_vault_holding_what_the_hook_applied() {
         "sleep 0.$(( $$ % 5 + 3 )); cat >> '{f}'; echo >> '{f}'",
         f = applied.display()
     );
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            spawn(
-                &kit,
-                &[
-                    "rotate",
-                    "dc-admin",
-                    "--generate",
-                    "--apply",
-                    &hook,
-                    "--json",
-                ],
-            )
-        })
-        .collect();
-    let mut activated = Vec::new();
     let mut refused = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(v["state"], "active", "{v}");
-            activated.push(v["version"].as_u64().unwrap());
-        } else {
-            let err = one_line_error(&out);
-            assert!(
-                err.contains("is still pending") && err.contains("--abandon"),
-                "{err}"
-            );
-            refused += 1;
+    for round in 0..3 {
+        let _ = std::fs::remove_file(&applied);
+        let before = states(&kit, "dc-admin").len();
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                spawn(
+                    &kit,
+                    &[
+                        "rotate",
+                        "dc-admin",
+                        "--generate",
+                        "--apply",
+                        &hook,
+                        "--json",
+                    ],
+                )
+            })
+            .collect();
+        let mut activated = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["state"], "active", "round {round}: {v}");
+                activated.push(v["version"].as_u64().unwrap());
+            } else {
+                let err = one_line_error(&out);
+                assert!(
+                    err.contains("is still pending") && err.contains("--abandon"),
+                    "round {round}: {err}"
+                );
+                refused += 1;
+            }
         }
-    }
-    assert!(!activated.is_empty(), "no rotation went through");
-    assert!(refused > 0, "the rotations never overlapped");
-    let mut distinct = activated.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), activated.len(), "{activated:?}");
+        assert!(
+            !activated.is_empty(),
+            "round {round}: no rotation went through"
+        );
+        activated.sort();
+        let mut distinct = activated.clone();
+        distinct.dedup();
+        assert_eq!(distinct, activated, "round {round}");
 
-    let text = std::fs::read_to_string(&applied).unwrap();
-    let values: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        values.len(),
-        activated.len(),
-        "the hook got exactly one value per rotation that said active: {values:?} {activated:?}"
-    );
-    // One version per rotation that went through, none left pending or failed.
-    let rows = states(&kit, "dc-admin");
-    assert_eq!(rows.len(), 1 + activated.len(), "{rows:?}");
-    let newest = *distinct.last().unwrap();
-    for (version, state) in &rows {
-        let want = if u64::from(*version) == newest {
-            "active"
-        } else {
-            "superseded"
-        };
-        assert_eq!(state, want, "{rows:?}");
+        let text = std::fs::read_to_string(&applied).unwrap();
+        let values: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            values.len(),
+            activated.len(),
+            "round {round}: the hook got exactly one value per rotation that said active: {values:?} {activated:?}"
+        );
+        // One new version per rotation that went through, none left pending or failed.
+        let rows = states(&kit, "dc-admin");
+        assert_eq!(
+            rows.len(),
+            before + activated.len(),
+            "round {round}: {rows:?}"
+        );
+        let newest = *activated.last().unwrap();
+        for (version, state) in &rows {
+            let want = if u64::from(*version) == newest {
+                "active"
+            } else {
+                "superseded"
+            };
+            assert_eq!(state, want, "round {round}: {rows:?}");
+        }
+        let v = unseal_json(&kit, &["alice", "bob"], &["dc-admin"], &["--no-rekey"]);
+        assert_eq!(v["revealed"][0]["version"], newest);
+        assert_eq!(
+            v["revealed"][0]["value"].as_str(),
+            values.last().copied(),
+            "round {round}: the active value is the last one the hook applied"
+        );
     }
-    let v = unseal_json(&kit, &["alice", "bob"], &["dc-admin"], &["--no-rekey"]);
-    assert_eq!(v["revealed"][0]["version"], newest);
-    assert_eq!(
-        v["revealed"][0]["value"].as_str(),
-        values.last().copied(),
-        "the active value is the last one the hook applied"
-    );
+    assert!(refused > 0, "the rotations never overlapped");
     kit.bg().args(["audit", "verify"]).assert().success();
+}
+
+/// Whether process `pid` holds `file` open (Linux /proc).
+fn holds_open(pid: u32, file: &std::path::Path) -> bool {
+    let want = std::fs::canonicalize(file).unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == want))
+        })
+        .unwrap_or(false)
+}
+
+/// A rotation reads the manifest at open, then waits for its value on stdin;
+/// meanwhile an unseal moves the vault to a new epoch. The new version is
+/// sealed to the epoch in force when it is written, so the new quorum opens it.
+#[test]
+fn a_rotation_seals_to_the_epoch_in_force_when_it_writes() {
+    use std::io::Write;
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "one");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+        .arg("--vault")
+        .arg(&kit.vault)
+        .args(["rotate", "vpn", "--apply", "cat >/dev/null", "--json"])
+        .env_remove("BREAKGLASS_VAULT")
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut opened = false;
+    for _ in 0..600 {
+        if holds_open(child.id(), &kit.vault) {
+            opened = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(opened, "rotate never opened the vault");
+    // Let it finish reading the manifest; it now waits for the value.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
+    assert_eq!(v["new_epoch"], 2);
+    child.stdin.take().unwrap().write_all(b"two").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["epoch"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
+    assert_eq!(v["revealed"][0]["value"], "two");
 }
