@@ -28,6 +28,7 @@ pub const ALERT_ACTIONS: &[&str] = &[
     "drill_full",
     "rotate",
     "rotate_failed",
+    "rotation_abandoned",
     "new_epoch",
     "rekey_failed",
     "rekey_skipped",

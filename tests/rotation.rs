@@ -354,12 +354,28 @@ fn a_kill_during_the_hook_leaves_the_old_version_active() {
     kit.bg().args(["audit", "verify"]).assert().success();
     assert_eq!(state_of(&kit, "vpn"), "v1 ok");
     let status = kit.json(&["status"]);
-    assert!(status["attention"]
-        .to_string()
-        .contains("rotation to version 2 was interrupted"));
+    let attention = status["attention"].to_string();
+    assert!(
+        attention.contains("rotation to version 2 started by")
+            && attention.contains("breakglass rotate vpn --abandon"),
+        "{attention}"
+    );
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
     assert_eq!(v["revealed"][0]["value"], "survives-the-kill");
-    // The pending version was re-sealed with the epoch; a new rotation supersedes it.
+    // The pending version was re-sealed with the epoch. It blocks a new
+    // rotation until it is settled with --abandon.
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "vpn", "--apply", "true"])
+            .write_stdin("after-the-kill")
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--abandon"), "{err}");
+    kit.bg()
+        .args(["rotate", "vpn", "--abandon"])
+        .assert()
+        .success();
     kit.bg()
         .args(["rotate", "vpn", "--apply", "true"])
         .write_stdin("after-the-kill")
@@ -453,4 +469,409 @@ fn a_kill_at_any_point_of_the_epoch_rekey_leaves_one_whole_epoch() {
         epochs_seen.iter().any(|e| *e > first_epoch),
         "some runs got far enough to re-key: {epochs_seen:?} after epoch {first_epoch}"
     );
+}
+
+/// The binary on the kit's vault as a child this test can wait for or kill.
+fn spawn(kit: &Kit, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+        .arg("--vault")
+        .arg(&kit.vault)
+        .args(args)
+        .env_remove("BREAKGLASS_VAULT")
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (version, state, depositor, created) of every version of `name`, oldest first.
+fn versions(kit: &Kit, name: &str) -> Vec<(u32, String, String, String)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        &kit.vault,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let rows = conn
+        .prepare(
+            "SELECT version, state, depositor, created FROM secret_versions WHERE secret = ?1 ORDER BY version",
+        )
+        .unwrap()
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+fn states(kit: &Kit, name: &str) -> Vec<(u32, String)> {
+    versions(kit, name)
+        .into_iter()
+        .map(|(v, state, _, _)| (v, state))
+        .collect()
+}
+
+/// Wait until `name` has a pending version (a rotation is in its hook); returns it.
+fn wait_for_pending(kit: &Kit, name: &str) -> (u32, String, String, String) {
+    for _ in 0..600 {
+        if let Some(row) = versions(kit, name)
+            .into_iter()
+            .find(|(_, state, _, _)| state == "pending")
+        {
+            return row;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no rotation of {name} became pending");
+}
+
+#[test]
+fn a_second_rotate_while_one_is_pending_is_refused() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "old");
+    let first = spawn(
+        &kit,
+        &[
+            "rotate",
+            "vpn",
+            "--generate",
+            "--apply",
+            "sleep 3; cat >/dev/null",
+            "--json",
+        ],
+    );
+    let (version, _, started_by, started_at) = wait_for_pending(&kit, "vpn");
+    assert_eq!(version, 2);
+    let out = kit
+        .bg()
+        .args(["rotate", "vpn", "--generate", "--apply", "true"])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("secret vpn: a rotation to version 2")
+            && err.contains(&format!("started by {started_by} at {started_at}"))
+            && err.contains("is still pending; wait for it to finish")
+            && err.contains("`breakglass rotate vpn --abandon`")
+            && err.contains("nothing was rotated"),
+        "{err}"
+    );
+    // A deposit would race the hook the same way.
+    let err = one_line_error(
+        &kit.bg()
+            .args(["put", "vpn", "--kind", "password"])
+            .write_stdin("manual")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("is still pending") && err.contains("nothing was deposited"),
+        "{err}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["state"].as_str()),
+        (Some(2), Some("active"))
+    );
+    // The refused commands added nothing.
+    assert_eq!(
+        states(&kit, "vpn"),
+        [(1, "superseded".to_string()), (2, "active".to_string())]
+    );
+    kit.bg().args(["audit", "verify"]).assert().success();
+}
+
+#[test]
+fn abandon_settles_a_rotation_killed_during_its_hook() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "the-old-one");
+    // The hook only sleeps: once breakglass is killed it may go on running, harmlessly.
+    let mut child = spawn(&kit, &["rotate", "vpn", "--generate", "--apply", "sleep 3"]);
+    let (version, _, started_by, started_at) = wait_for_pending(&kit, "vpn");
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    let attention = kit.json(&["status"])["attention"].to_string();
+    assert!(
+        attention.contains(&format!(
+            "secret vpn: rotation to version {version} started by {started_by} at {started_at}"
+        )) && attention.contains("`breakglass rotate vpn --abandon`"),
+        "{attention}"
+    );
+    kit.bg().args(["status", "--check"]).assert().code(1);
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "vpn", "--generate"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--abandon"), "{err}");
+
+    let out = kit
+        .bg()
+        .args(["rotate", "vpn", "--abandon", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["active_version"], 1);
+    assert_eq!(v["started_by"], started_by.as_str());
+    assert_eq!(v["state"], "failed");
+    assert_eq!(
+        states(&kit, "vpn"),
+        [(1, "active".to_string()), (2, "failed".to_string())]
+    );
+    let log = kit.json(&["audit", "log"]);
+    let last = log["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["subject"].as_str()),
+        (Some("rotation_abandoned"), Some("vpn"))
+    );
+    assert_eq!(last["details"]["version"], 2);
+    kit.bg().args(["audit", "verify"]).assert().success();
+    assert!(!kit.json(&["status"])["attention"]
+        .to_string()
+        .contains("rotation to version"));
+
+    // Nothing pending: said so, exit 1, nothing changed.
+    let before = kit.vault_bytes();
+    let err = one_line_error(
+        &kit.bg()
+            .args(["rotate", "vpn", "--abandon"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("secret vpn: has no pending rotation to abandon; nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(kit.vault_bytes(), before);
+
+    // The old value is still the one the vault gives; a new rotation goes through.
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
+    assert_eq!(v["revealed"][0]["value"], "the-old-one");
+    kit.bg()
+        .args(["rotate", "vpn", "--apply", "true"])
+        .write_stdin("the-new-one")
+        .assert()
+        .success();
+    assert_eq!(state_of(&kit, "vpn"), "v3 ok");
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
+    assert_eq!(v["revealed"][0]["value"], "the-new-one");
+}
+
+/// Only the newest version, still pending, becomes active: a rotation
+/// abandoned while its hook ran (and overtaken by a newer one) says so and
+/// leaves the active version alone.
+#[test]
+fn a_rotation_abandoned_while_its_hook_runs_is_not_made_active() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "v1-value");
+    let slow = spawn(
+        &kit,
+        &[
+            "rotate",
+            "vpn",
+            "--generate",
+            "--apply",
+            "sleep 4; cat >/dev/null",
+        ],
+    );
+    wait_for_pending(&kit, "vpn");
+    kit.bg()
+        .args(["rotate", "vpn", "--abandon"])
+        .assert()
+        .success();
+    kit.bg()
+        .args(["rotate", "vpn", "--apply", "cat >/dev/null"])
+        .write_stdin("v3-value")
+        .assert()
+        .success();
+    let out = slow.wait_with_output().unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains(
+            "secret vpn: version 2 was not made active: it was settled as failed meanwhile"
+        ) && err.contains("version 3 stays active")
+            && err.contains("the target system may now hold version 2's value"),
+        "{err}"
+    );
+    assert_eq!(
+        states(&kit, "vpn"),
+        [
+            (1, "superseded".to_string()),
+            (2, "failed".to_string()),
+            (3, "active".to_string())
+        ]
+    );
+    let actions = kit.audit_actions();
+    assert_eq!(actions.last().map(String::as_str), Some("rotate_failed"));
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
+    assert_eq!(v["revealed"][0]["value"], "v3-value");
+}
+
+/// Eight rotations at once, three times over: the ones that say "active" are
+/// exactly the ones whose value reached the hook, one at a time, and the
+/// vault's active value is the last value the target system was given.
+#[test]
+fn concurrent_rotations_leave_the_vault_holding_what_the_hook_applied() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("dc-admin", "password", "initial");
+    let applied = kit.path("applied.txt");
+    // Each hook lingers a little (a different time per process) before it applies.
+    let hook = format!(
+        "sleep 0.$(( $$ % 5 + 3 )); cat >> '{f}'; echo >> '{f}'",
+        f = applied.display()
+    );
+    let mut refused = 0;
+    for round in 0..3 {
+        let _ = std::fs::remove_file(&applied);
+        let before = states(&kit, "dc-admin").len();
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                spawn(
+                    &kit,
+                    &[
+                        "rotate",
+                        "dc-admin",
+                        "--generate",
+                        "--apply",
+                        &hook,
+                        "--json",
+                    ],
+                )
+            })
+            .collect();
+        let mut activated = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["state"], "active", "round {round}: {v}");
+                activated.push(v["version"].as_u64().unwrap());
+            } else {
+                let err = one_line_error(&out);
+                assert!(
+                    err.contains("is still pending") && err.contains("--abandon"),
+                    "round {round}: {err}"
+                );
+                refused += 1;
+            }
+        }
+        assert!(
+            !activated.is_empty(),
+            "round {round}: no rotation went through"
+        );
+        activated.sort();
+        let mut distinct = activated.clone();
+        distinct.dedup();
+        assert_eq!(distinct, activated, "round {round}");
+
+        let text = std::fs::read_to_string(&applied).unwrap();
+        let values: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            values.len(),
+            activated.len(),
+            "round {round}: the hook got exactly one value per rotation that said active: {values:?} {activated:?}"
+        );
+        // One new version per rotation that went through, none left pending or failed.
+        let rows = states(&kit, "dc-admin");
+        assert_eq!(
+            rows.len(),
+            before + activated.len(),
+            "round {round}: {rows:?}"
+        );
+        let newest = *activated.last().unwrap();
+        for (version, state) in &rows {
+            let want = if u64::from(*version) == newest {
+                "active"
+            } else {
+                "superseded"
+            };
+            assert_eq!(state, want, "round {round}: {rows:?}");
+        }
+        let v = unseal_json(&kit, &["alice", "bob"], &["dc-admin"], &["--no-rekey"]);
+        assert_eq!(v["revealed"][0]["version"], newest);
+        assert_eq!(
+            v["revealed"][0]["value"].as_str(),
+            values.last().copied(),
+            "round {round}: the active value is the last one the hook applied"
+        );
+    }
+    assert!(refused > 0, "the rotations never overlapped");
+    kit.bg().args(["audit", "verify"]).assert().success();
+}
+
+/// Whether process `pid` holds `file` open (Linux /proc).
+fn holds_open(pid: u32, file: &std::path::Path) -> bool {
+    let want = std::fs::canonicalize(file).unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == want))
+        })
+        .unwrap_or(false)
+}
+
+/// A rotation reads the manifest at open, then waits for its value on stdin;
+/// meanwhile an unseal moves the vault to a new epoch. The new version is
+/// sealed to the epoch in force when it is written, so the new quorum opens it.
+#[test]
+fn a_rotation_seals_to_the_epoch_in_force_when_it_writes() {
+    use std::io::Write;
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "one");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+        .arg("--vault")
+        .arg(&kit.vault)
+        .args(["rotate", "vpn", "--apply", "cat >/dev/null", "--json"])
+        .env_remove("BREAKGLASS_VAULT")
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut opened = false;
+    for _ in 0..600 {
+        if holds_open(child.id(), &kit.vault) {
+            opened = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(opened, "rotate never opened the vault");
+    // Let it finish reading the manifest; it now waits for the value.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &[]);
+    assert_eq!(v["new_epoch"], 2);
+    child.stdin.take().unwrap().write_all(b"two").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["epoch"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
+    assert_eq!(v["revealed"][0]["value"], "two");
 }

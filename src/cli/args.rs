@@ -187,6 +187,13 @@ pub struct RotateArgs {
     /// Rotate every exposed secret that has a generator or a hook; list the rest
     #[arg(long)]
     pub exposed: bool,
+    /// Settle a rotation of NAME left pending by a crash or kill: keep its new version as failed; the active version stays
+    #[arg(
+        long,
+        requires = "name",
+        conflicts_with_all = ["exposed", "generate", "file", "apply", "max_age", "expires", "trust_hook"]
+    )]
+    pub abandon: bool,
     /// Draw a new password from the OS CSPRNG
     #[arg(long, conflicts_with = "file")]
     pub generate: bool,

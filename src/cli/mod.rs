@@ -202,6 +202,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Put(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
+            vault.refuse_while_rotating(&a.name, "nothing was deposited")?;
             let value = input::secret_value(a.file.as_deref(), &a.name)?;
             let kind = match a.kind {
                 KindArg::Password => SecretKind::Password,
@@ -239,7 +240,13 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
             }
             let name = a.name.expect("clap requires NAME without --exposed");
+            if a.abandon {
+                let outcome = vault.abandon_rotation(&name, &actor)?;
+                render::abandoned(&outcome, a.json);
+                return Ok(EXIT_OK);
+            }
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
+            vault.refuse_while_rotating(&name, "nothing was rotated")?;
             let value = if a.generate {
                 NewValue::Generate {
                     length: a.length,

@@ -6,9 +6,9 @@ use std::io::Write;
 use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
-    AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport, DrillReport,
-    ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued, RotateOutcome,
-    RunbookReport, StatusReport, UnsealReport,
+    AbandonOutcome, AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport,
+    DrillReport, ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued,
+    RotateOutcome, RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;
@@ -431,6 +431,28 @@ pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
         outcome.fingerprint,
         outcome.epoch,
         outcome.state
+    );
+}
+
+pub fn abandoned(outcome: &AbandonOutcome, as_json: bool) {
+    if as_json {
+        return json(outcome);
+    }
+    let stays = match outcome.active_version {
+        Some(v) => format!("version {v} stays active"),
+        None => "no version is active".into(),
+    };
+    outln!(
+        "Abandoned the rotation of {name} to version {v} (started by {by} at {at}): it is kept as failed and {stays}.",
+        name = outcome.name,
+        v = outcome.version,
+        by = outcome.started_by,
+        at = outcome.started_at,
+    );
+    outln!(
+        "If its apply hook had already run, the target system may hold version {v}'s value: rotate {name} again now so both agree.",
+        name = outcome.name,
+        v = outcome.version,
     );
 }
 

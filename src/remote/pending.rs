@@ -93,9 +93,48 @@ fn io_err(e: std::io::Error) -> PendingError {
     PendingError::Io(state_dir().display().to_string(), e.to_string())
 }
 
+/// Staging copies of request records: written in full, synced, then moved into
+/// place, always under the state directory's lock.
+const SAVING: &str = "saving";
+const CLOSING: &str = "closing";
+
+/// Remove staging copies of request records that a killed run left (a
+/// `.saving` one may hold an ephemeral key). Only under the state lock.
+pub(super) fn sweep_staging() {
+    let Ok(entries) = std::fs::read_dir(requests_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some(SAVING) || ext == Some(CLOSING) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Write `contents` to `staging` (0600, fresh), synced.
+fn write_staging(staging: &std::path::Path, contents: &[u8]) -> Result<(), PendingError> {
+    let _ = std::fs::remove_file(staging);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(staging)
+        .map_err(io_err)?;
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .map_err(io_err)
+}
+
 /// Keep a new request (its exact bytes and their hash) and its ephemeral identity
-/// (created 0600, never overwritten).
+/// (created 0600, never overwritten). Written whole or not at all: staged, then
+/// linked into place (which refuses an existing record).
 pub fn save(request: &ParsedRequest, identity: &SecretString) -> Result<(), PendingError> {
+    super::pins::locked(|| save_locked(request, identity))
+}
+
+fn save_locked(request: &ParsedRequest, identity: &SecretString) -> Result<(), PendingError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -118,15 +157,12 @@ pub fn save(request: &ParsedRequest, identity: &SecretString) -> Result<(), Pend
         })
         .expect("pending file serializes"),
     );
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file_for(&r.request_id))
-        .map_err(io_err)?;
-    file.write_all(&contents)
-        .and_then(|_| file.sync_all())
-        .map_err(io_err)
+    let path = file_for(&r.request_id);
+    let staging = path.with_extension(SAVING);
+    write_staging(&staging, &contents)?;
+    let linked = std::fs::hard_link(&staging, &path);
+    let _ = std::fs::remove_file(&staging);
+    linked.map_err(io_err)
 }
 
 fn read(request_id: &str) -> Result<Option<PendingFile>, PendingError> {
@@ -215,23 +251,18 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
 
 /// Delete the ephemeral key, leaving a tombstone that says why.
 pub fn close(request_id: &str, why: &str) -> Result<(), PendingError> {
+    super::pins::locked(|| close_locked(request_id, why))
+}
+
+fn close_locked(request_id: &str, why: &str) -> Result<(), PendingError> {
     let Some(mut file) = read(request_id)? else {
         return Ok(());
     };
     file.identity = None;
     file.closed = Some(format!("{why} at {}", crate::audit::now()));
     let path = file_for(request_id);
-    let staging = path.with_extension("closing");
-    let _ = std::fs::remove_file(&staging);
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&staging)
-        .map_err(io_err)?;
-    out.write_all(&serde_json::to_vec(&file).expect("serializes"))
-        .and_then(|_| out.sync_all())
-        .map_err(io_err)?;
+    let staging = path.with_extension(CLOSING);
+    write_staging(&staging, &serde_json::to_vec(&file).expect("serializes"))?;
     std::fs::rename(&staging, &path).map_err(io_err)
 }
 
@@ -243,6 +274,10 @@ pub fn list_for(vault_id: &str) -> Vec<OpenRequest> {
     let now = chrono::Utc::now();
     let mut open = Vec::new();
     for entry in entries.flatten() {
+        // Records only, never a staging copy.
+        if entry.path().extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(entry.path()).map(Zeroizing::new) else {
             continue;
         };

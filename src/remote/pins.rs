@@ -85,12 +85,15 @@ fn save(pins: &Pins) -> std::io::Result<()> {
 }
 
 /// Write a state file: created 0600 beside its final name, synced, then renamed over it.
+/// Called only under the pins lock ([`locked`]), so one fixed staging name
+/// (`NAME.json.tmp`) is safe: a run killed mid-write leaves at most that one,
+/// and the next locked call removes it.
 fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir())?;
-    let staging = path.with_extension(format!("json.{}", std::process::id()));
+    let staging = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&staging);
     let mut file = OpenOptions::new()
         .write(true)
@@ -102,11 +105,13 @@ fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<
     std::fs::rename(staging, path)
 }
 
-/// Run `f` holding the state directory's pins lock, so two commands at once
-/// never lose each other's pins (vault or custodian). If the lock file cannot
-/// be made (a read-only state directory), `f` runs unlocked: it will not be
-/// able to write either.
-fn locked<R>(f: impl FnOnce() -> R) -> R {
+/// Run `f` holding the state directory's lock, so two commands at once never
+/// lose each other's pins (vault or custodian) or request records. If the lock
+/// file cannot be made (a read-only state directory), `f` runs unlocked: it
+/// will not be able to write either. Holding the lock, no other run is
+/// mid-write, so any staging file present was left by a killed run: removed.
+/// Never nested: a second lock on the same file in one process would wait forever.
+pub(super) fn locked<R>(f: impl FnOnce() -> R) -> R {
     let lock = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -120,9 +125,32 @@ fn locked<R>(f: impl FnOnce() -> R) -> R {
                 .open(state_dir().join("pins.lock"))
         });
     if let Ok(file) = &lock {
-        let _ = file.lock();
+        if file.lock().is_ok() {
+            sweep_staging();
+        }
     }
     f()
+}
+
+/// Remove staging files killed runs left: `NAME.json.tmp`, the
+/// `NAME.json.<pid>` that earlier versions staged to, and request records'.
+fn sweep_staging() {
+    if let Ok(entries) = std::fs::read_dir(state_dir()) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_staging) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    super::pending::sweep_staging();
+}
+
+fn is_staging(name: &str) -> bool {
+    ["pins.json.", "custodian-pins.json."].iter().any(|prefix| {
+        name.strip_prefix(prefix).is_some_and(|tail| {
+            tail == "tmp" || (!tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()))
+        })
+    })
 }
 
 /// Run `change` on the pins under the lock and save them if it changed them.

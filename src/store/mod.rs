@@ -19,6 +19,20 @@ const APPLICATION_ID: i64 = 0x4247_4c53;
 pub enum StoreError {
     #[error("{path}: no such vault file; pass --vault PATH or run `breakglass init`")]
     Missing { path: String },
+    #[error("{path}: is a directory, not a vault file; {hint}")]
+    Directory { path: String, hint: String },
+    #[error("{path}: this user cannot read the vault file ({detail}); run the command as a user who can (the file's owner is {owner}), or use a readable copy")]
+    Unreadable {
+        path: String,
+        detail: String,
+        owner: String,
+    },
+    #[error("{path}: has an unfinished write from an interrupted command ({journal}) that must be rolled back before the vault can be read, and this user cannot roll it back (that needs write access to the file and its directory); nothing was changed — ask someone who can write both, such as the file's owner ({owner}), to run any breakglass command on it (e.g. `breakglass --vault {path} status`), then try again")]
+    HotJournal {
+        path: String,
+        journal: String,
+        owner: String,
+    },
     #[error("{path}: not a breakglass vault ({detail}); check the --vault path")]
     NotAVault { path: String, detail: String },
     #[error("{path}: vault file is damaged or truncated ({detail}); restore it from a copy")]
@@ -152,12 +166,21 @@ impl Store {
     /// Open an existing vault. Read-only opens never write, so an auditor can verify
     /// a read-only copy.
     pub fn open(path: &Path, access: Access) -> Result<Store, StoreError> {
+        check_file(path)?;
         match Self::open_as(path, access) {
             // A command killed mid-transaction leaves a hot journal that only a
-            // writer can roll back; do that (it restores the old state), then read.
-            Err(StoreError::Write { .. }) if access == Access::ReadOnly && hot_journal(path) => {
-                roll_back_hot_journal(path)?;
-                Self::open_as(path, access)
+            // writer can roll back. SQLite does so on the first read of a
+            // read-write open; a read-only one cannot, so roll it back here
+            // (that restores the old state), then read. If this user cannot
+            // write the file and its directory, say so: that is the problem,
+            // not the read.
+            Err(StoreError::Write { .. } | StoreError::Io { .. }) if hot_journal(path) => {
+                if access == Access::ReadOnly {
+                    roll_back_hot_journal(path)?;
+                    Self::open_as(path, access)
+                } else {
+                    Err(hot_journal_error(path))
+                }
             }
             other => other,
         }
@@ -165,9 +188,6 @@ impl Store {
 
     fn open_as(path: &Path, access: Access) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        if !path.exists() {
-            return Err(StoreError::Missing { path: shown });
-        }
         let flags = match access {
             Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
             Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
@@ -305,9 +325,27 @@ impl Store {
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| self.err(e))?;
         if app_id != APPLICATION_ID {
+            let empty = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0);
+            let detail = if empty {
+                "the file is empty".to_string()
+            } else {
+                // Counted, not named: a hostile file's names could break the line.
+                let tables: i64 = self
+                    .conn
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or(0);
+                format!(
+                    "a SQLite database of another application: {tables} table{}, and not breakglass's application id",
+                    if tables == 1 { "" } else { "s" }
+                )
+            };
             return Err(StoreError::NotAVault {
                 path: shown,
-                detail: "empty, or a SQLite file of another application".into(),
+                detail,
             });
         }
         let check: String = self
@@ -767,6 +805,22 @@ impl Reader<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Every version of one secret, oldest first.
+    pub fn versions_of(&self, secret: &str) -> Result<Vec<VersionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, epoch, ciphertext, state, depositor, created FROM secret_versions
+                 WHERE secret = ?1 ORDER BY version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![secret], version_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// Every version in one of `states` (e.g. active and pending), for re-encryption.
     pub fn versions_in(&self, states: &[&str]) -> Result<Vec<VersionRow>, StoreError> {
         let mut stmt = self
@@ -1029,24 +1083,103 @@ fn journal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The first bytes of a rollback journal whose header was synced: SQLite
+/// treats such a journal, left with no writer holding the file, as hot.
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+/// Whether a writer left a journal that must be played back before the file
+/// can be read (one with a zeroed header is not: it rolls back to nothing).
 fn hot_journal(path: &Path) -> bool {
-    std::fs::metadata(journal_path(path)).is_ok_and(|m| m.len() > 0)
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(journal_path(path))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head == JOURNAL_MAGIC)
+}
+
+fn hot_journal_error(path: &Path) -> StoreError {
+    StoreError::HotJournal {
+        path: path.display().to_string(),
+        journal: journal_path(path).display().to_string(),
+        owner: owner_of(path),
+    }
 }
 
 /// Open read-write just long enough for SQLite to roll back an interrupted
-/// transaction's journal.
+/// transaction's journal. SQLite opens a file this user cannot write
+/// read-only without complaint, and fails only at the first read: then, or if
+/// the journal is still there afterwards, this user cannot roll it back.
 fn roll_back_hot_journal(path: &Path) -> Result<(), StoreError> {
     let shown = path.display().to_string();
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|_| {
-        StoreError::Write {
-            path: shown.clone(),
-            detail: "an interrupted command left a transaction to roll back, and this user cannot write the file; run any breakglass command as a user who can".into(),
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|_| hot_journal_error(path))?;
+    let checked = conn
+        .busy_timeout(Duration::from_secs(5))
+        .and_then(|_| conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)));
+    drop(conn);
+    match checked {
+        Err(e) => match classify(&shown, e) {
+            StoreError::Write { .. } | StoreError::Io { .. } => Err(hot_journal_error(path)),
+            other => Err(other),
+        },
+        Ok(_) if hot_journal(path) => Err(hot_journal_error(path)),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Before SQLite sees the path: a missing file, a directory and a file this
+/// user cannot read each get their own message (SQLite says "disk I/O error"
+/// or "unable to open database file" for all of them).
+fn check_file(path: &Path) -> Result<(), StoreError> {
+    let shown = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing { path: shown })
         }
-    })?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .and_then(|_| conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)))
-        .map(|_| ())
-        .map_err(|e| classify(&shown, e))
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: shown,
+                detail: format!("cannot look at the vault file ({e}); check the --vault path and the directory's permissions"),
+            })
+        }
+    };
+    if meta.is_dir() {
+        let inside = path.join("breakglass.db");
+        let hint = if inside.is_file() {
+            format!("did you mean --vault {}?", inside.display())
+        } else {
+            "pass the vault file itself with --vault PATH".to_string()
+        };
+        return Err(StoreError::Directory { path: shown, hint });
+    }
+    if let Err(e) = std::fs::File::open(path) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return Err(StoreError::Unreadable {
+                path: shown,
+                detail: "permission denied".into(),
+                owner: owner_of(path),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The login name owning `path` (from /etc/passwd), else its uid.
+fn owner_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(path).map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn staging_path(path: &Path) -> PathBuf {

@@ -27,7 +27,8 @@ pub use reports::{
     SecretInfo, StatusReport,
 };
 pub use rotate::{
-    Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest, DEFAULT_LENGTH,
+    AbandonOutcome, Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest,
+    DEFAULT_LENGTH,
 };
 pub use unseal::{RemoteApprovals, Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
 
@@ -331,6 +332,8 @@ impl Vault {
         }
         let vault_id = self.vault_id();
         let tx = self.store.begin()?;
+        // A deposit while a rotation of this secret runs would race its hook.
+        rotate::refuse_while_pending(&tx.read(), &deposit.name, "nothing was deposited")?;
         // Seal to the key in force now, under the write lock.
         let current = Vault::manifest_in(&tx, &self.current)?;
         let recipient = CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)

@@ -242,10 +242,17 @@ impl Vault {
             }
         }
         for v in self.store.read().versions_in(&["pending"])? {
-            attention.push(format!(
-                "secret {}: rotation to version {} was interrupted; run `breakglass rotate {}` again",
-                v.secret, v.version, v.secret
-            ));
+            attention.push(if super::rotate::certainly_interrupted(&v) {
+                format!(
+                    "secret {}: rotation to version {} started by {} at {} was interrupted; settle it with `breakglass rotate {} --abandon`, then rotate again",
+                    v.secret, v.version, v.depositor, v.created, v.secret
+                )
+            } else {
+                format!(
+                    "secret {}: rotation to version {} started by {} at {} has not finished; if that command is no longer running it was interrupted — settle it with `breakglass rotate {} --abandon`, then rotate again",
+                    v.secret, v.version, v.depositor, v.created, v.secret
+                )
+            });
         }
         let custodians = m
             .custodians

@@ -2,6 +2,11 @@
 //! is stored `pending`, the apply hook runs with the value on its stdin, and only
 //! if it exits 0 does the new version become `active` (the old one `superseded`).
 //! A failed hook leaves the old version active and the new one `failed`.
+//!
+//! One rotation at a time per secret: while a version is `pending`, another
+//! `rotate` (or `put`) of that secret is refused under the write lock, and only
+//! the newest version, still `pending`, can become `active`. A rotation left
+//! `pending` by a crash is settled with `rotate NAME --abandon`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -13,10 +18,13 @@ use super::records::{self, SecretValue};
 use super::{count_codes, Policy, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{self, CustodianRecipient};
-use crate::store::{RotationRow, VersionRow};
+use crate::store::{Reader, RotationRow, VersionRow};
 
 /// How long an apply hook may run before it is killed and the rotation fails.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// A `pending` version older than this was certainly interrupted: a running
+/// rotation kills its hook at [`HOOK_TIMEOUT`] and settles within seconds.
+pub const INTERRUPTED_AFTER: Duration = Duration::from_secs(HOOK_TIMEOUT.as_secs() + 60);
 pub const DEFAULT_LENGTH: usize = 24;
 
 /// Alphabets for generated passwords.
@@ -85,6 +93,20 @@ pub struct RotateOutcome {
     pub state: String,
 }
 
+/// What `rotate NAME --abandon` settled.
+#[derive(Debug, Serialize)]
+pub struct AbandonOutcome {
+    pub name: String,
+    /// The pending version now kept as `failed`.
+    pub version: u32,
+    /// Who started that rotation, and when.
+    pub started_by: String,
+    pub started_at: String,
+    /// The version that stays active (unchanged), if any.
+    pub active_version: Option<u32>,
+    pub state: String,
+}
+
 /// What `rotate --exposed` did.
 #[derive(Debug, Serialize)]
 pub struct ExposedRotation {
@@ -102,6 +124,8 @@ impl Vault {
             .secret(&name)?
             .ok_or_else(|| VaultError::UnknownSecret(name.clone()))?;
         let kind = SecretKind::parse(&meta.kind)?;
+        // Early and friendly; the check that counts is under the write lock.
+        self.refuse_while_rotating(&name, "nothing was rotated")?;
         let generator = match &request.value {
             NewValue::Generate { length, charset } => {
                 (Some(*length as u32), Some(charset.as_str().to_string()))
@@ -163,7 +187,7 @@ impl Vault {
             },
         };
 
-        // Phase 1: the new version, pending; earlier interrupted attempts are abandoned.
+        // Phase 1: the new version, pending (refused while another is pending).
         let version = self.store_pending(&name, &value, &settings, &request.actor, kind)?;
 
         // Phase 2: apply it where it lives.
@@ -188,9 +212,31 @@ impl Vault {
             },
         };
 
-        // Phase 3: promote or keep as failed.
+        // Phase 3: promote or keep as failed, under the write lock. Only the
+        // newest version, still pending, may become active: a rotation that was
+        // abandoned meanwhile, or overtaken by a newer version, is not.
         let tx = self.store.begin()?;
-        let outcome = match &hook_error {
+        let current = Vault::manifest_in(&tx, &self.current)?;
+        let versions = tx.read().versions_of(&name)?;
+        let mine = versions.iter().find(|v| v.version == version);
+        let still_pending = mine.is_some_and(|v| v.state == "pending");
+        let newest = versions.iter().map(|v| v.version).max().unwrap_or(version);
+        let blocked = match mine {
+            None => Some(format!("version {version} is gone from the vault file")),
+            Some(v) if v.state == "failed" => Some(format!(
+                "it was settled as failed meanwhile (`breakglass rotate {name} --abandon`)"
+            )),
+            Some(v) if v.state != "pending" => Some(format!("it is {} now", v.state)),
+            Some(_) if newest != version => Some(format!("version {newest} is newer")),
+            Some(_) => None,
+        };
+        let sealed_epoch = mine.map_or(current.manifest.epoch, |v| v.epoch);
+        let problem = match (&hook_error, &blocked) {
+            (None, None) => None,
+            (Some(_), _) => Some("apply hook failed".to_string()),
+            (None, Some(why)) => Some(format!("not made active: {why}")),
+        };
+        let outcome = match &problem {
             None => {
                 tx.activate_version(&name, version)?;
                 tx.clear_exposure(&name)?;
@@ -202,28 +248,51 @@ impl Vault {
                 )?;
                 "active"
             }
-            Some(_) => {
-                tx.set_version_state(&name, version, "failed")?;
+            Some(problem) => {
+                if still_pending {
+                    tx.set_version_state(&name, version, "failed")?;
+                }
                 audit::append(
                     &tx,
                     vec![NewEntry::new(&request.actor, "rotate_failed", &name)
-                        .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": "apply hook failed" }))],
+                        .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": problem }))],
                 )?;
                 "failed"
             }
         };
         tx.commit()?;
+        self.current = current;
         if let Some(why) = hook_error {
             return Err(VaultError::Secret {
                 name,
                 detail: format!("{why}; version {version} kept as failed and the old version stays active — fix the hook and rotate again"),
             });
         }
+        if let Some(why) = blocked {
+            let stays = versions
+                .iter()
+                .find(|v| v.state == "active")
+                .map_or("no version is active".to_string(), |v| {
+                    format!("version {} stays active", v.version)
+                });
+            let applied = match &hook {
+                Some(_) => format!(
+                    "the apply hook exited 0, so the target system may now hold version {version}'s value"
+                ),
+                None => "no apply hook ran".to_string(),
+            };
+            return Err(VaultError::Secret {
+                name: name.clone(),
+                detail: format!(
+                    "version {version} was not made active: {why}; {stays}, and {applied} — rotate {name} again so the vault and the target agree"
+                ),
+            });
+        }
         Ok(RotateOutcome {
             name,
             version,
             fingerprint: self.fingerprint(),
-            epoch: self.manifest().epoch,
+            epoch: sealed_epoch,
             hook_exit,
             state: outcome.into(),
         })
@@ -237,19 +306,16 @@ impl Vault {
         actor: &str,
         kind: SecretKind,
     ) -> Result<u32, VaultError> {
-        let recipient = CustodianRecipient::parse_public_key(&self.manifest().vault_recipient)
-            .map_err(VaultError::Invalid)?;
         let vault_id = self.vault_id();
-        let epoch = self.manifest().epoch;
         let tx = self.store.begin()?;
-        for stale in tx
-            .read()
-            .versions_in(&["pending"])?
-            .into_iter()
-            .filter(|v| v.secret == name)
-        {
-            tx.set_version_state(name, stale.version, "abandoned")?;
-        }
+        // One rotation at a time, checked under the write lock: of two
+        // processes, the second sees the first's pending version.
+        refuse_while_pending(&tx.read(), name, "nothing was rotated")?;
+        // Seal to the key in force now, under the write lock.
+        let current = Vault::manifest_in(&tx, &self.current)?;
+        let recipient = CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
+            .map_err(VaultError::Invalid)?;
+        let epoch = current.manifest.epoch;
         let version = tx.read().latest_version_number(name)? + 1;
         let plaintext = records::encode_secret(&vault_id, name, version, value);
         let ciphertext =
@@ -278,7 +344,64 @@ impl Vault {
             ],
         )?;
         tx.commit()?;
+        self.current = current;
         Ok(version)
+    }
+
+    /// Settle a rotation left `pending` (by a crash or a kill): the pending
+    /// version is kept as `failed`, the active version is unchanged, and the
+    /// audit log says so, in one transaction. Nothing pending is an error.
+    pub fn abandon_rotation(
+        &mut self,
+        name: &str,
+        actor: &str,
+    ) -> Result<AbandonOutcome, VaultError> {
+        let tx = self.store.begin()?;
+        if tx.read().secret(name)?.is_none() {
+            return Err(VaultError::UnknownSecret(name.into()));
+        }
+        let versions = tx.read().versions_of(name)?;
+        let pending: Vec<&VersionRow> = versions.iter().filter(|v| v.state == "pending").collect();
+        let Some(newest) = pending.last() else {
+            return Err(VaultError::Secret {
+                name: name.into(),
+                detail: "has no pending rotation to abandon; nothing was changed — `breakglass status` lists interrupted rotations".into(),
+            });
+        };
+        for v in &pending {
+            tx.set_version_state(name, v.version, "failed")?;
+        }
+        let active_version = versions
+            .iter()
+            .find(|v| v.state == "active")
+            .map(|v| v.version);
+        audit::append(
+            &tx,
+            vec![
+                NewEntry::new(actor, "rotation_abandoned", name).details(serde_json::json!({
+                    "version": newest.version,
+                    "versions": pending.iter().map(|v| v.version).collect::<Vec<_>>(),
+                    "started_by": newest.depositor,
+                    "started_at": newest.created,
+                    "active_version": active_version,
+                })),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(AbandonOutcome {
+            name: name.into(),
+            version: newest.version,
+            started_by: newest.depositor.clone(),
+            started_at: newest.created.clone(),
+            active_version,
+            state: "failed".into(),
+        })
+    }
+
+    /// Refuse early (before a value is asked for) while a rotation of `name`
+    /// is pending. Advisory: `rotate` and `put` check again under the write lock.
+    pub fn refuse_while_rotating(&self, name: &str, nothing: &str) -> Result<(), VaultError> {
+        refuse_while_pending(&self.store.read(), name, nothing)
     }
 
     /// The secrets `rotate --exposed` would rotate.
@@ -354,6 +477,46 @@ impl Vault {
         }
         Ok(report)
     }
+}
+
+/// Whether a `pending` version is older than any running rotation can be.
+pub(crate) fn certainly_interrupted(pending: &VersionRow) -> bool {
+    chrono::DateTime::parse_from_rfc3339(&pending.created)
+        .map(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .is_ok_and(|age| age > INTERRUPTED_AFTER)
+        })
+        .unwrap_or(false)
+}
+
+/// Refuse a new version of `name` while a rotation of it is `pending`. Called
+/// inside the write transaction that would add the version, so two processes
+/// cannot both pass. `nothing` says what was not done.
+pub(crate) fn refuse_while_pending(
+    read: &Reader<'_>,
+    name: &str,
+    nothing: &str,
+) -> Result<(), VaultError> {
+    let versions = read.versions_of(name)?;
+    let Some(pending) = versions.iter().rev().find(|v| v.state == "pending") else {
+        return Ok(());
+    };
+    let detail = if certainly_interrupted(pending) {
+        format!(
+            "a rotation to version {} started by {} at {} was interrupted (it is older than any rotation runs); settle it with `breakglass rotate {name} --abandon`, then try again; {nothing}",
+            pending.version, pending.depositor, pending.created
+        )
+    } else {
+        format!(
+            "a rotation to version {} started by {} at {} is still pending; wait for it to finish and try again, or if that command was interrupted (killed or crashed), settle it with `breakglass rotate {name} --abandon`; {nothing}",
+            pending.version, pending.depositor, pending.created
+        )
+    };
+    Err(VaultError::Secret {
+        name: name.into(),
+        detail,
+    })
 }
 
 /// How an apply hook ended.

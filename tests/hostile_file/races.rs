@@ -81,6 +81,72 @@ fn a_kill_never_leaves_the_pins_unreadable() {
     }
     pinned_paths(&kit);
     kit.bg().arg("status").assert().success();
+    // No staging file is left behind, however many runs were killed.
+    let leftovers = staging_leftovers(&kit.path("state"));
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+/// Staging files a killed run left (pins staged per process by older
+/// versions, a request record's copies) are removed by the next command and
+/// never read as records: the open request is listed once.
+#[test]
+fn staging_files_left_by_killed_runs_are_removed_and_never_read() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let out = kit
+        .bg()
+        .args(["request", "--reason", "INC-9", "--json", "--out"])
+        .arg(kit.path("request.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = kit.path("state");
+    let record = state.join(format!("requests/{id}.json"));
+    for staged in ["saving", "closing"] {
+        std::fs::copy(&record, state.join(format!("requests/{id}.{staged}"))).unwrap();
+    }
+    std::fs::write(state.join("pins.json.4242"), "{\"paths\": {").unwrap();
+    std::fs::write(state.join("custodian-pins.json.tmp"), "{").unwrap();
+    assert_eq!(staging_leftovers(&state).len(), 4);
+
+    let status = kit.json(&["status"]);
+    assert_eq!(
+        status["open_requests"].as_array().unwrap().len(),
+        1,
+        "{status}"
+    );
+    let leftovers = staging_leftovers(&state);
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(record.exists(), "the record itself is kept");
+}
+
+/// Files in a state directory that are a state file's staging copy:
+/// `NAME.json.<digits>` (one per killed process, as older versions named
+/// them), `NAME.json.tmp`, and request records' `.saving` / `.closing`.
+fn staging_leftovers(state: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in [state.to_path_buf(), state.join("requests")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let per_pid = name.rsplit_once(".json.").is_some_and(|(_, tail)| {
+                !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit())
+            });
+            if per_pid
+                || name.ends_with(".tmp")
+                || name.ends_with(".saving")
+                || name.ends_with(".closing")
+            {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 /// A pins file that cannot be read is never taken as "no pins" (that would
