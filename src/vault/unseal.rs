@@ -526,14 +526,16 @@ impl Vault {
         request: &UnsealRequest,
         change: Option<&super::epoch::EpochChange<'_>>,
     ) -> Result<SessionWritten, VaultError> {
-        let prepared = change.map(|c| self.prepare_epoch(c)).transpose()?;
         let vault_id = self.vault_id();
-        let tx = self.store.begin();
-        let outcome = tx.map_err(VaultError::from).and_then(|tx| {
-            let written = write_session_in(&tx, &session, request, vault_id, change, prepared)?;
-            tx.commit()?;
-            Ok(written)
-        });
+        let outcome = change
+            .map(|c| self.prepare_epoch(c))
+            .transpose()
+            .and_then(|prepared| {
+                let tx = self.store.begin()?;
+                let written = write_session_in(&tx, &session, request, vault_id, change, prepared)?;
+                tx.commit()?;
+                Ok(written)
+            });
         let (revealed, epoch_written, mut warnings) = match outcome {
             Ok(written) => written,
             Err(error) => {
