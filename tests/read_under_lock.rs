@@ -127,3 +127,93 @@ fn a_quorum_whose_epoch_moved_on_writes_and_reveals_nothing() {
     assert_eq!(actions.last().map(String::as_str), Some("unseal_failed"));
     assert_eq!(kit.json(&["status"])["epoch"], 2);
 }
+
+/// Another vault's manifests spliced into the file while `put` waits for its
+/// value: the deposit is refused, never sealed to the spliced-in key.
+#[test]
+fn manifests_replaced_while_a_deposit_waits_are_refused() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let other = Kit::init(&["alice", "bob"], 2);
+    let mut put = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+        .arg("--vault")
+        .arg(&kit.vault)
+        .args(["put", "db-admin", "--kind", "password"])
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute("ATTACH ?1 AS b", [other.vault.display().to_string()])
+        .unwrap();
+    conn.execute_batch(
+        "DELETE FROM main.envelopes; DELETE FROM main.manifests;
+         INSERT INTO main.manifests SELECT * FROM b.manifests;
+         INSERT INTO main.envelopes SELECT * FROM b.envelopes; DETACH b;",
+    )
+    .unwrap();
+    drop(conn);
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(b"CANARY-DB-ADMIN")
+        .unwrap();
+    let out = put.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("manifests were replaced"), "{err}");
+    let rows: i64 = rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM secret_versions WHERE secret = 'db-admin'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+/// The stored hook the user confirmed is the only one that runs: a row
+/// swapped between the question and the answer is refused.
+#[test]
+fn a_hook_swapped_after_it_was_confirmed_never_runs() {
+    use breakglass::vault::{Charset, NewValue, Policy, RotateRequest};
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let shown = kit.path("shown");
+    let stolen = kit.path("stolen");
+    kit.bg()
+        .args(["put", "vpn", "--kind", "password", "--apply"])
+        .arg(format!("cat > '{}'", shown.display()))
+        .write_stdin("v1")
+        .assert()
+        .success();
+    let mut vault = Vault::open(&kit.vault, Access::ReadWrite).unwrap();
+    let confirmed = vault.untrusted_hook("vpn").unwrap();
+    assert!(confirmed.is_some());
+    rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .execute(
+            "UPDATE rotation_settings SET apply_cmd = ?1 WHERE secret = 'vpn'",
+            [format!("cat > '{}'", stolen.display())],
+        )
+        .unwrap();
+    let err = vault
+        .rotate(RotateRequest {
+            name: "vpn".into(),
+            value: NewValue::Generate {
+                length: 24,
+                charset: Charset::Alnum,
+            },
+            apply: None,
+            policy: Policy::default(),
+            actor: "test@host".into(),
+            trust_hook: false,
+            confirmed_hook: confirmed,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("changed after you confirmed it"), "{err}");
+    assert!(!stolen.exists() && !shown.exists());
+}

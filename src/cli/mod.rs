@@ -233,8 +233,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Rotate(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             if a.exposed {
-                let trust = a.trust_hook || confirm_exposed_hooks(&vault)?;
-                let report = vault.rotate_exposed(&actor, trust)?;
+                let confirmed = if a.trust_hook {
+                    Vec::new()
+                } else {
+                    confirm_exposed_hooks(&vault)?
+                };
+                let report = vault.rotate_exposed(&actor, a.trust_hook, &confirmed)?;
                 render::rotate_exposed(&report, a.json);
                 let done = report.failed.is_empty() && report.needs_human.is_empty();
                 return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
@@ -260,15 +264,25 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             } else {
                 NewValue::Given(input::secret_value(a.file.as_deref(), &name)?)
             };
-            let trust_hook = a.trust_hook
-                || (a.apply.is_none() && confirm_hook(&vault.untrusted_hook(&name)?, &name)?);
+            let confirmed_hook = match (&a.apply, a.trust_hook) {
+                (None, false) => {
+                    let stored = vault.untrusted_hook(&name)?;
+                    if confirm_hook(&stored, &name)? {
+                        stored
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
             let outcome = vault.rotate(RotateRequest {
                 name,
                 value,
                 apply: a.apply,
                 policy,
                 actor,
-                trust_hook,
+                trust_hook: a.trust_hook,
+                confirmed_hook,
             })?;
             render::rotated(&outcome, a.json);
             Ok(EXIT_OK)
@@ -802,17 +816,18 @@ fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
 }
 
 /// `rotate --exposed`: confirm every unendorsed hook it would run, at once.
-fn confirm_exposed_hooks(vault: &Vault) -> Result<bool, VaultError> {
-    let mut any = false;
+/// Returns exactly the (secret, command) pairs confirmed; one "no" trusts none.
+fn confirm_exposed_hooks(vault: &Vault) -> Result<Vec<(String, String)>, VaultError> {
+    let mut confirmed = Vec::new();
     for name in vault.exposed_names()? {
         if let Some(cmd) = vault.untrusted_hook(&name)? {
-            any = true;
-            if !confirm_hook(&Some(cmd), &name)? {
-                return Ok(false);
+            if !confirm_hook(&Some(cmd.clone()), &name)? {
+                return Ok(Vec::new());
             }
+            confirmed.push((name, cmd));
         }
     }
-    Ok(any)
+    Ok(confirmed)
 }
 
 /// Open and verify the vault, showing any loud warning (a stale copy) first.

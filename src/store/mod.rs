@@ -539,6 +539,15 @@ impl Tx<'_> {
 
     /// Make `version` the active one; the previous active version becomes superseded.
     pub fn activate_version(&self, secret: &str, version: u32) -> Result<(), StoreError> {
+        let epoch: i64 = self
+            .tx
+            .query_row(
+                "SELECT epoch FROM secret_versions WHERE secret = ?1 AND version = ?2",
+                params![secret, version],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        self.require_current_epoch(epoch as u64, &format!("{secret} version {version}"))?;
         self.run(
             "UPDATE secret_versions SET state = 'superseded' WHERE secret = ?1 AND state = 'active' AND version != ?2",
             params![secret, version],

@@ -288,14 +288,46 @@ impl Vault {
         opened: &SignedManifest,
     ) -> Result<SignedManifest, VaultError> {
         let read = tx.read();
-        if read.latest_epoch()? == opened.manifest.epoch {
-            if let Some(row) = read.manifests()?.last() {
-                if row.body == opened.body && row.signatures == opened.to_row().signatures {
-                    return Ok(opened.clone());
-                }
+        let rows = read.manifests()?;
+        if let Some(row) = rows.last() {
+            if row.epoch == opened.manifest.epoch
+                && row.body == opened.body
+                && row.signatures == opened.to_row().signatures
+            {
+                return Ok(opened.clone());
             }
         }
-        Ok(manifest::verify_chain(&read.manifests()?)?)
+        // It changed. Only a signed continuation of the manifest this command
+        // opened (and the pins checked) is accepted: never a spliced-in or
+        // rolled-back chain, which would choose the key a value is sealed to.
+        let now = manifest::verify_chain(&rows)?;
+        let continues = now.manifest.fingerprint() == opened.manifest.fingerprint()
+            && now.manifest.epoch >= opened.manifest.epoch
+            && rows
+                .get(opened.manifest.epoch as usize - 1)
+                .is_some_and(|row| row.body == opened.body);
+        if !continues {
+            return Err(VaultError::invalid(format!(
+                "the vault's manifests were replaced while this command ran (it was opened at epoch {} of vault {}); nothing was changed — the file may have been tampered with, check it with `breakglass status`",
+                opened.manifest.epoch,
+                opened.manifest.fingerprint()
+            )));
+        }
+        Ok(now)
+    }
+
+    /// Take a manifest a write transaction read (see [`Vault::manifest_in`])
+    /// as current after its commit, and remember a newer epoch in the pins.
+    pub(crate) fn adopt_manifest(&mut self, current: SignedManifest) {
+        if current.manifest.epoch > self.current.manifest.epoch {
+            let m = &current.manifest;
+            self.warnings.extend(crate::remote::pins::raise_epoch(
+                &m.vault_id,
+                &m.fingerprint(),
+                m.epoch,
+            ));
+        }
+        self.current = current;
     }
 
     /// For a quorum session holding `opened`'s keys: the vault must still be
@@ -399,7 +431,7 @@ impl Vault {
             ],
         )?;
         tx.commit()?;
-        self.current = current;
+        self.adopt_manifest(current);
         Ok(version)
     }
 

@@ -80,6 +80,9 @@ pub struct RotateRequest {
     pub actor: String,
     /// Run a stored hook no checkpoint endorsed (the user saw it and agreed).
     pub trust_hook: bool,
+    /// The stored hook the user was shown and confirmed: it runs only if the
+    /// stored hook is still exactly this.
+    pub confirmed_hook: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,19 +174,31 @@ impl Vault {
         let hook = match &request.apply {
             Some(cmd) => Some(cmd.clone()),
             None => match self.untrusted_hook(&name)? {
-                Some(cmd) if !request.trust_hook => {
-                    return Err(VaultError::Secret {
-                        name,
-                        detail: format!(
-                            "its stored apply hook was set or changed after the last signed checkpoint, and no quorum endorsed it: `{cmd}` — read it; if it is yours, rotate again with --trust-hook (or give the hook with --apply CMD); nothing was rotated"
-                        ),
-                    })
-                }
-                Some(cmd) => {
+                // Exactly the command the user was shown and confirmed, or
+                // whatever is stored with --trust-hook: never a row swapped in
+                // between the question and the answer.
+                Some(cmd)
+                    if request.trust_hook
+                        || request.confirmed_hook.as_deref() == Some(cmd.as_str()) =>
+                {
                     self.log_trusted_hook(&name, &cmd, &request.actor)?;
                     Some(cmd)
                 }
-                None => self.store.read().rotation(&name)?.apply_cmd,
+                Some(cmd) => {
+                    let when = if request.confirmed_hook.is_some() {
+                        "it changed after you confirmed it"
+                    } else {
+                        "no quorum endorsed it"
+                    };
+                    return Err(VaultError::Secret {
+                        name,
+                        detail: format!(
+                            "its stored apply hook was set or changed after the last signed checkpoint, and {when}: `{cmd}` — read it; if it is yours, rotate again with --trust-hook (or give the hook with --apply CMD); nothing was rotated"
+                        ),
+                    });
+                }
+                // The endorsed hook, from the signed checkpoint itself.
+                None => self.endorsed_settings(&name)?.apply_cmd,
             },
         };
 
@@ -261,7 +276,7 @@ impl Vault {
             }
         };
         tx.commit()?;
-        self.current = current;
+        self.adopt_manifest(current);
         if let Some(why) = hook_error {
             return Err(VaultError::Secret {
                 name,
@@ -344,7 +359,7 @@ impl Vault {
             ],
         )?;
         tx.commit()?;
-        self.current = current;
+        self.adopt_manifest(current);
         Ok(version)
     }
 
@@ -440,6 +455,7 @@ impl Vault {
         &mut self,
         actor: &str,
         trust_hook: bool,
+        confirmed_hooks: &[(String, String)],
     ) -> Result<ExposedRotation, VaultError> {
         let mut report = ExposedRotation {
             rotated: Vec::new(),
@@ -470,6 +486,10 @@ impl Vault {
                 policy: Policy::default(),
                 actor: actor.into(),
                 trust_hook,
+                confirmed_hook: confirmed_hooks
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, cmd)| cmd.clone()),
             }) {
                 Ok(outcome) => report.rotated.push(outcome),
                 Err(e) => report.failed.push(e.to_string()),

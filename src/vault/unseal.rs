@@ -340,14 +340,11 @@ impl Vault {
             }
         }
         request.reveal = reveal;
-        let session = self.gather_session(&mut request, prompt)?;
-        let epoch = session.opened.manifest.epoch;
-        let used = session.used.clone();
         let rekey = !request.reveal.is_empty() && !request.no_rekey;
+        // Known before any share is gathered, so a bad entry drops no rows.
         let custodians = if rekey {
             Some(
-                session
-                    .opened
+                self.current
                     .manifest
                     .custodians
                     .iter()
@@ -357,6 +354,9 @@ impl Vault {
         } else {
             None
         };
+        let session = self.gather_session(&mut request, prompt)?;
+        let epoch = session.opened.manifest.epoch;
+        let used = session.used.clone();
         let reason = format!("after unseal: {}", request.reason);
         let change = custodians
             .as_deref()
@@ -528,7 +528,13 @@ impl Vault {
     ) -> Result<SessionWritten, VaultError> {
         let vault_id = self.vault_id();
         let outcome = change
-            .map(|c| self.prepare_epoch(c))
+            .map(|c| {
+                self.prepare_epoch(c).map_err(|e| {
+                    VaultError::invalid(format!(
+                        "{e}; the new epoch could not be prepared, so nothing was revealed — to reveal without moving to a new epoch, run again with --no-rekey"
+                    ))
+                })
+            })
             .transpose()
             .and_then(|prepared| {
                 let tx = self.store.begin()?;
@@ -597,6 +603,22 @@ fn write_session_in(
     prepared: Option<super::epoch::PreparedEpoch>,
 ) -> Result<WrittenInTx, VaultError> {
     Vault::require_epoch_in(tx, &session.opened)?;
+    if let Some(id) = &session.request_id {
+        // Approvals open the vault once: a crash between this commit and the
+        // pending record's removal must not let them be replayed.
+        let used_before = tx.read().audit_entries()?.into_iter().find(|e| {
+            e.action == "unseal"
+                && serde_json::from_str::<serde_json::Value>(&e.details)
+                    .is_ok_and(|d| d["request_id"].as_str() == Some(id))
+        });
+        if let Some(e) = used_before {
+            let _ = pending::close(id, "used");
+            return Err(VaultError::invalid(format!(
+                "request {id} was already used to unseal (audit row {}); its approvals open the vault once — make a new request",
+                e.seq
+            )));
+        }
+    }
     let m = &session.opened.manifest;
     let fingerprint = m.fingerprint();
     let read = tx.read();
