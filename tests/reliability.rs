@@ -38,5 +38,7 @@ mod support;
 #[path = "reliability/harness.rs"]
 mod harness;
 
+#[path = "reliability/concurrency.rs"]
+mod concurrency;
 #[path = "reliability/kill_loop.rs"]
 mod kill_loop;
