@@ -40,5 +40,7 @@ mod harness;
 
 #[path = "reliability/concurrency.rs"]
 mod concurrency;
+#[path = "reliability/disk_full.rs"]
+mod disk_full;
 #[path = "reliability/kill_loop.rs"]
 mod kill_loop;
