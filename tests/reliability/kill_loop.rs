@@ -1,8 +1,13 @@
 //! Kill loop: SIGKILL each writing operation at random points of its life,
-//! then check the vault. The kill points are uniform over the length of an
-//! unkilled run of the same operation on the same vault (re-timed every 20
-//! runs, as the log grows), so they land in start-up, in the work, in the
-//! commits and (for `rotate`) in the apply hook.
+//! then check the vault. The window is the length of an unkilled run of the
+//! same operation on the same vault plus 30% (re-timed every 20 runs, as the
+//! log grows). A third of the kills fall at a random point of the next tenth
+//! of the window (so even a short run covers start-up, the work, the commits
+//! and, for `rotate`, the apply hook), a third at a random point of its second
+//! half, where the commits are, and a third at a random moment (up to a fifth
+//! of the window) after the command's first write reached the vault file,
+//! where a second transaction would leave a mixed state. 10 kills per
+//! operation in the fast mode, 200 in the long mode.
 //!
 //! After every run, killed or not:
 //! - `PRAGMA integrity_check` is ok (corruption otherwise);
@@ -76,7 +81,7 @@ struct Figures {
 }
 
 fn kill_loop(op: &mut dyn Operation) {
-    let kills_wanted = by_mode(8, 200);
+    let kills_wanted = by_mode(10, 200);
     let mut rng = harness::rng(&format!("kill loop {}", op.name()));
     let mut rig = Rig::new(None);
     rig.init(2);
@@ -101,8 +106,31 @@ fn kill_loop(op: &mut dyn Operation) {
             .spawn()
             .unwrap();
         if !unkilled {
-            let delay = harness::random_ms(&mut rng, window_ms.unwrap_or(100));
-            std::thread::sleep(Duration::from_millis(delay));
+            let window = window_ms.unwrap_or(100);
+            match f.runs % 3 {
+                // A random point of the next tenth of the window (cycling),
+                // so even a short fast mode covers the whole run.
+                0 => {
+                    let tenth = (f.runs / 3 % 10) as u64;
+                    let delay = (tenth * window + harness::random_ms(&mut rng, window)) / 10;
+                    std::thread::sleep(Duration::from_millis(delay));
+                }
+                // A random point of its second half, where the commits are.
+                1 => {
+                    let delay = window / 2 + harness::random_ms(&mut rng, window / 2);
+                    std::thread::sleep(Duration::from_millis(delay));
+                }
+                // A random moment up to a fifth of the window after the
+                // command's first write reaches the vault file: right after
+                // its first commit, where a second transaction would leave a
+                // mixed state. Timing alone rarely hits that gap in a short
+                // run, as the machine's load shifts every point.
+                _ => {
+                    let extra = harness::random_ms(&mut rng, window / 5);
+                    wait_for_write(&rig.vault, &mut child, Duration::from_millis(window * 2));
+                    std::thread::sleep(Duration::from_millis(extra));
+                }
+            }
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
@@ -115,7 +143,7 @@ fn kill_loop(op: &mut dyn Operation) {
             f.kills += 1;
         } else {
             if unkilled {
-                window_ms = Some((elapsed * 6 / 5).max(5));
+                window_ms = Some((elapsed * 13 / 10).max(5));
             }
             if !status.success() {
                 f.errors += 1;
@@ -219,6 +247,24 @@ fn kill_loop(op: &mut dyn Operation) {
         "{line}{}",
         examples.text()
     );
+}
+
+/// Return once `vault` was written (its modification time or size changed),
+/// the child ended, or `limit` passed.
+fn wait_for_write(vault: &std::path::Path, child: &mut std::process::Child, limit: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |m: std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.size());
+    let first = std::fs::metadata(vault).map(stamp).ok();
+    let began = Instant::now();
+    while began.elapsed() < limit {
+        if std::fs::metadata(vault).map(stamp).ok() != first {
+            return;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// `put kp`: old = kp's versions unchanged and no row; new = v+1 active,
@@ -365,7 +411,8 @@ impl Operation for Unseal {
         "revealing unseal"
     }
     fn setup(&mut self, rig: &mut Rig) {
-        for i in 0..4 {
+        // A dozen credentials: the re-key re-seals each, as a real kit would.
+        for i in 0..12 {
             let value = rig.canary("unseal");
             rig.put(&format!("s{i}"), &value);
         }
@@ -421,7 +468,7 @@ impl Operation for Rekey {
         "rekey"
     }
     fn setup(&mut self, rig: &mut Rig) {
-        for i in 0..3 {
+        for i in 0..12 {
             let value = rig.canary("rekey");
             rig.put(&format!("s{i}"), &value);
         }
