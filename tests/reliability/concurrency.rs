@@ -47,7 +47,7 @@ impl Figures {
 
     fn line(&self, scenario: &str, processes: usize, seconds: f64) -> String {
         format!(
-            "concurrency | {scenario} | {processes} processes | operations {} | lost or unrevealable {} | errors other than busy {} | busy {} | concurrent successes {} | corruptions {} | {seconds:.0} s ({})",
+            "concurrency | {scenario} | {processes} processes | operations {} | lost or unrevealable {} | errors other than busy {} | busy {} | rotations that said active while another one's hook ran {} | corruptions {} | {seconds:.0} s ({})",
             self.operations,
             self.lost,
             self.other_errors,
@@ -206,16 +206,16 @@ fn rotations_of_one_name(n: usize, examples: &mut Examples) -> Figures {
         }
         let applied = read_hook_log(&log);
         let span = |i: usize| applied.iter().find(|a| a.process == i);
-        for (x, &i) in successes.iter().enumerate() {
-            for &j in &successes[x + 1..] {
-                if let (Some(a), Some(b)) = (span(i), span(j)) {
-                    if a.start < b.end && b.start < a.end {
-                        f.concurrent_successes += 1;
-                        examples.add(format!(
-                            "round {round}: rotations {i} and {j} both said active, and their hooks ran at the same time"
-                        ));
-                    }
-                }
+        let overlaps = |i: usize, j: usize| match (span(i), span(j)) {
+            (Some(a), Some(b)) => a.start < b.end && b.start < a.end,
+            _ => false,
+        };
+        for &i in &successes {
+            if let Some(&j) = successes.iter().find(|&&j| j != i && overlaps(i, j)) {
+                f.concurrent_successes += 1;
+                examples.add(format!(
+                    "round {round}: rotation {i} said active, and rotation {j}, which also said active, ran its hook at the same time"
+                ));
             }
         }
         if let Some(last) = applied.iter().max_by_key(|a| a.end) {
