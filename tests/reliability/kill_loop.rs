@@ -218,6 +218,9 @@ fn kill_loop(op: &mut dyn Operation) {
             rig.restore(&template);
         }
     }
+    // A killed `rotate` leaves its hook running (it sleeps, then writes into
+    // the rig's directory): let the last ones end before the directory goes.
+    std::thread::sleep(Duration::from_millis(500));
     let line = format!(
         "kill loop | {} | runs {} | kills {} | corruptions {} | mixed states {} | stray files {} | values printed without their reveal row {} | unkilled runs that failed {} | old {} / new {} | {:.0} s ({})",
         op.name(),
