@@ -555,7 +555,7 @@ fn a_second_rotate_while_one_is_pending_is_refused() {
     assert!(
         err.contains("secret vpn: a rotation to version 2")
             && err.contains(&format!("started by {started_by} at {started_at}"))
-            && err.contains("is still pending; wait for it to finish")
+            && err.contains("is still in progress (pending); wait for it to finish")
             && err.contains("`breakglass rotate vpn --abandon`")
             && err.contains("nothing was rotated"),
         "{err}"
@@ -569,7 +569,7 @@ fn a_second_rotate_while_one_is_pending_is_refused() {
             .unwrap(),
     );
     assert!(
-        err.contains("is still pending") && err.contains("nothing was deposited"),
+        err.contains("is still in progress (pending)") && err.contains("nothing was deposited"),
         "{err}"
     );
     let out = first.wait_with_output().unwrap();
@@ -767,7 +767,7 @@ fn concurrent_rotations_leave_the_vault_holding_what_the_hook_applied() {
             } else {
                 let err = one_line_error(&out);
                 assert!(
-                    err.contains("is still pending") && err.contains("--abandon"),
+                    err.contains("is still in progress (pending)") && err.contains("--abandon"),
                     "round {round}: {err}"
                 );
                 refused += 1;

@@ -529,7 +529,7 @@ pub(crate) fn refuse_while_pending(
         )
     } else {
         format!(
-            "a rotation to version {} started by {} at {} is still pending; wait for it to finish and try again, or if that command was interrupted (killed or crashed), settle it with `breakglass rotate {name} --abandon`; {nothing}",
+            "a rotation to version {} started by {} at {} is still in progress (pending); wait for it to finish and try again, or if that command was interrupted (killed or crashed), settle it with `breakglass rotate {name} --abandon`; {nothing}",
             pending.version, pending.depositor, pending.created
         )
     };
