@@ -593,7 +593,6 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
     }
 }
 
-/// Fail early, before any state changes, if an --out file already exists.
 /// An anchor line from a file, or from stdin for `-`: its text and its parsed form.
 /// Anything that does not parse is a one-line usage error naming the source.
 fn read_anchor(source: &str) -> Result<(String, Anchor), VaultError> {
@@ -614,6 +613,7 @@ fn read_anchor(source: &str) -> Result<(String, Anchor), VaultError> {
     Ok((text, anchor))
 }
 
+/// Fail early, before any state changes, if an --out file already exists.
 fn refuse_existing(path: &Path) -> Result<(), VaultError> {
     if path.exists() {
         return Err(VaultError::Invalid(format!(
@@ -639,9 +639,13 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
         .mode(0o600)
         .open(path)
         .map_err(fail)?;
+    // A partial file (a full disk) is removed: it would look like a whole one.
     file.write_all(contents)
         .and_then(|_| file.sync_all())
-        .map_err(fail)
+        .map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            fail(e)
+        })
 }
 
 /// The requester's side of `unseal --request`: the request file only names the

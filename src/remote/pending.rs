@@ -250,6 +250,21 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
 }
 
 /// Delete the ephemeral key, leaving a tombstone that says why.
+/// Remove a request whose audit row was never written: it never existed as
+/// far as the vault knows. Deleting needs no free space, unlike closing.
+pub fn discard(request_id: &str) -> Result<(), PendingError> {
+    super::pins::locked(|| {
+        let path = file_for(request_id);
+        for staging in [path.with_extension(SAVING), path.with_extension(CLOSING)] {
+            let _ = std::fs::remove_file(staging);
+        }
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e)),
+            _ => Ok(()),
+        }
+    })
+}
+
 pub fn close(request_id: &str, why: &str) -> Result<(), PendingError> {
     super::pins::locked(|| close_locked(request_id, why))
 }

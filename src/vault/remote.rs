@@ -120,7 +120,7 @@ impl Vault {
             Ok(())
         })();
         if let Err(e) = logged {
-            let _ = pending::close(&r.request_id, "abandoned (audit log not written)");
+            let _ = pending::discard(&r.request_id);
             return Err(e);
         }
         Ok(RequestIssued {
