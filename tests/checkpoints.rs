@@ -74,13 +74,16 @@ fn a_changed_byte_in_a_checkpoint_is_caught_even_after_rechaining() {
     drop(conn);
     // Without re-chaining, the hash chain breaks at that row.
     assert_eq!(verify(&kit).1["first_bad_seq"], seq);
-    // Re-chained: the chain holds, but the signature no longer matches what it signs.
+    // Re-chained: the chain holds, but the signature no longer matches what
+    // it signs (here: the count of endorsed versions next to their digest).
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
-    conn.execute(
-        "UPDATE audit SET details = replace(details, '\"version\":1', '\"version\":7') WHERE seq = ?1",
-        [seq],
-    )
-    .unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE audit SET details = json_set(details, '$.body.endorsed.versions.count', 7) WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
     drop(conn);
     rechain(&kit.vault);
     let (code, v) = verify(&kit);
@@ -326,7 +329,8 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     // As the previous release wrote it: schema version 2, no anchor_signatures table.
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     conn.execute_batch(
-        "DROP TABLE anchor_signatures; DROP TABLE alert_queue;
+        "DROP TABLE endorsed_versions; DROP TABLE endorsed_settings; DROP INDEX audit_by_action;
+         DROP TABLE anchor_signatures; DROP TABLE alert_queue;
          CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, sink TEXT NOT NULL,
            payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered TEXT);
          PRAGMA user_version = 2;",
@@ -351,7 +355,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     drop(conn);
     let anchor = kit.json(&["audit", "head"])["anchor"]
         .as_str()

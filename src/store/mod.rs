@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::audit::Entry;
+use crate::audit::{EndorsedSetting, EndorsedVersion, Entry};
 
 /// "BGLS": marks a SQLite file as a breakglass vault.
 const APPLICATION_ID: i64 = 0x4247_4c53;
@@ -622,6 +622,53 @@ impl Tx<'_> {
         )
     }
 
+    /// Replace the endorsed sets with those of the checkpoint this
+    /// transaction writes (whose digests they must match).
+    pub fn replace_endorsements(
+        &self,
+        versions: &[EndorsedVersion],
+        settings: &[EndorsedSetting],
+    ) -> Result<(), StoreError> {
+        self.run("DELETE FROM endorsed_versions", [])?;
+        self.run("DELETE FROM endorsed_settings", [])?;
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO endorsed_versions (secret, version, ciphertext_sha256, depositor) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(|e| self.err(e))?;
+        for v in versions {
+            insert
+                .execute(params![
+                    v.secret,
+                    v.version,
+                    v.ciphertext_sha256,
+                    v.depositor
+                ])
+                .map_err(|e| self.err(e))?;
+        }
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO endorsed_settings (secret, apply_cmd, gen_length, gen_charset, max_age_days, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(|e| self.err(e))?;
+        for s in settings {
+            insert
+                .execute(params![
+                    s.secret,
+                    s.apply_cmd,
+                    s.gen_length,
+                    s.gen_charset,
+                    s.max_age_days,
+                    s.expires
+                ])
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
@@ -916,17 +963,91 @@ impl Reader<'_> {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
+            .query_map([], audit_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The audit rows whose action is one of `actions`, oldest first (an
+    /// index lookup: the cost follows those rows, not the whole log).
+    pub fn audit_entries_with(&self, actions: &[&str]) -> Result<Vec<Entry>, StoreError> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; actions.len()].join(", ");
+        let sql = format!(
+            "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit
+             WHERE action IN ({marks}) ORDER BY seq"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(actions), audit_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// One audit row, if the log has it.
+    pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit WHERE seq = ?1",
+                [seq as i64],
+                audit_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The endorsed versions of the latest checkpoint, as the file holds them
+    /// (unsigned: trust them only if they hash to that checkpoint's digest).
+    /// A file from before schema 5 (read-only, not upgraded) has none.
+    pub fn endorsed_versions(&self) -> Result<Vec<EndorsedVersion>, StoreError> {
+        if !self.has_table("endorsed_versions")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, ciphertext_sha256, depositor FROM endorsed_versions ORDER BY secret, version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
             .query_map([], |r| {
-                Ok(Entry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    time: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    subject: r.get(4)?,
-                    reason: r.get(5)?,
-                    details: r.get(6)?,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
+                Ok(EndorsedVersion {
+                    secret: r.get(0)?,
+                    version: r.get(1)?,
+                    ciphertext_sha256: r.get(2)?,
+                    depositor: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The endorsed rotation settings of the latest checkpoint, as the file
+    /// holds them (unsigned, like `endorsed_versions`).
+    pub fn endorsed_settings(&self) -> Result<Vec<EndorsedSetting>, StoreError> {
+        if !self.has_table("endorsed_settings")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, apply_cmd, gen_length, gen_charset, max_age_days, expires FROM endorsed_settings ORDER BY secret",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(EndorsedSetting {
+                    secret: r.get(0)?,
+                    apply_cmd: r.get(1)?,
+                    gen_length: r.get(2)?,
+                    gen_charset: r.get(3)?,
+                    max_age_days: r.get(4)?,
+                    expires: r.get(5)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -971,6 +1092,20 @@ impl Reader<'_> {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: r.get::<_, i64>(0)? as u64,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        subject: r.get(4)?,
+        reason: r.get(5)?,
+        details: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
 }
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {

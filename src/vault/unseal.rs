@@ -780,6 +780,7 @@ fn gather_and_open(
     }
     // 6. Decrypt in memory; nothing leaves until the audit rows are committed.
     let endorsed = vault.endorsed_versions()?;
+    g.unendorsed.extend(endorsed.problem.clone());
     for name in reveal {
         let Some(version) = vault.store.read().active_version(name)? else {
             continue;
