@@ -303,15 +303,24 @@ impl Store {
                 detail: "empty, or a SQLite file of another application".into(),
             });
         }
-        let check: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if check != "ok" {
-            return Err(StoreError::Corrupt {
-                path: shown,
-                detail: check,
-            });
+        self.check_length()?;
+        // A full structural check reads every page, so its cost grows with
+        // the file. Read-only commands (list, status, audit) read most of it
+        // anyway and get it; a write command (put, rotate, a quorum session)
+        // stays constant: SQLite checks each page it reads (a damaged one is
+        // SQLITE_CORRUPT, named below, and the command's one transaction
+        // rolls back), and a cut file is caught by `check_length`.
+        if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            let check: String = self
+                .conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    detail: check,
+                });
+            }
         }
         let version = migrations::user_version(&self.conn).map_err(|e| self.err(e))?;
         if version > migrations::LATEST {
@@ -319,6 +328,33 @@ impl Store {
                 path: shown,
                 found: version,
                 supported: migrations::LATEST,
+            });
+        }
+        Ok(())
+    }
+
+    /// A file shorter than the pages its header counts was cut off (a
+    /// partial copy): refuse it before anything reads or writes it.
+    fn check_length(&self) -> Result<(), StoreError> {
+        let pragma = |name: &str| {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))
+                .map_err(|e| self.err(e))
+        };
+        let (page_size, pages) = (pragma("page_size")?, pragma("page_count")?);
+        let length = std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Io {
+                path: self.path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        let expected = u64::try_from(page_size.saturating_mul(pages)).unwrap_or(u64::MAX);
+        if length < expected {
+            return Err(StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                detail: format!(
+                    "the file is {length} bytes but its header counts {pages} pages of {page_size} bytes: it was cut off"
+                ),
             });
         }
         Ok(())
@@ -760,7 +796,40 @@ impl Reader<'_> {
     }
 
     pub fn secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
-        Ok(self.secrets()?.into_iter().find(|s| s.name == name))
+        self.conn
+            .query_row(
+                "SELECT name, kind, username, url, note, created FROM secrets WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(SecretRow {
+                        name: r.get(0)?,
+                        kind: r.get(1)?,
+                        username: r.get(2)?,
+                        url: r.get(3)?,
+                        note: r.get(4)?,
+                        created: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The versions of one secret in `state` (e.g. an interrupted rotation's
+    /// `pending` one), oldest first.
+    pub fn versions_of(&self, secret: &str, state: &str) -> Result<Vec<VersionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, epoch, ciphertext, state, depositor, created FROM secret_versions
+                 WHERE secret = ?1 AND state = ?2 ORDER BY version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![secret, state], version_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// The active version of a secret, if any.

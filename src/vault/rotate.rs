@@ -242,12 +242,7 @@ impl Vault {
         let vault_id = self.vault_id();
         let epoch = self.manifest().epoch;
         let tx = self.store.begin()?;
-        for stale in tx
-            .read()
-            .versions_in(&["pending"])?
-            .into_iter()
-            .filter(|v| v.secret == name)
-        {
+        for stale in tx.read().versions_of(name, "pending")? {
             tx.set_version_state(name, stale.version, "abandoned")?;
         }
         let version = tx.read().latest_version_number(name)? + 1;
@@ -293,10 +288,13 @@ impl Vault {
     }
 
     /// The stored apply hook of `name` when no checkpoint endorsed it as it is.
+    /// With no stored hook there is nothing to check, and the log is not read.
     pub fn untrusted_hook(&self, name: &str) -> Result<Option<String>, VaultError> {
-        let stored = self.store.read().rotation(name)?.apply_cmd;
+        let Some(stored) = self.store.read().rotation(name)?.apply_cmd else {
+            return Ok(None);
+        };
         let endorsed = self.endorsed_settings(name)?.apply_cmd;
-        Ok(stored.filter(|cmd| Some(cmd) != endorsed.as_ref()))
+        Ok((Some(&stored) != endorsed.as_ref()).then_some(stored))
     }
 
     /// The user chose to run an unendorsed stored hook: log it (and so alert).
