@@ -329,7 +329,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     // As the previous release wrote it: schema version 2, no anchor_signatures table.
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     conn.execute_batch(
-        "DROP TABLE endorsed_versions; DROP TABLE endorsed_settings; DROP INDEX audit_by_action;
+        "DROP TABLE endorsed_versions; DROP TABLE endorsed_settings; DROP INDEX audit_by_action; DROP INDEX secret_versions_by_state;
          DROP TABLE anchor_signatures; DROP TABLE alert_queue;
          CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, sink TEXT NOT NULL,
            payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered TEXT);

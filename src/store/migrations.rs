@@ -128,8 +128,9 @@ const STEPS: &[&str] = &[
     // the endorsed sets of the latest checkpoint only (replaced in the
     // transaction that writes it); they count only while they hash to the
     // digests that checkpoint signed. Indexes keep a command's cost from
-    // growing with the log: alert-worthy rows and checkpoints by action, and
-    // undelivered alerts.
+    // growing with the vault: audit rows by action (alerts, checkpoints), a
+    // secret's versions by state (its active or pending one, however many
+    // versions it has), and undelivered alerts.
     "CREATE TABLE endorsed_versions (
         secret TEXT NOT NULL,
         version INTEGER NOT NULL,
@@ -146,6 +147,7 @@ const STEPS: &[&str] = &[
         expires TEXT
     );
     CREATE INDEX audit_by_action ON audit (action, seq);
+    CREATE INDEX secret_versions_by_state ON secret_versions (secret, state, version);
     CREATE INDEX alert_queue_undelivered ON alert_queue (id) WHERE delivered IS NULL;",
 ];
 

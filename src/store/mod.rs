@@ -997,12 +997,15 @@ impl Reader<'_> {
     }
 
     pub fn latest_version_number(&self, secret: &str) -> Result<u32, StoreError> {
+        // Not MAX(): wrapped in COALESCE it scans every version of the secret.
         self.conn
             .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM secret_versions WHERE secret = ?1",
+                "SELECT version FROM secret_versions WHERE secret = ?1 ORDER BY version DESC LIMIT 1",
                 params![secret],
                 |r| r.get(0),
             )
+            .optional()
+            .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))
     }
 

@@ -179,10 +179,32 @@ impl Vault {
 
     /// Re-queue deleted alerts, then try every queued alert once. Never fails
     /// because a sink failed; a row naming no signed sink is reported, not sent.
+    ///
+    /// Finding deleted queue rows reads every alert the log ever raised, so
+    /// its cost grows with the log: `alerts flush` and the delivery after a
+    /// quorum session do it; the delivery after `put` or `rotate` calls
+    /// [`Vault::deliver_alerts`] instead, which costs the same in any vault.
     pub fn flush_alerts(&mut self) -> Result<FlushReport, VaultError> {
+        self.flush(true)
+    }
+
+    /// Try every queued alert once, without looking for deleted queue rows
+    /// (`status` names those, and `alerts flush` queues them again).
+    pub fn deliver_alerts(&mut self) -> Result<FlushReport, VaultError> {
+        self.flush(false)
+    }
+
+    fn flush(&mut self, requeue: bool) -> Result<FlushReport, VaultError> {
         let sinks = self.signed_sinks()?;
-        let entries = self.alert_entries()?;
-        let missing = self.missing_alerts(&sinks, &entries, &self.store.read().alert_queue(true)?);
+        let missing = if requeue && sinks.values().any(|s| !s.is_empty()) {
+            self.missing_alerts(
+                &sinks,
+                &self.alert_entries()?,
+                &self.store.read().alert_queue(true)?,
+            )
+        } else {
+            Vec::new()
+        };
         if !missing.is_empty() {
             let now = audit::now();
             let tx = self.store.begin()?;
@@ -236,7 +258,7 @@ impl Vault {
         let report = self.alerts(false)?;
         if report.missing > 0 {
             attention.push(format!(
-                "{} alert(s) the log raised are missing from the queue (deleted from the file); any write command (e.g. `breakglass alerts flush`) queues them again",
+                "{} alert(s) the log raised are missing from the queue (deleted from the file); `breakglass alerts flush` (or the next quorum session) queues them again",
                 report.missing
             ));
         }
