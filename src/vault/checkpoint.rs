@@ -1,5 +1,12 @@
 //! Signed audit checkpoints, written inside quorum sessions (the only time the
 //! vault key exists), and verification against the manifest chain's keys.
+//!
+//! A checkpoint signs the digests of what it endorses (`audit::versions_digest`,
+//! `audit::settings_digest`); the endorsed sets are in the `endorsed_versions`
+//! and `endorsed_settings` tables, replaced in the transaction that signs each
+//! checkpoint. Those rows are unsigned: a command finds the last valid
+//! checkpoint once, hashes the tables once, and trusts them only if they match
+//! (`Endorsed`). Checkpoints from before schema 5 carry their sets inline.
 
 use serde::Serialize;
 
@@ -542,7 +549,7 @@ pub fn verify_export(
 /// Whether a secret version is covered by the last signed checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endorsement {
-    /// Its ciphertext hash is in the last valid checkpoint.
+    /// The last valid checkpoint endorsed it with this ciphertext hash.
     Endorsed,
     /// Deposited since the last checkpoint (anyone with write access can deposit).
     Unendorsed,
