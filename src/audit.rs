@@ -280,20 +280,83 @@ mod tests {
     }
 }
 
-/// A checkpoint: the vault key of `epoch` signs the log head (seq, hash) and the
-/// current secret versions, so the log up to there cannot be rewritten without
-/// a quorum, and deposits since are known to be unendorsed.
+/// A checkpoint: the vault key of `epoch` signs the log head (seq, hash) and
+/// what a quorum endorsed (secret versions, rotation settings), so the log up
+/// to there cannot be rewritten without a quorum, and deposits since are known
+/// to be unendorsed.
+///
+/// Two formats, told apart by which fields are present:
+/// - **inline** (written before schema 5): `versions` (always present, maybe
+///   empty) and `settings` (omitted when empty) list everything endorsed, so
+///   the row grew with the number of secrets;
+/// - **digest** (schema 5 on): `endorsed` holds a fixed-size digest and count
+///   of each endorsed set; the sets themselves are in the `endorsed_versions`
+///   and `endorsed_settings` tables, which hold the sets of the latest
+///   checkpoint only and count only while their digests match the signed ones
+///   ([`versions_digest`], [`settings_digest`]).
+///
+/// The signature covers `checkpoint_message(body)`, the body re-serialized
+/// from this struct: field order and omitted fields are part of the format.
+/// Never reorder, rename or stop omitting a field; add new ones at the end,
+/// omitted when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CheckpointBody {
     pub vault_id: String,
     pub epoch: u64,
     pub seq: u64,
     pub head: String,
-    pub versions: Vec<EndorsedVersion>,
-    /// Rotation settings (apply hook, generator, policy) a quorum endorsed.
-    /// Absent in checkpoints from before settings were signed.
+    /// Inline format: every endorsed version. `None` in the digest format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<EndorsedVersion>>,
+    /// Inline format: rotation settings (apply hook, generator, policy) a
+    /// quorum endorsed. Absent in checkpoints from before settings were
+    /// signed, and always empty in the digest format.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<EndorsedSetting>,
+    /// Digest format: what the endorsed sets hash to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsed: Option<EndorsedDigests>,
+}
+
+impl CheckpointBody {
+    /// The format this body is in; `None` if it mixes both or has neither
+    /// (no breakglass ever wrote such a body).
+    pub fn endorsements(&self) -> Option<Endorsements<'_>> {
+        match (&self.versions, &self.endorsed) {
+            (Some(versions), None) => Some(Endorsements::Inline {
+                versions,
+                settings: &self.settings,
+            }),
+            (None, Some(digests)) if self.settings.is_empty() => {
+                Some(Endorsements::Digest(digests))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a checkpoint says was endorsed, in either format.
+#[derive(Debug, Clone, Copy)]
+pub enum Endorsements<'a> {
+    Inline {
+        versions: &'a [EndorsedVersion],
+        settings: &'a [EndorsedSetting],
+    },
+    Digest(&'a EndorsedDigests),
+}
+
+/// The digests a digest-format checkpoint signs instead of the endorsed sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EndorsedDigests {
+    pub versions: SetDigest,
+    pub settings: SetDigest,
+}
+
+/// How many items a set holds and the SHA-256 of its canonical bytes (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SetDigest {
+    pub count: u64,
+    pub sha256: String,
 }
 
 /// A secret's rotation settings as a quorum session endorsed them: only these
@@ -308,12 +371,146 @@ pub struct EndorsedSetting {
     pub expires: Option<String>,
 }
 
+impl EndorsedSetting {
+    /// No hook, no generator, no policy: what every secret has when nothing
+    /// was endorsed for it. The digest format leaves these out of its set.
+    pub fn is_default(&self) -> bool {
+        *self
+            == EndorsedSetting {
+                secret: self.secret.clone(),
+                ..Default::default()
+            }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndorsedVersion {
     pub secret: String,
     pub version: u32,
     pub ciphertext_sha256: String,
     pub depositor: String,
+}
+
+const ENDORSED_VERSIONS_LABEL: &[u8] = b"breakglass/v1/endorsed-versions\0";
+const ENDORSED_SETTINGS_LABEL: &[u8] = b"breakglass/v1/endorsed-settings\0";
+
+/// `u32` big-endian byte length, then the bytes.
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `0x00` for none; `0x01` then the value for some.
+fn put_opt<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put(out, v);
+        }
+    }
+}
+
+fn set_digest(label: &[u8], count: usize, items: &[u8]) -> SetDigest {
+    let count = count as u64;
+    SetDigest {
+        count,
+        sha256: hex::encode(crypto::sha256(&[label, &count.to_be_bytes(), items])),
+    }
+}
+
+/// The digest a checkpoint signs for a set of endorsed versions. Exactly:
+///
+/// ```text
+/// SHA-256( "breakglass/v1/endorsed-versions\0"          (32 bytes, ends in NUL)
+///          ‖ u64be(n)                                   (number of versions)
+///          ‖ for each version, sorted by (secret as UTF-8 bytes, version) ascending:
+///              u32be(len(secret))            ‖ secret (UTF-8)
+///              ‖ u32be(version)
+///              ‖ u32be(len(ciphertext_sha256)) ‖ ciphertext_sha256 (ASCII, as stored: 64 lowercase hex)
+///              ‖ u32be(len(depositor))         ‖ depositor (UTF-8)
+///        )
+/// ```
+///
+/// `u32be`/`u64be` are big-endian unsigned integers; lengths are in bytes.
+/// The order of `versions` does not matter (they are sorted first); ties on
+/// (secret, version), which the table's primary key rules out, are broken by
+/// the remaining fields so the digest is still a function of the set.
+pub fn versions_digest(versions: &[EndorsedVersion]) -> SetDigest {
+    let mut sorted: Vec<&EndorsedVersion> = versions.iter().collect();
+    sorted.sort_by(|a, b| {
+        (
+            a.secret.as_bytes(),
+            a.version,
+            &a.ciphertext_sha256,
+            &a.depositor,
+        )
+            .cmp(&(
+                b.secret.as_bytes(),
+                b.version,
+                &b.ciphertext_sha256,
+                &b.depositor,
+            ))
+    });
+    let mut items = Vec::with_capacity(sorted.len() * 128);
+    for v in sorted {
+        put_str(&mut items, &v.secret);
+        items.extend_from_slice(&v.version.to_be_bytes());
+        put_str(&mut items, &v.ciphertext_sha256);
+        put_str(&mut items, &v.depositor);
+    }
+    set_digest(ENDORSED_VERSIONS_LABEL, versions.len(), &items)
+}
+
+/// The digest a checkpoint signs for a set of endorsed rotation settings
+/// (settings equal to the default are left out of the set before it is
+/// hashed or stored). Exactly:
+///
+/// ```text
+/// SHA-256( "breakglass/v1/endorsed-settings\0"          (32 bytes, ends in NUL)
+///          ‖ u64be(n)                                   (number of settings)
+///          ‖ for each setting, sorted by secret (UTF-8 bytes) ascending:
+///              str(secret) ‖ opt(str, apply_cmd) ‖ opt(u32be, gen_length)
+///              ‖ opt(str, gen_charset) ‖ opt(u32be, max_age_days) ‖ opt(str, expires)
+///        )
+/// str(s)    = u32be(len(s)) ‖ s (UTF-8)
+/// opt(f, x) = 0x00 when absent, 0x01 ‖ f(x) when present
+/// ```
+pub fn settings_digest(settings: &[EndorsedSetting]) -> SetDigest {
+    let mut sorted: Vec<&EndorsedSetting> = settings.iter().collect();
+    // The whole value breaks ties, so the digest is a function of the set.
+    sorted.sort_by(|a, b| {
+        a.secret.as_bytes().cmp(b.secret.as_bytes()).then_with(|| {
+            (
+                &a.apply_cmd,
+                a.gen_length,
+                &a.gen_charset,
+                a.max_age_days,
+                &a.expires,
+            )
+                .cmp(&(
+                    &b.apply_cmd,
+                    b.gen_length,
+                    &b.gen_charset,
+                    b.max_age_days,
+                    &b.expires,
+                ))
+        })
+    });
+    let mut items = Vec::with_capacity(sorted.len() * 64);
+    for s in sorted {
+        put_str(&mut items, &s.secret);
+        put_opt(&mut items, s.apply_cmd.as_deref(), put_str);
+        put_opt(&mut items, s.gen_length, |o, n| {
+            o.extend_from_slice(&n.to_be_bytes())
+        });
+        put_opt(&mut items, s.gen_charset.as_deref(), put_str);
+        put_opt(&mut items, s.max_age_days, |o, n| {
+            o.extend_from_slice(&n.to_be_bytes())
+        });
+        put_opt(&mut items, s.expires.as_deref(), put_str);
+    }
+    set_digest(ENDORSED_SETTINGS_LABEL, settings.len(), &items)
 }
 
 /// What a checkpoint row's `details` hold.
@@ -566,6 +763,12 @@ fn check_checkpoint(
     let details = serde_json::from_str::<CheckpointDetails>(&entry.details)
         .map_err(|_| "is unreadable".to_string())?;
     let b = &details.body;
+    if b.endorsements().is_none() {
+        return Err(
+            "is unreadable (it must hold either an inline endorsement list or endorsement digests)"
+                .into(),
+        );
+    }
     let prev = prev.ok_or_else(|| "has nothing to sign".to_string())?;
     if b.vault_id != vault_id || b.seq != prev.seq || b.head != prev.hash {
         return Err("does not sign the row before it".into());
@@ -878,8 +1081,12 @@ mod epoch_binding_tests {
             epoch,
             seq: prev.seq,
             head: prev.hash.clone(),
-            versions: vec![],
+            versions: None,
             settings: vec![],
+            endorsed: Some(EndorsedDigests {
+                versions: versions_digest(&[]),
+                settings: settings_digest(&[]),
+            }),
         };
         let signature = hex::encode(keys.sign(&checkpoint_message(&body)));
         let details = serde_json::to_string(&CheckpointDetails { body, signature }).unwrap();
@@ -954,5 +1161,201 @@ mod epoch_binding_tests {
             .problem
             .unwrap()
             .contains("has epoch 2 but the log has no new_epoch row"));
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_format_tests {
+    use super::*;
+    use crate::crypto::VaultSeed;
+
+    /// Row 8 of `tests/fixtures/schema4/vault.sqlite`, exactly as the release
+    /// binary of commit 4956a22 (inline format) stored it, and the epoch-2
+    /// verify key of that vault's manifest.
+    const OLD_DETAILS: &str = r#"{"body":{"epoch":2,"head":"d87cdac65d21c0cbd20cf6a2aeaf841909885307b948093a25b7d7a869426efc","seq":7,"settings":[{"apply_cmd":"cat >/dev/null","expires":null,"gen_charset":null,"gen_length":null,"max_age_days":null,"secret":"db"},{"apply_cmd":null,"expires":null,"gen_charset":null,"gen_length":null,"max_age_days":null,"secret":"vpn"}],"vault_id":"f1d22918b90cc2d3079e81ce19d512f5","versions":[{"ciphertext_sha256":"08ea71cac87fe122bb672519f309fb8b4b1dbda2ce8549c0aeee4563f4e7bafd","depositor":"root@vm","secret":"db","version":1},{"ciphertext_sha256":"b57a2da6d1872005f17942c17bbd597eebc38064c213498efe48f01a3effd454","depositor":"root@vm","secret":"vpn","version":1}]},"signature":"aaa98c50d4d80f4550375623f05a82f6f8ffacf230a9885981554757c0322b08263cfdb76663644e2095408e5638b68aa327d4f5ae58a957e5deddb7e8df1b07"}"#;
+    const OLD_EPOCH2_KEY: &str = "dfa0728af46439ac3b866b997b2bc93d20de63192f1f0fae5bfbf20a5e154529";
+
+    #[test]
+    fn a_checkpoint_signed_by_the_old_code_still_verifies() {
+        let details: CheckpointDetails = serde_json::from_str(OLD_DETAILS).unwrap();
+        let key = crypto::VerifyKey::from_hex(OLD_EPOCH2_KEY).unwrap();
+        assert!(crypto::verify_signature(
+            &key,
+            &checkpoint_message(&details.body),
+            &details.signature
+        ));
+        match details.body.endorsements() {
+            Some(Endorsements::Inline { versions, settings }) => {
+                assert_eq!(versions.len(), 2);
+                assert_eq!(settings[0].apply_cmd.as_deref(), Some("cat >/dev/null"));
+            }
+            other => panic!("expected the inline format, got {other:?}"),
+        }
+        // One changed byte of what it signed and it no longer does.
+        let mut edited = details.body.clone();
+        edited.versions.as_mut().unwrap()[1].version = 2;
+        assert!(!crypto::verify_signature(
+            &key,
+            &checkpoint_message(&edited),
+            &details.signature
+        ));
+    }
+
+    /// The old code always wrote `versions` (even empty) and left out empty
+    /// `settings`: both survive a round trip byte for byte.
+    #[test]
+    fn old_bodies_serialize_back_to_the_bytes_that_were_signed() {
+        for old in [
+            r#"{"vault_id":"v","epoch":1,"seq":3,"head":"ab","versions":[]}"#,
+            r#"{"vault_id":"v","epoch":1,"seq":3,"head":"ab","versions":[{"secret":"s","version":1,"ciphertext_sha256":"00","depositor":"d"}]}"#,
+            r#"{"vault_id":"v","epoch":1,"seq":3,"head":"ab","versions":[],"settings":[{"secret":"s","apply_cmd":"x","gen_length":null,"gen_charset":null,"max_age_days":null,"expires":null}]}"#,
+        ] {
+            let body: CheckpointBody = serde_json::from_str(old).unwrap();
+            assert_eq!(serde_json::to_string(&body).unwrap(), old);
+            assert!(matches!(
+                body.endorsements(),
+                Some(Endorsements::Inline { .. })
+            ));
+        }
+    }
+
+    fn version(secret: &str, n: u32) -> EndorsedVersion {
+        EndorsedVersion {
+            secret: secret.into(),
+            version: n,
+            ciphertext_sha256: hex::encode(crypto::sha256(&[secret.as_bytes(), &[n as u8]])),
+            depositor: "alice@host".into(),
+        }
+    }
+
+    #[test]
+    fn the_versions_digest_is_the_documented_bytes() {
+        let v = version("vpn", 3);
+        let mut expected = b"breakglass/v1/endorsed-versions\0".to_vec();
+        assert_eq!(expected.len(), 32);
+        expected.extend_from_slice(&1u64.to_be_bytes());
+        expected.extend_from_slice(&3u32.to_be_bytes());
+        expected.extend_from_slice(b"vpn");
+        expected.extend_from_slice(&3u32.to_be_bytes());
+        expected.extend_from_slice(&64u32.to_be_bytes());
+        expected.extend_from_slice(v.ciphertext_sha256.as_bytes());
+        expected.extend_from_slice(&10u32.to_be_bytes());
+        expected.extend_from_slice(b"alice@host");
+        let digest = versions_digest(std::slice::from_ref(&v));
+        assert_eq!(digest.count, 1);
+        assert_eq!(digest.sha256, hex::encode(crypto::sha256(&[&expected])));
+
+        let s = EndorsedSetting {
+            secret: "db".into(),
+            apply_cmd: Some("sh".into()),
+            gen_length: Some(20),
+            ..Default::default()
+        };
+        let mut expected = b"breakglass/v1/endorsed-settings\0".to_vec();
+        assert_eq!(expected.len(), 32);
+        expected.extend_from_slice(&1u64.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 2, b'd', b'b']);
+        expected.extend_from_slice(&[1, 0, 0, 0, 2, b's', b'h']);
+        expected.extend_from_slice(&[1, 0, 0, 0, 20]);
+        expected.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(
+            settings_digest(&[s]).sha256,
+            hex::encode(crypto::sha256(&[&expected]))
+        );
+    }
+
+    #[test]
+    fn the_digest_depends_on_the_set_not_its_order_and_on_every_field() {
+        let set = vec![version("a", 1), version("b", 2), version("ab", 1)];
+        let mut shuffled = set.clone();
+        shuffled.reverse();
+        assert_eq!(versions_digest(&set), versions_digest(&shuffled));
+        let base = versions_digest(&set);
+        let mut changes: Vec<Vec<EndorsedVersion>> = Vec::new();
+        for edit in 0..5 {
+            let mut other = set.clone();
+            match edit {
+                0 => other[0].secret = "A".into(),
+                1 => other[0].version = 9,
+                2 => other[0].ciphertext_sha256.replace_range(0..1, "f"),
+                3 => other[0].depositor = "mallory@host".into(),
+                _ => {
+                    other.pop();
+                }
+            }
+            changes.push(other);
+        }
+        for other in changes {
+            assert_ne!(versions_digest(&other), base, "{other:?}");
+        }
+        // Length prefixes: moving a byte between fields changes the digest.
+        let mut a = version("ab", 1);
+        a.depositor = "c".into();
+        let mut b = version("ab", 1);
+        b.ciphertext_sha256.push('c');
+        b.depositor = String::new();
+        assert_ne!(versions_digest(&[a]), versions_digest(&[b]));
+        assert_eq!(versions_digest(&[]).count, 0);
+        // Settings: an absent field is not an empty one.
+        let none = EndorsedSetting {
+            secret: "s".into(),
+            ..Default::default()
+        };
+        let empty = EndorsedSetting {
+            apply_cmd: Some(String::new()),
+            ..none.clone()
+        };
+        assert_ne!(settings_digest(&[none]), settings_digest(&[empty]));
+    }
+
+    /// A digest-format body is the same size at 3 secrets and at 3000 (but
+    /// for the count's digits), and
+    /// round-trips through its stored form.
+    #[test]
+    fn a_digest_checkpoint_does_not_grow_with_the_vault() {
+        let keys = VaultSeed::generate().derive_keys();
+        let body = |n: u32| {
+            let versions: Vec<EndorsedVersion> =
+                (0..n).map(|i| version(&format!("s{i:05}"), 1)).collect();
+            CheckpointBody {
+                vault_id: "0123456789abcdef0123456789abcdef".into(),
+                epoch: 7,
+                seq: 123_456,
+                head: "ab".repeat(32),
+                versions: None,
+                settings: vec![],
+                endorsed: Some(EndorsedDigests {
+                    versions: versions_digest(&versions),
+                    settings: settings_digest(&[]),
+                }),
+            }
+        };
+        let (small, large) = (body(3), body(3000));
+        let stored = |b: &CheckpointBody| {
+            checkpoint_entry("a@h", "FP", b.clone(), keys.sign(&checkpoint_message(b)))
+                .details
+                .to_string()
+        };
+        // Only the count's digits differ.
+        assert_eq!(
+            stored(&large).len() - stored(&small).len(),
+            "3000".len() - "3".len()
+        );
+        assert!(stored(&large).len() < 600, "{}", stored(&large));
+        let back: CheckpointDetails = serde_json::from_str(&stored(&large)).unwrap();
+        assert_eq!(back.body, large);
+        assert!(crypto::verify_signature(
+            &keys.verify_key(),
+            &checkpoint_message(&back.body),
+            &back.signature
+        ));
+        assert!(matches!(
+            back.body.endorsements(),
+            Some(Endorsements::Digest(_))
+        ));
+        // A body that mixes the formats is refused.
+        let mut mixed = large.clone();
+        mixed.versions = Some(vec![]);
+        assert!(mixed.endorsements().is_none());
     }
 }

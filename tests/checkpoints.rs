@@ -74,13 +74,16 @@ fn a_changed_byte_in_a_checkpoint_is_caught_even_after_rechaining() {
     drop(conn);
     // Without re-chaining, the hash chain breaks at that row.
     assert_eq!(verify(&kit).1["first_bad_seq"], seq);
-    // Re-chained: the chain holds, but the signature no longer matches what it signs.
+    // Re-chained: the chain holds, but the signature no longer matches what
+    // it signs (here: the count of endorsed versions next to their digest).
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
-    conn.execute(
-        "UPDATE audit SET details = replace(details, '\"version\":1', '\"version\":7') WHERE seq = ?1",
-        [seq],
-    )
-    .unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE audit SET details = json_set(details, '$.body.endorsed.versions.count', 7) WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
     drop(conn);
     rechain(&kit.vault);
     let (code, v) = verify(&kit);
@@ -331,7 +334,8 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     // As the previous release wrote it: schema version 2, no anchor_signatures table.
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     conn.execute_batch(
-        "DROP TABLE anchor_signatures; DROP TABLE alert_queue;
+        "DROP TABLE endorsed_versions; DROP TABLE endorsed_settings; DROP INDEX audit_by_action; DROP INDEX secret_versions_by_state;
+         DROP TABLE anchor_signatures; DROP TABLE alert_queue;
          CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, sink TEXT NOT NULL,
            payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered TEXT);
          PRAGMA user_version = 2;",
@@ -356,7 +360,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     drop(conn);
     let anchor = kit.json(&["audit", "head"])["anchor"]
         .as_str()
@@ -529,4 +533,205 @@ fn an_endorsed_ciphertext_swapped_in_the_file_is_tampered() {
         "{err}"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("attacker-value"));
+}
+
+/// A copy of `tests/fixtures/schema4` (written by the binary before schema 5,
+/// whose checkpoints list what they endorse inline) in a fresh directory.
+fn schema4_vault() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4");
+    for file in ["vault.sqlite", "alice.key", "bob.key"] {
+        std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
+    }
+    let vault = dir.path().join("vault.sqlite");
+    (dir, vault)
+}
+
+fn user_version(vault: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(vault)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn endorsements(vault: &std::path::Path) -> Vec<(String, String)> {
+    let out = support::bg(vault)
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        list["endorsement_problem"],
+        serde_json::Value::Null,
+        "{list}"
+    );
+    list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["endorsement"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// A vault whose checkpoints were signed by the old code, with their lists
+/// inline: it verifies and lists read-only as it is, upgrades on the first
+/// write, keeps what its last inline checkpoint endorsed (versions and the
+/// stored hook) until a quorum session signs a digest checkpoint, and then
+/// both kinds of checkpoint verify in one log.
+#[test]
+fn a_vault_with_inline_checkpoints_verifies_lists_and_upgrades() {
+    let (dir, vault) = schema4_vault();
+    let bg = || support::bg(&vault);
+    assert_eq!(user_version(&vault), 4);
+    let verify = |signed_through: u64| {
+        let out = bg().args(["audit", "verify", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["signed_through"], signed_through, "{v}");
+    };
+    verify(8);
+    let before = pairs(&[
+        ("db", "endorsed"),
+        ("late", "unendorsed"),
+        ("vpn", "endorsed"),
+    ]);
+    assert_eq!(endorsements(&vault), before);
+    assert_eq!(user_version(&vault), 4, "reading never upgrades");
+
+    // The first write command upgrades the file; nothing else changes.
+    bg().args(["put", "extra", "--kind", "note"])
+        .write_stdin("x")
+        .assert()
+        .success();
+    assert_eq!(user_version(&vault), 5);
+    verify(8);
+    let mut after = before.clone();
+    after.insert(1, ("extra".into(), "unendorsed".into()));
+    assert_eq!(endorsements(&vault), after);
+    // db's hook was endorsed inline: it runs without --trust-hook.
+    let rotated = bg()
+        .args(["rotate", "db", "--json"])
+        .write_stdin("db-2")
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(rotated["hook_exit"], 0);
+
+    // A quorum session signs the first digest checkpoint, carrying the
+    // inline endorsements over and adding what it was told to endorse.
+    bg().args(["unseal", "--reason", "after the upgrade", "--endorse"])
+        .arg("--identity")
+        .arg(dir.path().join("alice.key"))
+        .arg("--identity")
+        .arg(dir.path().join("bob.key"))
+        .assert()
+        .success();
+    let conn = rusqlite::Connection::open(&vault).unwrap();
+    let (seq, details): (i64, String) = conn
+        .query_row(
+            "SELECT seq, details FROM audit WHERE action = 'checkpoint' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert!(details["body"].get("versions").is_none(), "{details}");
+    assert_eq!(details["body"]["endorsed"]["versions"]["count"], 4);
+    assert_eq!(
+        details["body"]["endorsed"]["settings"]["count"], 1,
+        "db's hook"
+    );
+    drop(conn);
+    verify(seq as u64);
+    assert!(endorsements(&vault).iter().all(|(_, e)| e == "endorsed"));
+    // The hook endorsement survived the change of format.
+    bg().args(["rotate", "db"])
+        .write_stdin("db-3")
+        .assert()
+        .success();
+}
+
+/// A checkpoint row stays the same size however many secrets it endorses.
+#[test]
+fn a_checkpoint_row_does_not_grow_with_the_vault() {
+    use breakglass::vault::{Deposit, SecretKind, SecretValue};
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let details_of_last_checkpoint = || -> (usize, serde_json::Value) {
+        let details: String = rusqlite::Connection::open(&kit.vault)
+            .unwrap()
+            .query_row(
+                "SELECT details FROM audit WHERE action = 'checkpoint' ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (details.len(), serde_json::from_str(&details).unwrap())
+    };
+    kit.put("vpn", "password", "pw");
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
+    let (small, _) = details_of_last_checkpoint();
+    // 299 more deposits through the library (a process each would be slow).
+    std::env::set_var("BREAKGLASS_STATE_DIR", kit.path("state"));
+    let mut vault = breakglass::Vault::open(&kit.vault, breakglass::Access::ReadWrite).unwrap();
+    for i in 0..299 {
+        vault
+            .put(
+                Deposit {
+                    name: format!("secret-{i:03}"),
+                    kind: SecretKind::Password,
+                    username: None,
+                    url: None,
+                    note: None,
+                    value: SecretValue::new(b"value".to_vec()),
+                    apply: None,
+                    policy: Default::default(),
+                },
+                "admin@host",
+            )
+            .unwrap();
+    }
+    drop(vault);
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
+    let (large, details) = details_of_last_checkpoint();
+    assert_eq!(details["body"]["endorsed"]["versions"]["count"], 300);
+    // Only integers grow (the count, the seq): a few digits.
+    assert!(
+        large < small + 16 && large < 1024,
+        "checkpoint details: {small} bytes at 1 secret, {large} at 300"
+    );
+    let list = kit.json(&["list"]);
+    assert_eq!(list["secrets"].as_array().unwrap().len(), 300);
+    assert!(list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["endorsement"] == "endorsed"));
 }

@@ -66,6 +66,7 @@ pub fn run() -> i32 {
         .unwrap_or_else(|| PathBuf::from("breakglass.db"));
     let _ = EXPECTED_FINGERPRINT.set(cli.fingerprint.clone());
     let writes = writes_to_vault(&cli.command);
+    let requeue = reads_the_whole_log(&cli.command);
     let code = match dispatch(cli.command, cli.vault.is_some(), &vault_path) {
         Ok(code) => code,
         Err(e) => {
@@ -74,7 +75,7 @@ pub fn run() -> i32 {
         }
     };
     if writes {
-        deliver_queued_alerts(&vault_path);
+        deliver_queued_alerts(&vault_path, requeue);
     }
     if output::broken_pipe() {
         // The reader went away (`breakglass list | head -1`): end quietly, as a
@@ -107,13 +108,30 @@ fn writes_to_vault(command: &Command) -> bool {
     ) && !matches!(command, Command::Runbook(a) if a.command.is_none())
 }
 
+/// Quorum sessions read and verify the whole log anyway: after them, alerts
+/// deleted from the queue are also looked for and queued again. After any
+/// other write (put, rotate…) only what is queued is delivered, so the cost
+/// does not grow with the vault (`status` names deleted alerts; `alerts flush`
+/// queues them again).
+fn reads_the_whole_log(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Unseal(_) | Command::Drill(_) | Command::Rekey(_)
+    )
+}
+
 /// After the command's work is done: try queued alerts once, with short timeouts.
 /// Failures stay queued (and show in `status`); they never change the exit code.
-fn deliver_queued_alerts(path: &Path) {
+fn deliver_queued_alerts(path: &Path, requeue: bool) {
     let Ok(mut vault) = Vault::open(path, Access::ReadWrite) else {
         return;
     };
-    if let Ok(report) = vault.flush_alerts() {
+    let delivered = if requeue {
+        vault.flush_alerts()
+    } else {
+        vault.deliver_alerts()
+    };
+    if let Ok(report) = delivered {
         for ignored in &report.ignored {
             errln!("warning: {ignored}");
         }

@@ -59,6 +59,9 @@ pub fn list(report: &ListReport, as_json: bool) {
     if as_json {
         return json(report);
     }
+    if let Some(problem) = &report.endorsement_problem {
+        errln!("warning: {problem}");
+    }
     if report.secrets.is_empty() {
         outln!("No secrets yet.");
     }
@@ -389,6 +392,9 @@ pub fn drill(report: &DrillReport, as_json: bool) {
 
 /// What a quorum session would endorse, on stderr before it is asked.
 pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
+    if let Some(problem) = &pending.problem {
+        errln!("warning: {problem}");
+    }
     errln!("Written since the last signed checkpoint (unendorsed):");
     for v in &pending.versions {
         errln!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::audit::Entry;
+use crate::audit::{EndorsedSetting, EndorsedVersion, Entry};
 
 /// "BGLS": marks a SQLite file as a breakglass vault.
 const APPLICATION_ID: i64 = 0x4247_4c53;
@@ -348,15 +348,24 @@ impl Store {
                 detail,
             });
         }
-        let check: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if check != "ok" {
-            return Err(StoreError::Corrupt {
-                path: shown,
-                detail: check,
-            });
+        self.check_length()?;
+        // A full structural check reads every page, so its cost grows with
+        // the file. Read-only commands (list, status, audit) read most of it
+        // anyway and get it; a write command (put, rotate, a quorum session)
+        // stays constant: SQLite checks each page it reads (a damaged one is
+        // SQLITE_CORRUPT, named below, and the command's one transaction
+        // rolls back), and a cut file is caught by `check_length`.
+        if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            let check: String = self
+                .conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    detail: check,
+                });
+            }
         }
         let version = migrations::user_version(&self.conn).map_err(|e| self.err(e))?;
         if version > migrations::LATEST {
@@ -364,6 +373,33 @@ impl Store {
                 path: shown,
                 found: version,
                 supported: migrations::LATEST,
+            });
+        }
+        Ok(())
+    }
+
+    /// A file shorter than the pages its header counts was cut off (a
+    /// partial copy): refuse it before anything reads or writes it.
+    fn check_length(&self) -> Result<(), StoreError> {
+        let pragma = |name: &str| {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))
+                .map_err(|e| self.err(e))
+        };
+        let (page_size, pages) = (pragma("page_size")?, pragma("page_count")?);
+        let length = std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Io {
+                path: self.path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        let expected = u64::try_from(page_size.saturating_mul(pages)).unwrap_or(u64::MAX);
+        if length < expected {
+            return Err(StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                detail: format!(
+                    "the file is {length} bytes but its header counts {pages} pages of {page_size} bytes: it was cut off"
+                ),
             });
         }
         Ok(())
@@ -697,6 +733,53 @@ impl Tx<'_> {
         )
     }
 
+    /// Replace the endorsed sets with those of the checkpoint this
+    /// transaction writes (whose digests they must match).
+    pub fn replace_endorsements(
+        &self,
+        versions: &[EndorsedVersion],
+        settings: &[EndorsedSetting],
+    ) -> Result<(), StoreError> {
+        self.run("DELETE FROM endorsed_versions", [])?;
+        self.run("DELETE FROM endorsed_settings", [])?;
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO endorsed_versions (secret, version, ciphertext_sha256, depositor) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(|e| self.err(e))?;
+        for v in versions {
+            insert
+                .execute(params![
+                    v.secret,
+                    v.version,
+                    v.ciphertext_sha256,
+                    v.depositor
+                ])
+                .map_err(|e| self.err(e))?;
+        }
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO endorsed_settings (secret, apply_cmd, gen_length, gen_charset, max_age_days, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(|e| self.err(e))?;
+        for s in settings {
+            insert
+                .execute(params![
+                    s.secret,
+                    s.apply_cmd,
+                    s.gen_length,
+                    s.gen_charset,
+                    s.max_age_days,
+                    s.expires
+                ])
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
@@ -798,7 +881,23 @@ impl Reader<'_> {
     }
 
     pub fn secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
-        Ok(self.secrets()?.into_iter().find(|s| s.name == name))
+        self.conn
+            .query_row(
+                "SELECT name, kind, username, url, note, created FROM secrets WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(SecretRow {
+                        name: r.get(0)?,
+                        kind: r.get(1)?,
+                        username: r.get(2)?,
+                        url: r.get(3)?,
+                        note: r.get(4)?,
+                        created: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// The active version of a secret, if any.
@@ -982,12 +1081,15 @@ impl Reader<'_> {
     }
 
     pub fn latest_version_number(&self, secret: &str) -> Result<u32, StoreError> {
+        // Not MAX(): wrapped in COALESCE it scans every version of the secret.
         self.conn
             .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM secret_versions WHERE secret = ?1",
+                "SELECT version FROM secret_versions WHERE secret = ?1 ORDER BY version DESC LIMIT 1",
                 params![secret],
                 |r| r.get(0),
             )
+            .optional()
+            .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))
     }
 
@@ -1017,17 +1119,91 @@ impl Reader<'_> {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
+            .query_map([], audit_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The audit rows whose action is one of `actions`, oldest first (an
+    /// index lookup: the cost follows those rows, not the whole log).
+    pub fn audit_entries_with(&self, actions: &[&str]) -> Result<Vec<Entry>, StoreError> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; actions.len()].join(", ");
+        let sql = format!(
+            "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit
+             WHERE action IN ({marks}) ORDER BY seq"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(actions), audit_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// One audit row, if the log has it.
+    pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit WHERE seq = ?1",
+                [seq as i64],
+                audit_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The endorsed versions of the latest checkpoint, as the file holds them
+    /// (unsigned: trust them only if they hash to that checkpoint's digest).
+    /// A file from before schema 5 (read-only, not upgraded) has none.
+    pub fn endorsed_versions(&self) -> Result<Vec<EndorsedVersion>, StoreError> {
+        if !self.has_table("endorsed_versions")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, version, ciphertext_sha256, depositor FROM endorsed_versions ORDER BY secret, version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
             .query_map([], |r| {
-                Ok(Entry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    time: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    subject: r.get(4)?,
-                    reason: r.get(5)?,
-                    details: r.get(6)?,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
+                Ok(EndorsedVersion {
+                    secret: r.get(0)?,
+                    version: r.get(1)?,
+                    ciphertext_sha256: r.get(2)?,
+                    depositor: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The endorsed rotation settings of the latest checkpoint, as the file
+    /// holds them (unsigned, like `endorsed_versions`).
+    pub fn endorsed_settings(&self) -> Result<Vec<EndorsedSetting>, StoreError> {
+        if !self.has_table("endorsed_settings")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT secret, apply_cmd, gen_length, gen_charset, max_age_days, expires FROM endorsed_settings ORDER BY secret",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(EndorsedSetting {
+                    secret: r.get(0)?,
+                    apply_cmd: r.get(1)?,
+                    gen_length: r.get(2)?,
+                    gen_charset: r.get(3)?,
+                    max_age_days: r.get(4)?,
+                    expires: r.get(5)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -1072,6 +1248,20 @@ impl Reader<'_> {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: r.get::<_, i64>(0)? as u64,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        subject: r.get(4)?,
+        reason: r.get(5)?,
+        details: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
 }
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {

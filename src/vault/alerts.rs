@@ -72,12 +72,22 @@ impl Vault {
             .collect())
     }
 
+    /// The audit rows that raise alerts, with every `new_epoch` row (which
+    /// says which epoch's sinks apply), oldest first. An index lookup: the
+    /// cost follows the alerts ever raised, not the deposits in the log.
+    fn alert_entries(&self) -> Result<Vec<Entry>, VaultError> {
+        let mut actions: Vec<&str> = crate::notify::ALERT_ACTIONS.to_vec();
+        if !actions.contains(&audit::NEW_EPOCH) {
+            actions.push(audit::NEW_EPOCH);
+        }
+        Ok(self.store.read().audit_entries_with(&actions)?)
+    }
+
     /// The signed sink and the event of one queue row, or why it has none.
     fn resolve(
         &self,
         row: &AlertQueueRow,
         sinks: &SignedSinks,
-        entries: &[Entry],
     ) -> Result<(AlertSink, String), String> {
         let sink = sinks
             .get(&row.epoch)
@@ -90,19 +100,22 @@ impl Vault {
                     row.sink_index, row.epoch
                 )
             })?;
-        let entry = entries
-            .iter()
-            .find(|e| e.seq == row.seq)
+        let entry = self
+            .store
+            .read()
+            .audit_entry(row.seq)
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("reports audit row {}, which the log does not have", row.seq))?;
         let m = self.manifest();
         Ok((
             sink,
-            crate::notify::event(entry, &m.vault_id, &m.fingerprint(), row.epoch),
+            crate::notify::event(&entry, &m.vault_id, &m.fingerprint(), row.epoch),
         ))
     }
 
     /// Alert-worthy audit rows with no queue row for (seq, row hash, sink):
-    /// (seq, hash, epoch, sink index).
+    /// (seq, hash, epoch, sink index). `entries` holds at least every
+    /// alert-worthy and every `new_epoch` row, oldest first.
     fn missing_alerts(
         &self,
         sinks: &SignedSinks,
@@ -129,14 +142,14 @@ impl Vault {
 
     pub fn alerts(&self, all: bool) -> Result<AlertsReport, VaultError> {
         let sinks = self.signed_sinks()?;
-        let entries = self.store.read().audit_entries()?;
+        let entries = self.alert_entries()?;
         let every = self.store.read().alert_queue(true)?;
         let missing = self.missing_alerts(&sinks, &entries, &every).len();
         let alerts = every
             .into_iter()
             .filter(|row| all || row.delivered.is_none())
             .map(|row| {
-                let (sink, event, problem) = match self.resolve(&row, &sinks, &entries) {
+                let (sink, event, problem) = match self.resolve(&row, &sinks) {
                     Ok((sink, event)) => (
                         sink.label(),
                         serde_json::from_str(&event).unwrap_or(serde_json::Value::Null),
@@ -166,10 +179,32 @@ impl Vault {
 
     /// Re-queue deleted alerts, then try every queued alert once. Never fails
     /// because a sink failed; a row naming no signed sink is reported, not sent.
+    ///
+    /// Finding deleted queue rows reads every alert the log ever raised, so
+    /// its cost grows with the log: `alerts flush` and the delivery after a
+    /// quorum session do it; the delivery after `put` or `rotate` calls
+    /// [`Vault::deliver_alerts`] instead, which costs the same in any vault.
     pub fn flush_alerts(&mut self) -> Result<FlushReport, VaultError> {
+        self.flush(true)
+    }
+
+    /// Try every queued alert once, without looking for deleted queue rows
+    /// (`status` names those, and `alerts flush` queues them again).
+    pub fn deliver_alerts(&mut self) -> Result<FlushReport, VaultError> {
+        self.flush(false)
+    }
+
+    fn flush(&mut self, requeue: bool) -> Result<FlushReport, VaultError> {
         let sinks = self.signed_sinks()?;
-        let entries = self.store.read().audit_entries()?;
-        let missing = self.missing_alerts(&sinks, &entries, &self.store.read().alert_queue(true)?);
+        let missing = if requeue && sinks.values().any(|s| !s.is_empty()) {
+            self.missing_alerts(
+                &sinks,
+                &self.alert_entries()?,
+                &self.store.read().alert_queue(true)?,
+            )
+        } else {
+            Vec::new()
+        };
         if !missing.is_empty() {
             let now = audit::now();
             let tx = self.store.begin()?;
@@ -187,7 +222,7 @@ impl Vault {
         };
         let mut outcomes = Vec::new();
         for row in self.store.read().alert_queue(false)? {
-            match self.resolve(&row, &sinks, &entries) {
+            match self.resolve(&row, &sinks) {
                 Ok((sink, event)) => outcomes.push((row.id, sink.deliver(&event), sink.label())),
                 Err(why) => report.ignored.push(format!("alert {}: {why}", row.id)),
             }
@@ -223,7 +258,7 @@ impl Vault {
         let report = self.alerts(false)?;
         if report.missing > 0 {
             attention.push(format!(
-                "{} alert(s) the log raised are missing from the queue (deleted from the file); any write command (e.g. `breakglass alerts flush`) queues them again",
+                "{} alert(s) the log raised are missing from the queue (deleted from the file); `breakglass alerts flush` (or the next quorum session) queues them again",
                 report.missing
             ));
         }

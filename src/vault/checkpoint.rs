@@ -1,10 +1,19 @@
 //! Signed audit checkpoints, written inside quorum sessions (the only time the
 //! vault key exists), and verification against the manifest chain's keys.
+//!
+//! A checkpoint signs the digests of what it endorses (`audit::versions_digest`,
+//! `audit::settings_digest`); the endorsed sets are in the `endorsed_versions`
+//! and `endorsed_settings` tables, replaced in the transaction that signs each
+//! checkpoint. Those rows are unsigned: a command finds the last valid
+//! checkpoint once, hashes the tables once, and trusts them only if they match
+//! (`Endorsed`). Checkpoints from before schema 5 carry their sets inline.
 
 use serde::Serialize;
 
 use super::{Vault, VaultError};
-use crate::audit::{self, CheckpointBody, EndorsedVersion};
+use std::collections::{HashMap, HashSet};
+
+use crate::audit::{self, CheckpointBody, EndorsedVersion, Endorsements};
 use crate::crypto::{self, VaultKeys};
 use crate::store::{Reader, RotationRow, Tx, VersionRow};
 
@@ -15,6 +24,11 @@ use crate::store::{Reader, RotationRow, Tx, VersionRow};
 pub struct Unendorsed {
     pub versions: Vec<UnendorsedVersion>,
     pub settings: Vec<audit::EndorsedSetting>,
+    /// Why endorsements the file holds were not trusted (the endorsement
+    /// tables do not hash to what the last checkpoint signed), if so: then
+    /// everything is listed here again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl Unendorsed {
@@ -34,8 +48,34 @@ pub struct UnendorsedVersion {
 
 /// What a checkpoint about to be signed endorses: (secret, version) pairs and settings.
 pub(crate) struct EndorsementPlan {
-    versions: Vec<(String, u32)>,
+    versions: HashSet<(String, u32)>,
     settings: Vec<audit::EndorsedSetting>,
+}
+
+/// What the last valid checkpoint endorses, found once per command: from its
+/// inline lists (a checkpoint written before schema 5), or from the
+/// endorsement tables when they hash to the digests it signed. Tables that do
+/// not count for nothing: every version is unendorsed, every setting
+/// unendorsed, and `problem` says why.
+#[derive(Debug, Default)]
+pub(crate) struct Endorsed {
+    versions: HashMap<(String, u32), audit::EndorsedVersion>,
+    settings: HashMap<String, audit::EndorsedSetting>,
+    /// Why endorsement rows in the file were not trusted, if they were not.
+    pub(crate) problem: Option<String>,
+}
+
+impl Endorsed {
+    /// The endorsed settings of `secret`; none endorsed means no hook, no generator.
+    fn setting(&self, secret: &str) -> audit::EndorsedSetting {
+        self.settings
+            .get(secret)
+            .cloned()
+            .unwrap_or_else(|| audit::EndorsedSetting {
+                secret: secret.to_string(),
+                ..Default::default()
+            })
+    }
 }
 
 fn ciphertext_hash(v: &VersionRow) -> String {
@@ -53,30 +93,87 @@ fn setting_of(secret: &str, row: &RotationRow) -> audit::EndorsedSetting {
     }
 }
 
-/// The last valid checkpoint of a verified log, if any.
+/// The last valid checkpoint of a verified log, if any: (its seq, its body).
 fn last_checkpoint(
     report: &audit::VerifyReport,
     entries: &[audit::Entry],
-) -> Option<CheckpointBody> {
+) -> Option<(u64, CheckpointBody)> {
     let seq = report.signed_through.filter(|_| report.ok)?;
     entries
         .iter()
+        .rev()
         .find(|e| e.seq == seq)
         .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
-        .map(|d| d.body)
+        .map(|d| (seq, d.body))
 }
 
-/// What is unendorsed now, judged against the last valid checkpoint.
-fn unendorsed_in(
+/// Which endorsed sets a command needs (each costs a read and a hash of its table).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Versions,
+    Settings,
+    Both,
+}
+
+/// What the last valid checkpoint (`last`, from `last_checkpoint`) endorses.
+fn endorsed_in(
     read: &Reader<'_>,
-    last: Option<&CheckpointBody>,
-) -> Result<Unendorsed, VaultError> {
-    let endorsed_versions = last.map(|b| b.versions.as_slice()).unwrap_or_default();
-    let endorsed_settings = last.map(|b| b.settings.as_slice()).unwrap_or_default();
+    last: Option<&(u64, CheckpointBody)>,
+    need: Need,
+) -> Result<Endorsed, VaultError> {
+    let mut endorsed = Endorsed::default();
+    let Some((seq, body)) = last else {
+        return Ok(endorsed);
+    };
+    let (versions, settings) = match body.endorsements() {
+        // Verification refuses such a checkpoint; nothing is endorsed.
+        None => return Ok(endorsed),
+        Some(Endorsements::Inline { versions, settings }) => (versions.to_vec(), settings.to_vec()),
+        Some(Endorsements::Digest(digests)) => {
+            let mut problems = Vec::new();
+            let mut versions = Vec::new();
+            if need != Need::Settings {
+                versions = read.endorsed_versions()?;
+                if audit::versions_digest(&versions) != digests.versions {
+                    problems.push(format!(
+                        "the endorsed_versions table does not hash to the digest checkpoint {seq} signed (it was edited in the file): every secret version counts as unendorsed until a quorum session endorses them again"
+                    ));
+                    versions.clear();
+                }
+            }
+            let mut settings = Vec::new();
+            if need != Need::Versions {
+                settings = read.endorsed_settings()?;
+                if audit::settings_digest(&settings) != digests.settings {
+                    problems.push(format!(
+                        "the endorsed_settings table does not hash to the digest checkpoint {seq} signed (it was edited in the file): no stored apply hook or generator setting counts as endorsed until a quorum session endorses them again"
+                    ));
+                    settings.clear();
+                }
+            }
+            if !problems.is_empty() {
+                endorsed.problem = Some(problems.join("; "));
+            }
+            (versions, settings)
+        }
+    };
+    endorsed.versions = versions
+        .into_iter()
+        .map(|v| ((v.secret.clone(), v.version), v))
+        .collect();
+    endorsed.settings = settings
+        .into_iter()
+        .map(|s| (s.secret.clone(), s))
+        .collect();
+    Ok(endorsed)
+}
+
+/// What is unendorsed now, judged against what the last valid checkpoint endorses.
+fn unendorsed_in(read: &Reader<'_>, endorsed: &Endorsed) -> Result<Unendorsed, VaultError> {
     let versions = read
         .versions_in(&["active"])?
         .into_iter()
-        .filter(|v| Vault::endorsement(endorsed_versions, v) == Endorsement::Unendorsed)
+        .filter(|v| Vault::endorsement(endorsed, v) == Endorsement::Unendorsed)
         .map(|v| UnendorsedVersion {
             ciphertext_sha256: ciphertext_hash(&v),
             secret: v.secret,
@@ -89,21 +186,13 @@ fn unendorsed_in(
         .rotations()?
         .into_iter()
         .map(|(secret, row)| setting_of(&secret, &row))
-        .filter(|current| endorsed_setting(endorsed_settings, &current.secret) != *current)
+        .filter(|current| endorsed.setting(&current.secret) != *current)
         .collect();
-    Ok(Unendorsed { versions, settings })
-}
-
-/// The endorsed settings of `secret`; none endorsed means no hook, no generator.
-fn endorsed_setting(endorsed: &[audit::EndorsedSetting], secret: &str) -> audit::EndorsedSetting {
-    endorsed
-        .iter()
-        .find(|s| s.secret == secret)
-        .cloned()
-        .unwrap_or_else(|| audit::EndorsedSetting {
-            secret: secret.to_string(),
-            ..Default::default()
-        })
+    Ok(Unendorsed {
+        versions,
+        settings,
+        problem: endorsed.problem.clone(),
+    })
 }
 
 impl Vault {
@@ -133,40 +222,30 @@ impl Vault {
         confirmed: &Unendorsed,
     ) -> Result<EndorsementPlan, VaultError> {
         let read = tx.read();
-        let last = last_checkpoint(report, entries);
-        let endorsed_versions = last
-            .as_ref()
-            .map(|b| b.versions.as_slice())
-            .unwrap_or_default();
-        let endorsed_settings = last
-            .as_ref()
-            .map(|b| b.settings.as_slice())
-            .unwrap_or_default();
+        let endorsed = endorsed_in(&read, last_checkpoint(report, entries).as_ref(), Need::Both)?;
+        let confirmed_versions: HashMap<(&str, u32), &str> = confirmed
+            .versions
+            .iter()
+            .map(|c| ((c.secret.as_str(), c.version), c.ciphertext_sha256.as_str()))
+            .collect();
         let versions = read
             .versions_in(&["active"])?
             .into_iter()
             .filter(|v| {
-                Vault::endorsement(endorsed_versions, v) == Endorsement::Endorsed
-                    || confirmed.versions.iter().any(|c| {
-                        c.secret == v.secret
-                            && c.version == v.version
-                            && c.ciphertext_sha256 == ciphertext_hash(v)
-                    })
+                Vault::endorsement(&endorsed, v) == Endorsement::Endorsed
+                    || confirmed_versions
+                        .get(&(v.secret.as_str(), v.version))
+                        .is_some_and(|hash| *hash == ciphertext_hash(v))
             })
             .map(|v| (v.secret, v.version))
             .collect();
         let mut settings = Vec::new();
         for (secret, row) in read.rotations()? {
             let current = setting_of(&secret, &row);
-            let before = endorsed_setting(endorsed_settings, &secret);
+            let before = endorsed.setting(&secret);
             if before == current || confirmed.settings.contains(&current) {
                 settings.push(current);
-            } else if before
-                != (audit::EndorsedSetting {
-                    secret,
-                    ..Default::default()
-                })
-            {
+            } else if !before.is_default() {
                 settings.push(before);
             }
         }
@@ -175,6 +254,11 @@ impl Vault {
 
     /// Sign a checkpoint over the log head in `tx`, endorsing `plan` (the
     /// versions with their ciphertexts as they are now), and sign the new head.
+    ///
+    /// The checkpoint signs only the digests of the endorsed sets
+    /// (`audit::versions_digest`, `audit::settings_digest`); the sets replace
+    /// the endorsement tables in the same transaction, so the row stays the
+    /// same size however many secrets the vault holds.
     pub(crate) fn sign_checkpoint(
         tx: &Tx<'_>,
         keys: &VaultKeys,
@@ -187,15 +271,11 @@ impl Vault {
         let Some((seq, head)) = tx.read().audit_head()? else {
             return Ok(());
         };
-        let versions = tx
+        let versions: Vec<EndorsedVersion> = tx
             .read()
             .versions_in(&["active"])?
             .into_iter()
-            .filter(|v| {
-                plan.versions
-                    .iter()
-                    .any(|(s, n)| *s == v.secret && *n == v.version)
-            })
+            .filter(|v| plan.versions.contains(&(v.secret.clone(), v.version)))
             .map(|v| EndorsedVersion {
                 ciphertext_sha256: ciphertext_hash(&v),
                 secret: v.secret,
@@ -203,14 +283,26 @@ impl Vault {
                 depositor: v.depositor,
             })
             .collect();
+        // A setting equal to the default says nothing: leave it out of the set.
+        let settings: Vec<audit::EndorsedSetting> = plan
+            .settings
+            .iter()
+            .filter(|s| !s.is_default())
+            .cloned()
+            .collect();
         let body = CheckpointBody {
             vault_id: vault_id.into(),
             epoch,
             seq,
             head,
-            versions,
-            settings: plan.settings.clone(),
+            versions: None,
+            settings: Vec::new(),
+            endorsed: Some(audit::EndorsedDigests {
+                versions: audit::versions_digest(&versions),
+                settings: audit::settings_digest(&settings),
+            }),
         };
+        tx.replace_endorsements(&versions, &settings)?;
         let signature = keys.sign(&audit::checkpoint_message(&body));
         audit::append(
             tx,
@@ -281,14 +373,31 @@ impl Vault {
         ))
     }
 
+    /// What the last valid checkpoint endorses, judged once for this command.
+    fn endorsed_now(&self, need: Need) -> Result<Endorsed, VaultError> {
+        let report = self.verify_audit()?;
+        self.endorsed_given(&report, need)
+    }
+
+    fn endorsed_given(
+        &self,
+        report: &audit::VerifyReport,
+        need: Need,
+    ) -> Result<Endorsed, VaultError> {
+        let read = self.store.read();
+        let last = match report.signed_through.filter(|_| report.ok) {
+            None => None,
+            Some(seq) => read
+                .audit_entry(seq)?
+                .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
+                .map(|d| (seq, d.body)),
+        };
+        endorsed_in(&read, last.as_ref(), need)
+    }
+
     /// What a quorum session would be asked to endorse now.
     pub fn unendorsed(&self) -> Result<Unendorsed, VaultError> {
-        let report = self.verify_audit()?;
-        let entries = self.store.read().audit_entries()?;
-        unendorsed_in(
-            &self.store.read(),
-            last_checkpoint(&report, &entries).as_ref(),
-        )
+        unendorsed_in(&self.store.read(), &self.endorsed_now(Need::Both)?)
     }
 
     /// The rotation settings of `secret` the last valid checkpoint endorsed
@@ -297,15 +406,7 @@ impl Vault {
         &self,
         secret: &str,
     ) -> Result<audit::EndorsedSetting, VaultError> {
-        let report = self.verify_audit()?;
-        let entries = self.store.read().audit_entries()?;
-        let last = last_checkpoint(&report, &entries);
-        Ok(endorsed_setting(
-            last.as_ref()
-                .map(|b| b.settings.as_slice())
-                .unwrap_or_default(),
-            secret,
-        ))
+        Ok(self.endorsed_now(Need::Settings)?.setting(secret))
     }
 
     /// A one-line anchor for the current log head, signed when a quorum session signed it.
@@ -448,7 +549,7 @@ pub fn verify_export(
 /// Whether a secret version is covered by the last signed checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endorsement {
-    /// Its ciphertext hash is in the last valid checkpoint.
+    /// The last valid checkpoint endorsed it with this ciphertext hash.
     Endorsed,
     /// Deposited since the last checkpoint (anyone with write access can deposit).
     Unendorsed,
@@ -467,44 +568,45 @@ impl Endorsement {
 }
 
 impl Vault {
-    /// The versions the last valid checkpoint endorses (empty if there is none).
-    /// The versions the last valid checkpoint signed, as write transaction `tx` sees the log.
+    /// What the last valid checkpoint endorses, as write transaction `tx`
+    /// sees the log and the endorsement tables.
     pub(crate) fn endorsed_versions_in(
         tx: &Tx<'_>,
         vault_id: &str,
         fingerprint: &str,
-    ) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
-        let (report, entries) = Vault::verify_in(tx, vault_id, fingerprint)?;
-        Ok(last_checkpoint(&report, &entries)
-            .map(|b| b.versions)
-            .unwrap_or_default())
+    ) -> Result<Endorsed, VaultError> {
+        let (report, _) = Vault::verify_in(tx, vault_id, fingerprint)?;
+        let read = tx.read();
+        let last = match report.signed_through.filter(|_| report.ok) {
+            None => None,
+            Some(seq) => read
+                .audit_entry(seq)?
+                .and_then(|e| serde_json::from_str::<audit::CheckpointDetails>(&e.details).ok())
+                .map(|d| (seq, d.body)),
+        };
+        endorsed_in(&read, last.as_ref(), Need::Versions)
     }
 
-    pub(crate) fn endorsed_versions(&self) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
-        self.endorsed_by(&self.verify_audit()?)
+    /// The versions the last valid checkpoint endorses (none if there is no
+    /// checkpoint, or if the endorsement table does not match its digest).
+    pub(crate) fn endorsed_versions(&self) -> Result<Endorsed, VaultError> {
+        self.endorsed_now(Need::Versions)
     }
 
-    /// The versions the last checkpoint of an already verified log signed.
-    pub(crate) fn endorsed_by(
-        &self,
-        report: &audit::VerifyReport,
-    ) -> Result<Vec<audit::EndorsedVersion>, VaultError> {
-        let entries = self.store.read().audit_entries()?;
-        Ok(last_checkpoint(report, &entries)
-            .map(|b| b.versions)
-            .unwrap_or_default())
+    /// The versions the last checkpoint of an already verified log endorses.
+    pub(crate) fn endorsed_by(&self, report: &audit::VerifyReport) -> Result<Endorsed, VaultError> {
+        self.endorsed_given(report, Need::Versions)
     }
 
     pub(crate) fn endorsement(
-        endorsed: &[audit::EndorsedVersion],
+        endorsed: &Endorsed,
         version: &crate::store::VersionRow,
     ) -> Endorsement {
-        let hash = hex::encode(crypto::sha256(&[version.ciphertext.as_bytes()]));
         match endorsed
-            .iter()
-            .find(|e| e.secret == version.secret && e.version == version.version)
+            .versions
+            .get(&(version.secret.clone(), version.version))
         {
-            Some(e) if e.ciphertext_sha256 == hash => Endorsement::Endorsed,
+            Some(e) if e.ciphertext_sha256 == ciphertext_hash(version) => Endorsement::Endorsed,
             Some(_) => Endorsement::Tampered,
             None => Endorsement::Unendorsed,
         }

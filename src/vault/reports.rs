@@ -29,6 +29,10 @@ pub struct Exposure {
 #[derive(Debug, Serialize)]
 pub struct ListReport {
     pub secrets: Vec<SecretInfo>,
+    /// Set when the file's endorsement rows do not hash to what the last
+    /// checkpoint signed (they were edited): every version then reads
+    /// `unendorsed`. `null` otherwise.
+    pub endorsement_problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,7 +166,10 @@ impl Vault {
                 endorsement: endorsement.into(),
             });
         }
-        Ok(ListReport { secrets })
+        Ok(ListReport {
+            secrets,
+            endorsement_problem: endorsed.problem,
+        })
     }
 
     pub fn custodians(&self) -> CustodianListReport {
@@ -227,6 +234,11 @@ impl Vault {
             }
         }
         let endorsed = self.endorsed_by(&verify)?;
+        if let Some(problem) = &endorsed.problem {
+            attention.push(format!(
+                "{problem}; a quorum session (unseal or `drill --full`) lists them for endorsement"
+            ));
+        }
         for v in self.store.read().versions_in(&["active"])? {
             if v.epoch != m.epoch {
                 attention.push(format!(

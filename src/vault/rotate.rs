@@ -173,32 +173,36 @@ impl Vault {
         // quorum endorsed it, or the user saw it and passed --trust-hook.
         let hook = match &request.apply {
             Some(cmd) => Some(cmd.clone()),
-            None => match self.untrusted_hook(&name)? {
-                // Exactly the command the user was shown and confirmed, or
-                // whatever is stored with --trust-hook: never a row swapped in
-                // between the question and the answer.
-                Some(cmd)
-                    if request.trust_hook
-                        || request.confirmed_hook.as_deref() == Some(cmd.as_str()) =>
-                {
-                    self.log_trusted_hook(&name, &cmd, &request.actor)?;
-                    Some(cmd)
-                }
-                Some(cmd) => {
-                    let when = if request.confirmed_hook.is_some() {
-                        "it changed after you confirmed it"
+            // No stored hook: nothing runs, and the log need not be read.
+            None => match self.store.read().rotation(&name)?.apply_cmd {
+                None => None,
+                Some(stored) => {
+                    let endorsed = self.endorsed_settings(&name)?.apply_cmd;
+                    if endorsed.as_ref() == Some(&stored) {
+                        // The endorsed hook, from the signed checkpoint itself.
+                        endorsed
+                    } else if request.trust_hook
+                        || request.confirmed_hook.as_deref() == Some(stored.as_str())
+                    {
+                        // Exactly the command the user was shown and confirmed
+                        // (or whatever is stored, with --trust-hook): never a
+                        // row swapped in between the question and the answer.
+                        self.log_trusted_hook(&name, &stored, &request.actor)?;
+                        Some(stored)
                     } else {
-                        "no quorum endorsed it"
-                    };
-                    return Err(VaultError::Secret {
-                        name,
-                        detail: format!(
-                            "its stored apply hook was set or changed after the last signed checkpoint, and {when}: `{cmd}` — read it; if it is yours, rotate again with --trust-hook (or give the hook with --apply CMD); nothing was rotated"
-                        ),
-                    });
+                        let when = if request.confirmed_hook.is_some() {
+                            "it changed after you confirmed it"
+                        } else {
+                            "no quorum endorsed it"
+                        };
+                        return Err(VaultError::Secret {
+                            name,
+                            detail: format!(
+                                "its stored apply hook was set or changed after the last signed checkpoint, and {when}: `{stored}` — read it; if it is yours, rotate again with --trust-hook (or give the hook with --apply CMD); nothing was rotated"
+                            ),
+                        });
+                    }
                 }
-                // The endorsed hook, from the signed checkpoint itself.
-                None => self.endorsed_settings(&name)?.apply_cmd,
             },
         };
 
@@ -431,10 +435,13 @@ impl Vault {
     }
 
     /// The stored apply hook of `name` when no checkpoint endorsed it as it is.
+    /// With no stored hook there is nothing to check, and the log is not read.
     pub fn untrusted_hook(&self, name: &str) -> Result<Option<String>, VaultError> {
-        let stored = self.store.read().rotation(name)?.apply_cmd;
+        let Some(stored) = self.store.read().rotation(name)?.apply_cmd else {
+            return Ok(None);
+        };
         let endorsed = self.endorsed_settings(name)?.apply_cmd;
-        Ok(stored.filter(|cmd| Some(cmd) != endorsed.as_ref()))
+        Ok((Some(&stored) != endorsed.as_ref()).then_some(stored))
     }
 
     /// The user chose to run an unendorsed stored hook: log it (and so alert).

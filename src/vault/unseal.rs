@@ -624,7 +624,7 @@ fn write_session_in(
     let read = tx.read();
     // Decrypt in memory, from the versions as this transaction sees them.
     let endorsed = Vault::endorsed_versions_in(tx, &m.vault_id, &fingerprint)?;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = endorsed.problem.iter().cloned().collect();
     let mut revealed = Vec::new();
     for name in &request.reveal {
         let version = read

@@ -130,19 +130,32 @@ fn removed_custodians_old_key_cannot_sign_new_history() {
             .unwrap();
         hex::encode(crypto::sha256(&[ciphertext.as_bytes()]))
     };
+    // A digest checkpoint, with the endorsement table made to match it.
+    let forged = EndorsedVersion {
+        secret: "vpn".into(),
+        version: 2,
+        ciphertext_sha256,
+        depositor: "mallory@laptop".into(),
+    };
     let body = CheckpointBody {
         vault_id,
         epoch: 1,
         seq,
         head: hash,
-        versions: vec![EndorsedVersion {
-            secret: "vpn".into(),
-            version: 2,
-            ciphertext_sha256,
-            depositor: "mallory@laptop".into(),
-        }],
+        versions: None,
         settings: vec![],
+        endorsed: Some(audit::EndorsedDigests {
+            versions: audit::versions_digest(std::slice::from_ref(&forged)),
+            settings: audit::settings_digest(&[]),
+        }),
     };
+    sqlite3(
+        &kit.vault,
+        &format!(
+            "DELETE FROM endorsed_versions; INSERT INTO endorsed_versions VALUES ('vpn', 2, '{}', 'mallory@laptop');",
+            forged.ciphertext_sha256
+        ),
+    );
     let details = serde_json::json!({
         "body": body,
         "signature": hex::encode(old_keys.sign(&audit::checkpoint_message(&body))),

@@ -347,3 +347,135 @@ fn nothing_is_endorsed_or_run_blind() {
     assert!(err.contains("--trust-hook"), "{err}");
     assert!(!pwned.exists(), "an unsigned hook ran");
 }
+
+/// Checkpoints sign only a digest of what they endorse; the sets are rows in
+/// the file. Rows added to or changed in those tables make nothing count as
+/// endorsed: every version reads `unendorsed`, no stored hook runs unasked,
+/// and the mismatch is named until a quorum session endorses again.
+#[test]
+fn an_edited_endorsement_row_endorses_nothing_and_is_named() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw-1");
+    kit.bg()
+        .args([
+            "put",
+            "db",
+            "--kind",
+            "password",
+            "--apply",
+            "cat >/dev/null",
+        ])
+        .write_stdin("db-1")
+        .assert()
+        .success();
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
+    let endorsement = |list: &serde_json::Value, name: &str| {
+        list["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["endorsement"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let list = kit.json(&["list"]);
+    assert_eq!(endorsement(&list, "vpn"), "endorsed");
+    assert_eq!(list["endorsement_problem"], serde_json::Value::Null);
+    assert_eq!(count(&kit.vault, "endorsed_versions"), 2);
+
+    // The attacker deposits, and copies the deposit's own (correct) hash and
+    // name into the endorsement table, as if a quorum had signed it.
+    kit.put("planted", "password", "attacker-value");
+    let ciphertext: String = rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .query_row(
+            "SELECT ciphertext FROM secret_versions WHERE secret = 'planted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let hash = hex::encode(breakglass::crypto::sha256(&[ciphertext.as_bytes()]));
+    sqlite3(
+        &kit.vault,
+        &format!("INSERT INTO endorsed_versions VALUES ('planted', 1, '{hash}', 'alice@laptop');"),
+    );
+    let list = kit.json(&["list"]);
+    for name in ["vpn", "db", "planted"] {
+        assert_eq!(endorsement(&list, name), "unendorsed", "{name}: {list}");
+    }
+    let problem = list["endorsement_problem"].as_str().unwrap().to_string();
+    assert!(
+        problem.contains("endorsed_versions table does not hash to the digest checkpoint"),
+        "{problem}"
+    );
+    let human = kit.bg().arg("list").output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stderr).contains("warning: the endorsed_versions table"));
+    let status = kit.json(&["status"]);
+    assert!(
+        status["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("endorsed_versions table")),
+        "{status}"
+    );
+    kit.bg().args(["status", "--check"]).assert().code(1);
+
+    // A changed endorsed setting: a planted hook made to look endorsed.
+    let pwned = kit.path("pwned");
+    sqlite3(
+        &kit.vault,
+        &format!(
+            "UPDATE rotation_settings SET apply_cmd = 'cat > {0}' WHERE secret = 'db';
+             UPDATE endorsed_settings SET apply_cmd = 'cat > {0}' WHERE secret = 'db';",
+            pwned.display()
+        ),
+    );
+    let out = kit
+        .bg()
+        .args(["rotate", "db", "--generate"])
+        .output()
+        .unwrap();
+    let err = support::one_line_error(&out);
+    assert!(err.contains("--trust-hook"), "{err}");
+    assert!(!pwned.exists(), "a hook from an edited row ran");
+
+    // The next quorum session names the problem, lists everything again, and
+    // endorses only what it is told to.
+    let out = kit
+        .unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("endorsed_versions table does not hash"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("endorsed_settings table does not hash"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("secret vpn version 1, deposited by"),
+        "{stderr}"
+    );
+    let list = kit.json(&["list"]);
+    assert_eq!(list["endorsement_problem"], serde_json::Value::Null);
+    assert_eq!(endorsement(&list, "vpn"), "endorsed");
+    assert_eq!(count(&kit.vault, "endorsed_versions"), 3);
+    // Deleting a row is an edit too.
+    sqlite3(
+        &kit.vault,
+        "DELETE FROM endorsed_versions WHERE secret = 'db';",
+    );
+    let list = kit.json(&["list"]);
+    assert_eq!(endorsement(&list, "vpn"), "unendorsed", "{list}");
+    assert!(list["endorsement_problem"].is_string());
+}
