@@ -875,3 +875,50 @@ fn a_rotation_seals_to_the_epoch_in_force_when_it_writes() {
     let v = unseal_json(&kit, &["alice", "bob"], &["vpn"], &["--no-rekey"]);
     assert_eq!(v["revealed"][0]["value"], "two");
 }
+
+/// The hook ran but the vault stayed locked by another process past the busy
+/// timeout: the error says what the target now holds and how to settle it,
+/// not just "retry" (a retry would be refused while the version is pending).
+#[test]
+fn a_rotation_that_cannot_record_its_outcome_says_what_the_target_holds() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "v1");
+    let hook_ran = kit.path("hook-ran");
+    let mut rotate = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+        .arg("--vault")
+        .arg(&kit.vault)
+        .args(["rotate", "vpn", "--generate", "--apply"])
+        .arg(format!(
+            "cat > /dev/null; touch '{}'; sleep 1",
+            hook_ran.display()
+        ))
+        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if hook_ran.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(hook_ran.exists(), "the hook never ran");
+    // Another process holds the write lock longer than the busy timeout.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = rotate.wait_with_output().unwrap();
+    conn.execute_batch("ROLLBACK").unwrap();
+    let err = support::one_line_error(&out);
+    assert!(
+        err.contains("the apply hook exited 0, so the target system now holds version 2's value")
+            && err.contains("--abandon"),
+        "{err}"
+    );
+    let status = kit.json(&["status"]);
+    assert!(
+        status["attention"].to_string().contains("--abandon"),
+        "{status}"
+    );
+}

@@ -234,52 +234,70 @@ impl Vault {
         // Phase 3: promote or keep as failed, under the write lock. Only the
         // newest version, still pending, may become active: a rotation that was
         // abandoned meanwhile, or overtaken by a newer version, is not.
-        let tx = self.store.begin()?;
-        let current = Vault::manifest_in(&tx, &self.current)?;
-        let versions = tx.read().versions_of(&name)?;
-        let mine = versions.iter().find(|v| v.version == version);
-        let still_pending = mine.is_some_and(|v| v.state == "pending");
-        let newest = versions.iter().map(|v| v.version).max().unwrap_or(version);
-        let blocked = match mine {
-            None => Some(format!("version {version} is gone from the vault file")),
-            Some(v) if v.state == "failed" => Some(format!(
-                "it was settled as failed meanwhile (`breakglass rotate {name} --abandon`)"
-            )),
-            Some(v) if v.state != "pending" => Some(format!("it is {} now", v.state)),
-            Some(_) if newest != version => Some(format!("version {newest} is newer")),
-            Some(_) => None,
-        };
-        let sealed_epoch = mine.map_or(current.manifest.epoch, |v| v.epoch);
-        let problem = match (&hook_error, &blocked) {
-            (None, None) => None,
-            (Some(_), _) => Some("apply hook failed".to_string()),
-            (None, Some(why)) => Some(format!("not made active: {why}")),
-        };
-        let outcome = match &problem {
-            None => {
-                tx.activate_version(&name, version)?;
-                tx.clear_exposure(&name)?;
-                audit::append(
-                    &tx,
-                    vec![NewEntry::new(&request.actor, "rotate", &name).details(
-                        serde_json::json!({ "version": version, "hook_exit": hook_exit }),
-                    )],
-                )?;
-                "active"
-            }
-            Some(problem) => {
-                if still_pending {
-                    tx.set_version_state(&name, version, "failed")?;
+        let recorded = (|| -> Result<_, VaultError> {
+            let tx = self.store.begin()?;
+            let current = Vault::manifest_in(&tx, &self.current)?;
+            let versions = tx.read().versions_of(&name)?;
+            let mine = versions.iter().find(|v| v.version == version);
+            let still_pending = mine.is_some_and(|v| v.state == "pending");
+            let newest = versions.iter().map(|v| v.version).max().unwrap_or(version);
+            let blocked = match mine {
+                None => Some(format!("version {version} is gone from the vault file")),
+                Some(v) if v.state == "failed" => Some(format!(
+                    "it was settled as failed meanwhile (`breakglass rotate {name} --abandon`)"
+                )),
+                Some(v) if v.state != "pending" => Some(format!("it is {} now", v.state)),
+                Some(_) if newest != version => Some(format!("version {newest} is newer")),
+                Some(_) => None,
+            };
+            let sealed_epoch = mine.map_or(current.manifest.epoch, |v| v.epoch);
+            let problem = match (&hook_error, &blocked) {
+                (None, None) => None,
+                (Some(_), _) => Some("apply hook failed".to_string()),
+                (None, Some(why)) => Some(format!("not made active: {why}")),
+            };
+            let outcome = match &problem {
+                None => {
+                    tx.activate_version(&name, version)?;
+                    tx.clear_exposure(&name)?;
+                    audit::append(
+                        &tx,
+                        vec![NewEntry::new(&request.actor, "rotate", &name).details(
+                            serde_json::json!({ "version": version, "hook_exit": hook_exit }),
+                        )],
+                    )?;
+                    "active"
                 }
-                audit::append(
-                    &tx,
-                    vec![NewEntry::new(&request.actor, "rotate_failed", &name)
-                        .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": problem }))],
-                )?;
-                "failed"
+                Some(problem) => {
+                    if still_pending {
+                        tx.set_version_state(&name, version, "failed")?;
+                    }
+                    audit::append(
+                        &tx,
+                        vec![NewEntry::new(&request.actor, "rotate_failed", &name)
+                            .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": problem }))],
+                    )?;
+                    "failed"
+                }
+            };
+            tx.commit()?;
+            Ok((current, versions, blocked, sealed_epoch, outcome))
+        })();
+        // The hook already ran: a failure to record the outcome must say what
+        // the target now holds and how to settle it, not just "retry".
+        let (current, versions, blocked, sealed_epoch, outcome) = recorded.map_err(|e| {
+            let applied = match (&hook, &hook_error) {
+                (Some(_), None) => format!("the apply hook exited 0, so the target system now holds version {version}'s value"),
+                (Some(_), Some(_)) => "the apply hook failed".to_string(),
+                (None, _) => "no apply hook ran".to_string(),
+            };
+            VaultError::Secret {
+                name: name.clone(),
+                detail: format!(
+                    "{applied}, but the vault could not record the outcome ({e}); version {version} stays pending and the old version active — settle it with `breakglass rotate {name} --abandon`, then rotate again so the vault and the target agree"
+                ),
             }
-        };
-        tx.commit()?;
+        })?;
         self.adopt_manifest(current);
         if let Some(why) = hook_error {
             return Err(VaultError::Secret {
