@@ -884,7 +884,7 @@ fn a_rotation_that_cannot_record_its_outcome_says_what_the_target_holds() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "v1");
     let hook_ran = kit.path("hook-ran");
-    let mut rotate = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+    let rotate = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
         .arg("--vault")
         .arg(&kit.vault)
         .args(["rotate", "vpn", "--generate", "--apply"])

@@ -93,7 +93,13 @@ fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<
         .recursive(true)
         .mode(0o700)
         .create(state_dir())?;
-    let staging = path.with_extension("json.tmp");
+    // The fixed name is safe only under the lock; unlocked (a file system
+    // without locks), each process stages to its own name.
+    let staging = if HOLDS_LOCK.with(std::cell::Cell::get) {
+        path.with_extension("json.tmp")
+    } else {
+        path.with_extension(format!("json.{}", std::process::id()))
+    };
     let _ = std::fs::remove_file(&staging);
     let mut file = OpenOptions::new()
         .write(true)
@@ -124,12 +130,19 @@ pub(super) fn locked<R>(f: impl FnOnce() -> R) -> R {
                 .mode(0o600)
                 .open(state_dir().join("pins.lock"))
         });
-    if let Ok(file) = &lock {
-        if file.lock().is_ok() {
-            sweep_staging();
-        }
+    let held = lock.as_ref().is_ok_and(|file| file.lock().is_ok());
+    if held {
+        sweep_staging();
     }
-    f()
+    HOLDS_LOCK.with(|h| h.set(held));
+    let result = f();
+    HOLDS_LOCK.with(|h| h.set(false));
+    result
+}
+
+thread_local! {
+    /// Whether this thread holds the pins lock now (see [`locked`]).
+    static HOLDS_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Remove staging files killed runs left: `NAME.json.tmp`, the
