@@ -21,7 +21,7 @@ use std::time::Duration;
 use breakglass::crypto::{CustodianIdentity, CustodianRecipient};
 use breakglass::vault::{
     CustodianSpec, Deposit, InitOptions, NewValue, Quiet, RecipientSpec, RotateRequest, SecretKind,
-    SecretValue,
+    SecretValue, UnsealRequest,
 };
 use breakglass::{Access, Vault};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -43,17 +43,23 @@ fn name(i: usize) -> String {
     format!("secret-{i:05}")
 }
 
-/// A 2-of-2 vault (age keys) holding `secrets` secrets, one version each.
+/// The stored apply hook of `secret-00000`, endorsed by a quorum session.
+const HOOK: &str = "cat > /dev/null";
+
+/// A 2-of-2 vault (age keys) holding `secrets` secrets, one version each;
+/// `secret-00000` has a stored apply hook, endorsed by a quorum session.
 fn vault_with(path: &Path, secrets: usize) {
-    let custodians = (0..2)
-        .map(|i| {
-            let (identity, _) = CustodianIdentity::generate_age();
-            CustodianSpec {
-                name: format!("custodian{i}"),
-                recipient: RecipientSpec::PublicKey(
-                    CustodianRecipient::parse_public_key(&identity.recipient().unwrap()).unwrap(),
-                ),
-            }
+    let identities: Vec<CustodianIdentity> = (0..2)
+        .map(|_| CustodianIdentity::generate_age().0)
+        .collect();
+    let custodians = identities
+        .iter()
+        .enumerate()
+        .map(|(i, identity)| CustodianSpec {
+            name: format!("custodian{i}"),
+            recipient: RecipientSpec::PublicKey(
+                CustodianRecipient::parse_public_key(&identity.recipient().unwrap()).unwrap(),
+            ),
         })
         .collect();
     let options = InitOptions {
@@ -65,7 +71,45 @@ fn vault_with(path: &Path, secrets: usize) {
     };
     let mut vault = Vault::create(path, options, "bench", &mut Quiet).unwrap();
     for i in 0..secrets {
-        vault.put(deposit(name(i)), "bench").unwrap();
+        let mut d = deposit(name(i));
+        if i == 0 {
+            d.apply = Some(HOOK.into());
+        }
+        vault.put(d, "bench").unwrap();
+    }
+    let endorse = vault.unendorsed().unwrap();
+    vault
+        .unseal(
+            UnsealRequest {
+                reason: "bench: endorse the deposits".into(),
+                actor: "bench".into(),
+                identities: identities
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (format!("custodian{i}"), vec![id]))
+                    .collect(),
+                passphrases: vec![],
+                reveal: vec![],
+                ssh_key_prompt: |_| None,
+                remote: None,
+                no_rekey: true,
+                one_code: false,
+                endorse,
+            },
+            &mut NoPrompt,
+        )
+        .unwrap();
+}
+
+struct NoPrompt;
+impl breakglass::vault::KdfProgress for NoPrompt {}
+impl breakglass::vault::UnsealPrompt for NoPrompt {
+    fn passphrase(
+        &mut self,
+        _custodian: &str,
+        _still_needed: usize,
+    ) -> Option<breakglass::crypto::Passphrase> {
+        None
     }
 }
 
@@ -106,6 +150,25 @@ fn deposits(c: &mut Criterion) {
                     vault
                         .rotate(RotateRequest {
                             name: name(round % secrets),
+                            value: NewValue::Given(SecretValue::new(b"rotated value".to_vec())),
+                            apply: None,
+                            policy: Default::default(),
+                            actor: "bench".into(),
+                            trust_hook: false,
+                            confirmed_hook: None,
+                        })
+                        .unwrap(),
+                )
+            })
+        });
+        // A rotation whose stored hook a quorum endorsed: the hook is judged
+        // from the newest checkpoint alone, not by verifying the whole log.
+        group.bench_function(format!("rotate_endorsed_hook_{secrets}_secrets"), |b| {
+            b.iter(|| {
+                black_box(
+                    vault
+                        .rotate(RotateRequest {
+                            name: name(0),
                             value: NewValue::Given(SecretValue::new(b"rotated value".to_vec())),
                             apply: None,
                             policy: Default::default(),

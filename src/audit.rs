@@ -794,6 +794,44 @@ fn check_checkpoint(
     Ok(())
 }
 
+/// Judge the newest checkpoint row alone, from the signed manifests: its hash
+/// and its link to `prev` (the row before it), its signature under the key of
+/// the epoch in force at its place, and that this is the latest epoch (every
+/// epoch begins with a checkpoint, so an older one means rows were erased).
+/// `None` when the manifests cannot say where epochs began (format 1): then
+/// only a full verification can tell. Rows elsewhere in the log are not
+/// checked; they cannot change what this checkpoint signed.
+pub fn check_latest_checkpoint(
+    checkpoint: &Entry,
+    prev: &Entry,
+    vault_id: &str,
+    chain: &EpochChain,
+) -> Option<Result<(), String>> {
+    if !chain.epochs.iter().skip(1).all(|i| i.audit_head.is_some()) {
+        return None;
+    }
+    if row_hash(checkpoint) != checkpoint.hash
+        || row_hash(prev) != prev.hash
+        || checkpoint.prev_hash != prev.hash
+    {
+        return Some(Err("is not chained to the row before it".into()));
+    }
+    let in_force = chain.epoch_before(checkpoint.seq, &[]);
+    if in_force != chain.latest() {
+        return Some(Err(format!(
+            "is from epoch {in_force}, but the vault is at epoch {}",
+            chain.latest()
+        )));
+    }
+    Some(check_checkpoint(
+        checkpoint,
+        Some(prev),
+        vault_id,
+        in_force,
+        chain,
+    ))
+}
+
 /// `BGANCHOR1 <fingerprint> <seq> <hash>`: the log head, to keep outside the vault.
 pub fn anchor(fingerprint: &str, head: Option<&Entry>) -> String {
     match head {

@@ -1145,6 +1145,19 @@ impl Reader<'_> {
     }
 
     /// One audit row, if the log has it.
+    /// The newest audit row with `action` (indexed: no scan of the log).
+    pub fn last_audit_of(&self, action: &str) -> Result<Option<Entry>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit
+                 WHERE action = ?1 ORDER BY seq DESC LIMIT 1",
+                [action],
+                audit_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         self.conn
             .query_row(
