@@ -342,7 +342,7 @@ impl Vault {
             return Ok(());
         }
         Err(VaultError::invalid(format!(
-            "the vault moved from epoch {} to epoch {} while this command ran (another unseal or rekey); nothing was changed or revealed — run the command again with the new epoch's quorum",
+            "the vault moved from epoch {} to epoch {} while this command ran (another unseal or rekey); nothing was revealed or re-keyed (only this failure is logged) — run the command again with the new epoch's quorum",
             opened.manifest.epoch, now.manifest.epoch
         )))
     }
