@@ -100,6 +100,8 @@ fn a_quorum_whose_epoch_moved_on_writes_and_reveals_nothing() {
         .assert()
         .success();
     kit.put("vpn", "password", "v1");
+    // In-process opens keep their pins beside the kit, never in $HOME.
+    std::env::set_var("BREAKGLASS_STATE_DIR", kit.path("state"));
     let mut stale = Vault::open(&kit.vault, Access::ReadWrite).unwrap();
     let alice = CustodianIdentity::parse_file(&std::fs::read(kit.key("alice")).unwrap()).unwrap();
     let err = stale
@@ -189,6 +191,8 @@ fn a_hook_swapped_after_it_was_confirmed_never_runs() {
         .write_stdin("v1")
         .assert()
         .success();
+    // In-process opens keep their pins beside the kit, never in $HOME.
+    std::env::set_var("BREAKGLASS_STATE_DIR", kit.path("state"));
     let mut vault = Vault::open(&kit.vault, Access::ReadWrite).unwrap();
     let confirmed = vault.untrusted_hook("vpn").unwrap();
     assert!(confirmed.is_some());

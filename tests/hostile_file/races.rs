@@ -234,6 +234,8 @@ fn an_endorsement_covers_only_what_was_shown() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "pw-1");
     kit.put("db", "password", "db-1");
+    // In-process opens keep their pins beside the kit, never in $HOME.
+    std::env::set_var("BREAKGLASS_STATE_DIR", kit.path("state"));
     let mut vault = Vault::open(&kit.vault, Access::ReadWrite).unwrap();
     let shown = vault.unendorsed().unwrap();
     assert_eq!(shown.versions.len(), 2);
