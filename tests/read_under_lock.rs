@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use breakglass::crypto::{CustodianIdentity, Passphrase};
@@ -36,14 +35,8 @@ fn a_deposit_racing_a_revealing_unseal_is_never_sealed_to_a_dead_key() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "v1");
     kit.put("other", "password", "o1");
-    let mut put = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
-        .arg("--vault")
-        .arg(&kit.vault)
+    let mut put = support::spawnable(&kit.vault)
         .args(["put", "vpn", "--kind", "password"])
-        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -136,14 +129,8 @@ fn a_quorum_whose_epoch_moved_on_writes_and_reveals_nothing() {
 fn manifests_replaced_while_a_deposit_waits_are_refused() {
     let kit = Kit::init(&["alice", "bob"], 2);
     let other = Kit::init(&["alice", "bob"], 2);
-    let mut put = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
-        .arg("--vault")
-        .arg(&kit.vault)
+    let mut put = support::spawnable(&kit.vault)
         .args(["put", "db-admin", "--kind", "password"])
-        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -884,18 +884,13 @@ fn a_rotation_that_cannot_record_its_outcome_says_what_the_target_holds() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "v1");
     let hook_ran = kit.path("hook-ran");
-    let rotate = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
-        .arg("--vault")
-        .arg(&kit.vault)
+    let rotate = support::spawnable(&kit.vault)
         .args(["rotate", "vpn", "--generate", "--apply"])
         .arg(format!(
             "cat > /dev/null; touch '{}'; sleep 1",
             hook_ran.display()
         ))
-        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     for _ in 0..200 {

@@ -15,18 +15,10 @@ use crate::vault_file::sqlite3;
 
 /// The real binary on `vault`, as a child this test can kill.
 fn spawn(vault: &Path, args: &[&str]) -> Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
-        .arg("--vault")
-        .arg(vault)
+    support::spawnable(vault)
         .args(args)
-        .env_remove("BREAKGLASS_VAULT")
-        .env(
-            "BREAKGLASS_STATE_DIR",
-            vault.parent().unwrap().join("state"),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -196,15 +188,12 @@ fn an_alert_cut_off_by_a_kill_is_delivered_next_time() {
             .arg(format!("{n}={}", kit.public(n)));
     }
     init.assert().success();
-    let mut unseal = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"));
+    let mut unseal = support::spawnable(&kit.vault);
     unseal
-        .arg("--vault")
-        .arg(&kit.vault)
         .args(["unseal", "--reason", "INC-7", "--no-rekey", "--identity"])
         .arg(kit.key("alice"))
         .arg("--identity")
         .arg(kit.key("bob"))
-        .env("BREAKGLASS_STATE_DIR", kit.path("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

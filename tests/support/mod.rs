@@ -125,6 +125,25 @@ pub fn bg(vault: &Path) -> Command {
     cmd
 }
 
+/// The same as [`bg`], as a `std` command a test can spawn, feed slowly or kill
+/// (all standard streams piped).
+pub fn spawnable(vault: &Path) -> std::process::Command {
+    use std::process::Stdio;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"));
+    cmd.arg("--vault")
+        .arg(vault)
+        .env_remove("BREAKGLASS_VAULT")
+        .env(
+            "BREAKGLASS_STATE_DIR",
+            vault.parent().unwrap().join("state"),
+        )
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 pub fn write_private(path: &Path, contents: &str) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
