@@ -828,6 +828,24 @@ impl Reader<'_> {
         Ok(rows)
     }
 
+    /// The newest manifest row, if any (one row, not the chain).
+    pub fn latest_manifest(&self) -> Result<Option<ManifestRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT epoch, body, signatures FROM manifests ORDER BY epoch DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(ManifestRow {
+                        epoch: r.get::<_, i64>(0)? as u64,
+                        body: r.get(1)?,
+                        signatures: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// The newest epoch with a manifest (0 if none).
     pub fn latest_epoch(&self) -> Result<u64, StoreError> {
         self.conn

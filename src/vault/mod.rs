@@ -288,8 +288,7 @@ impl Vault {
         opened: &SignedManifest,
     ) -> Result<SignedManifest, VaultError> {
         let read = tx.read();
-        let rows = read.manifests()?;
-        if let Some(row) = rows.last() {
+        if let Some(row) = read.latest_manifest()? {
             if row.epoch == opened.manifest.epoch
                 && row.body == opened.body
                 && row.signatures == opened.to_row().signatures
@@ -297,6 +296,7 @@ impl Vault {
                 return Ok(opened.clone());
             }
         }
+        let rows = read.manifests()?;
         // It changed. Only a signed continuation of the manifest this command
         // opened (and the pins checked) is accepted: never a spliced-in or
         // rolled-back chain, which would choose the key a value is sealed to.
