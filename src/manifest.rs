@@ -6,11 +6,15 @@ use crate::crypto::{self, KdfParams, VaultKeys, VerifyKey};
 use crate::store::ManifestRow;
 
 /// 2: epochs from 2 on commit to the audit head at their change (`audit_head`).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: each custodian has a share proof key (`proof_key`), and epochs from 2 on
+/// carry a compact `epoch_link` signed by the previous key, so a custodian with
+/// only a request code can check the key chain from the fingerprint.
+pub const FORMAT_VERSION: u32 = 3;
 /// Manifests written before `audit_head` existed still verify.
 const OLDEST_FORMAT: u32 = 1;
 const SIGN_LABEL: &[u8] = b"breakglass/v1/manifest\0";
 const FINGERPRINT_LABEL: &[u8] = b"breakglass/v1/fingerprint\0";
+const LINK_LABEL: &[u8] = b"breakglass/v1/epoch-link\0";
 const BASE32: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
 /// A passphrase custodian's Argon2id salt and cost.
@@ -31,6 +35,10 @@ pub struct CustodianEntry {
     pub index: u8,
     /// SHA-256 commitment to this custodian's share (hex).
     pub commitment: String,
+    /// The public key derived from this custodian's share (format 3): a
+    /// signature by it proves the share without revealing it (remote drills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_key: Option<String>,
 }
 
 /// The canonical manifest document. Field order is the serialization order.
@@ -55,6 +63,91 @@ pub struct Manifest {
     /// 2 on): rewriting the history before it breaks this signed manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<AuditHead>,
+    /// Format 3, epoch 2 on: the previous epoch's signature over this epoch's
+    /// verify key ([`link_message`]); a chain of these links the fingerprint's
+    /// genesis key to this epoch's key in ~100 bytes per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_link: Option<String>,
+}
+
+/// One step of the key chain: epoch `epoch`'s verify key, signed by epoch
+/// `epoch - 1`'s key. Public, and checkable with nothing but the previous key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochLink {
+    pub epoch: u64,
+    pub verify_key: VerifyKey,
+    pub signature: [u8; 64],
+}
+
+/// Bytes of one encoded [`EpochLink`]: epoch, key, signature.
+pub const LINK_LEN: usize = 8 + 32 + 64;
+
+impl EpochLink {
+    pub fn encode(&self) -> [u8; LINK_LEN] {
+        let mut out = [0u8; LINK_LEN];
+        out[..8].copy_from_slice(&self.epoch.to_be_bytes());
+        out[8..40].copy_from_slice(self.verify_key.as_bytes());
+        out[40..].copy_from_slice(&self.signature);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != LINK_LEN {
+            return None;
+        }
+        Some(Self {
+            epoch: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+            verify_key: VerifyKey::from_hex(&hex::encode(&bytes[8..40]))?,
+            signature: bytes[40..].try_into().ok()?,
+        })
+    }
+}
+
+/// What an epoch link signs: the vault, the epoch and that epoch's verify key.
+pub fn link_message(vault_id: &str, epoch: u64, verify_key: &VerifyKey) -> Vec<u8> {
+    [
+        LINK_LABEL,
+        vault_id.as_bytes(),
+        b"\0",
+        &epoch.to_be_bytes(),
+        verify_key.as_bytes(),
+    ]
+    .concat()
+}
+
+/// Why a key chain could not be followed to the manifest's key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("epoch {0} has no key link (made by an older breakglass)")]
+    MissingLink(u64),
+    #[error("the key link of epoch {0} is not signed by epoch {prev}'s key", prev = .0 - 1)]
+    BadLink(u64),
+    #[error("the key chain ends at epoch {0}'s key, not the request's epoch key")]
+    WrongEnd(u64),
+}
+
+/// Follow `links` from a trusted key of epoch `from_epoch` to epoch `to_epoch`,
+/// returning the key reached. Each link must be signed by the key before it.
+pub fn follow_links(
+    vault_id: &str,
+    from_epoch: u64,
+    from_key: VerifyKey,
+    links: &[EpochLink],
+    to_epoch: u64,
+) -> Result<VerifyKey, ChainError> {
+    let mut key = from_key;
+    for epoch in from_epoch + 1..=to_epoch {
+        let link = links
+            .iter()
+            .find(|l| l.epoch == epoch)
+            .ok_or(ChainError::MissingLink(epoch))?;
+        let message = link_message(vault_id, epoch, &link.verify_key);
+        if !crypto::verify_signature(&key, &message, &hex::encode(link.signature)) {
+            return Err(ChainError::BadLink(epoch));
+        }
+        key = link.verify_key;
+    }
+    Ok(key)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +238,15 @@ pub fn body_hash(body: &str) -> String {
 }
 
 /// Sign a new epoch's manifest with its own key and, from epoch 2 on, the previous key.
-pub fn sign(manifest: Manifest, keys: &VaultKeys, previous: Option<&VaultKeys>) -> SignedManifest {
+pub fn sign(
+    mut manifest: Manifest,
+    keys: &VaultKeys,
+    previous: Option<&VaultKeys>,
+) -> SignedManifest {
+    if let (Some(prev), true) = (previous, manifest.format >= 3) {
+        let message = link_message(&manifest.vault_id, manifest.epoch, &keys.verify_key());
+        manifest.epoch_link = Some(hex::encode(prev.sign(&message)));
+    }
     let body = manifest.canonical_body();
     let message = signed_message(&body);
     let mut signatures = vec![Signature {
@@ -172,6 +273,48 @@ impl SignedManifest {
             body: self.body.clone(),
             signatures: serde_json::to_string(&self.signatures).expect("signatures serialize"),
         }
+    }
+
+    /// This epoch's key link, if it has one (format 3, epoch 2 on).
+    pub fn link(&self) -> Option<EpochLink> {
+        let signature = hex::decode(self.manifest.epoch_link.as_deref()?)
+            .ok()?
+            .try_into()
+            .ok()?;
+        Some(EpochLink {
+            epoch: self.manifest.epoch,
+            verify_key: self.manifest.verify_key()?,
+            signature,
+        })
+    }
+
+    /// Parse a manifest body and signatures (e.g. from a request code) and check
+    /// it is signed by its own verify key. Its place in the chain is checked
+    /// separately, with [`follow_links`].
+    pub fn parse_self_signed(
+        epoch: u64,
+        body: &str,
+        signatures: &str,
+    ) -> Result<Self, ManifestError> {
+        let signed = parse_row(&ManifestRow {
+            epoch,
+            body: body.to_string(),
+            signatures: signatures.to_string(),
+        })?;
+        let key = signed
+            .manifest
+            .verify_key()
+            .ok_or_else(|| ManifestError::BadSignature {
+                epoch,
+                detail: "verify key is malformed".into(),
+            })?;
+        if signed.manifest.epoch != epoch || !signed.has_signature_by(&key) {
+            return Err(ManifestError::BadSignature {
+                epoch,
+                detail: "no valid signature by its own verify key".into(),
+            });
+        }
+        Ok(signed)
     }
 
     fn has_signature_by(&self, key: &VerifyKey) -> bool {
@@ -211,6 +354,14 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
         if m.vault_id_bytes().is_none() {
             return Err(broken("vault_id is malformed"));
         }
+        if m.format >= 3 && m.custodians.iter().any(|c| {
+            c.proof_key
+                .as_deref()
+                .and_then(VerifyKey::from_hex)
+                .is_none()
+        }) {
+            return Err(broken("a custodian has no valid share proof key"));
+        }
         match &previous {
             None => {
                 if m.genesis_verify_key != m.verify_key || m.prev_manifest_hash.is_some() {
@@ -238,6 +389,16 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
                     return Err(ManifestError::BadSignature {
                         epoch,
                         detail: "not signed by the previous epoch's key".into(),
+                    });
+                }
+                if m.format >= 3 && current.link().is_none_or(|l| {
+                    follow_links(&m.vault_id, epoch - 1, prev_key, &[l], epoch)
+                        != Ok(own_key)
+                }) {
+                    return Err(ManifestError::BadSignature {
+                        epoch,
+                        detail: "its key link is missing or not signed by the previous epoch's key"
+                            .into(),
                     });
                 }
             }
@@ -295,7 +456,55 @@ mod tests {
                 seq: epoch,
                 hash: "00".repeat(32),
             }),
+            epoch_link: None,
         }
+    }
+
+    #[test]
+    fn epoch_links_chain_the_genesis_key_to_the_newest() {
+        let keys: Vec<VaultKeys> = (0..4).map(|_| VaultSeed::generate().derive_keys()).collect();
+        let g = keys[0].verify_key().to_hex();
+        let mut signed = vec![sign(manifest(1, &keys[0], &g, None), &keys[0], None)];
+        for e in 1..4 {
+            let prev = Some(body_hash(&signed[e - 1].body));
+            let m = sign(manifest(e as u64 + 1, &keys[e], &g, prev), &keys[e], Some(&keys[e - 1]));
+            signed.push(m);
+        }
+        let rows: Vec<ManifestRow> = signed.iter().map(|s| s.to_row()).collect();
+        assert_eq!(verify_chain(&rows).unwrap().manifest.epoch, 4);
+        let links: Vec<EpochLink> = signed.iter().filter_map(|s| s.link()).collect();
+        assert_eq!(links.len(), 3);
+        let vid = &signed[0].manifest.vault_id;
+        let genesis = keys[0].verify_key();
+        assert_eq!(follow_links(vid, 1, genesis, &links, 4), Ok(keys[3].verify_key()));
+        assert_eq!(follow_links(vid, 2, keys[1].verify_key(), &links, 4), Ok(keys[3].verify_key()));
+        for link in &links {
+            assert_eq!(EpochLink::decode(&link.encode()).as_ref(), Some(link));
+        }
+        // A gap, a link signed by the wrong key, a link for another vault.
+        assert_eq!(
+            follow_links(vid, 1, genesis, &[links[0].clone(), links[2].clone()], 4),
+            Err(ChainError::MissingLink(3))
+        );
+        let mut forged = links.clone();
+        let attacker = VaultSeed::generate().derive_keys();
+        forged[1] = EpochLink {
+            epoch: 3,
+            verify_key: attacker.verify_key(),
+            signature: attacker.sign(&link_message(vid, 3, &attacker.verify_key())),
+        };
+        assert_eq!(follow_links(vid, 1, genesis, &forged, 4), Err(ChainError::BadLink(3)));
+        assert_eq!(
+            follow_links("ffeeddccbbaa99887766554433221100", 1, genesis, &links, 4),
+            Err(ChainError::BadLink(2))
+        );
+        // A format-3 manifest stripped of its link no longer verifies in the chain.
+        let mut stripped = rows.clone();
+        let link_text = signed[2].manifest.epoch_link.clone().unwrap();
+        stripped[2].body = stripped[2]
+            .body
+            .replace(&format!(",\"epoch_link\":\"{link_text}\""), "");
+        assert!(verify_chain(&stripped).is_err());
     }
 
     #[test]

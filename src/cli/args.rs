@@ -257,9 +257,13 @@ pub struct RequestArgs {
     /// How long approvals may be collected: e.g. 30m, 2h, 24h (1m to 24h)
     #[arg(long, default_value = "2h", value_name = "DURATION")]
     pub ttl: String,
-    /// Where to write the request code (must not exist)
+    /// Where to write the request code (must not exist). It carries every
+    /// custodian's envelope, so custodians need only their key
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Also write a shorter code with only NAME's envelope to FILE.NAME (same request, same words; repeatable)
+    #[arg(long = "for", value_name = "NAME")]
+    pub for_custodians: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -278,10 +282,10 @@ pub struct ApproveArgs {
     /// Your custodian name, to be asked for your passphrase on the terminal
     #[arg(long, value_name = "NAME")]
     pub custodian: Option<String>,
-    /// Your exported envelope (else the envelope in the --vault copy is used)
+    /// An exported envelope, instead of the one the request carries (rarely needed)
     #[arg(long, value_name = "FILE")]
     pub envelope: Option<PathBuf>,
-    /// The read-back words you heard from the requester (else you are asked)
+    /// The read-back words you heard from the requester (else you are asked, up to 3 tries)
     #[arg(long, value_name = "\"W1 W2 W3 W4 W5 W6\"")]
     pub words: Option<String>,
     /// Where to write the approval code (must not exist)
@@ -293,6 +297,21 @@ pub struct ApproveArgs {
 
 #[derive(Args)]
 pub struct DrillArgs {
+    /// Vault side: write a drill challenge code to --out for custodians to answer from home
+    #[arg(long, requires = "out", conflicts_with_all = ["challenge", "proofs", "full", "envelope"])]
+    pub remote: bool,
+    /// With --remote: how long the challenge may be answered (1m to 24h)
+    #[arg(long, default_value = "24h", value_name = "DURATION", requires = "remote")]
+    pub ttl: String,
+    /// Custodian side: answer this drill challenge code (file, or - for stdin) with your key; writes a proof code to --out
+    #[arg(long, value_name = "FILE|-", requires = "out", conflicts_with_all = ["proofs", "full"])]
+    pub challenge: Option<String>,
+    /// Vault side: check custodians' proof code files and log each as their drill
+    #[arg(long = "proof", value_name = "FILE", num_args = 1.., conflicts_with_all = ["full", "envelope"])]
+    pub proofs: Vec<PathBuf>,
+    /// Where to write the challenge (--remote) or proof (--challenge) code (must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// A custodian's age identity file or OpenSSH private key (repeatable)
     #[arg(long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
@@ -302,6 +321,9 @@ pub struct DrillArgs {
     /// Test this exported envelope instead of the vault's copy
     #[arg(long, value_name = "FILE", conflicts_with = "full")]
     pub envelope: Option<PathBuf>,
+    /// A passphrase custodian's name, to be asked for the passphrase on the terminal
+    #[arg(long, value_name = "NAME")]
+    pub custodian: Option<String>,
     /// With K or more custodians: also combine the shares in memory, check they
     /// rebuild the vault key, and sign an audit checkpoint (nothing is revealed)
     #[arg(long)]
@@ -311,6 +333,31 @@ pub struct DrillArgs {
     pub endorse: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The custodian side of a remote drill, borrowed from [`DrillArgs`].
+pub struct ChallengeAnswerArgs<'a> {
+    pub challenge: &'a str,
+    pub out: Option<&'a PathBuf>,
+    pub identities: &'a [PathBuf],
+    pub passphrase_file: Option<&'a String>,
+    pub custodian: Option<&'a String>,
+    pub envelope: Option<&'a PathBuf>,
+    pub json: bool,
+}
+
+impl DrillArgs {
+    pub fn challenge_answer(&self) -> Option<ChallengeAnswerArgs<'_>> {
+        Some(ChallengeAnswerArgs {
+            challenge: self.challenge.as_deref()?,
+            out: self.out.as_ref(),
+            identities: &self.identities,
+            passphrase_file: self.passphrase_files.first(),
+            custodian: self.custodian.as_ref(),
+            envelope: self.envelope.as_ref(),
+            json: self.json,
+        })
+    }
 }
 
 #[derive(Args)]

@@ -27,6 +27,7 @@ macro_rules! errln {
 }
 
 mod args;
+mod custodian;
 mod input;
 mod output;
 mod render;
@@ -40,7 +41,7 @@ use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::{
-    approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
+    current_actor, Charset, CustodianSpec,
     Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
     RotateRequest, SecretKind, Unendorsed, UnsealRequest,
 };
@@ -48,7 +49,7 @@ use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
 use args::{
-    AlertsCommand, ApproveArgs, AuditCommand, CharsetArg, Cli, Command, CustodianCommand,
+    AlertsCommand, AuditCommand, CharsetArg, Cli, Command, CustodianCommand,
     ExportFormat, KindArg, RunbookCommand,
 };
 
@@ -106,6 +107,8 @@ fn writes_to_vault(command: &Command) -> bool {
             | Command::Completions { .. }
             | Command::Man
     ) && !matches!(command, Command::Runbook(a) if a.command.is_none())
+        // Answering a drill challenge runs on a custodian's machine, vault-less.
+        && !matches!(command, Command::Drill(a) if a.challenge.is_some())
 }
 
 /// Quorum sessions read and verify the whole log anyway: after them, alerts
@@ -324,12 +327,54 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
             refuse_existing(&a.out)?;
             let mut vault = open(path, Access::ReadWrite)?;
-            let issued = vault.create_request(&a.reason, ttl, &actor)?;
+            let for_paths: Vec<PathBuf> = a
+                .for_custodians
+                .iter()
+                .map(|name| PathBuf::from(format!("{}.{name}", a.out.display())))
+                .collect();
+            for p in &for_paths {
+                refuse_existing(p)?;
+            }
+            let issued = vault.create_request(&a.reason, ttl, &actor, &a.for_custodians)?;
             write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
+            for (name, p) in a.for_custodians.iter().zip(&for_paths) {
+                write_new_file(p, format!("{}\n", issued.codes_for[name]).as_bytes())?;
+            }
             render::request(&issued, &a.out, a.json);
             Ok(EXIT_OK)
         }
-        Command::Approve(a) => approve(a, vault_flag, path),
+        Command::Approve(a) => custodian::approve(a, vault_flag, path),
+        Command::Drill(a) if a.challenge.is_some() => custodian::answer_challenge(
+            a.challenge_answer().expect("checked by the guard"),
+            vault_flag,
+            path,
+        ),
+        Command::Drill(a) if a.remote => {
+            let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
+            let out = a.out.as_ref().expect("clap requires --out with --remote");
+            refuse_existing(out)?;
+            let mut vault = open(path, Access::ReadWrite)?;
+            let issued = vault.create_drill_challenge(ttl, &actor)?;
+            write_new_file(out, format!("{}\n", issued.code).as_bytes())?;
+            render::drill_challenge(&issued, out, a.json);
+            Ok(EXIT_OK)
+        }
+        Command::Drill(a) if !a.proofs.is_empty() => {
+            let mut vault = open(path, Access::ReadWrite)?;
+            let proofs = a
+                .proofs
+                .iter()
+                .map(|p| Ok((p.display().to_string(), input::text(Some(p), "proof file")?)))
+                .collect::<Result<Vec<_>, VaultError>>()?;
+            let checks = vault.check_drill_proofs(&proofs, &actor)?;
+            show_warnings(&mut vault);
+            render::drill_proofs(&checks, a.json);
+            Ok(if checks.iter().all(|c| c.passed) {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            })
+        }
         Command::Drill(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let envelope = match &a.envelope {
@@ -690,78 +735,6 @@ fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApproval
             format!("{e} (approvals not used: {})", unused.join(", "))
         })
     })
-}
-
-/// The custodian's side: show the request, check the read-back words, approve.
-fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
-    let text = if a.request == "-" {
-        input::text(None, "request code")?
-    } else {
-        input::text(Some(Path::new(&a.request)), "request code file")?
-    };
-    let request = ParsedRequest::parse(&text)
-        .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
-    refuse_existing(&a.out)?;
-    render::request_details(&request);
-    let words = match a.words {
-        Some(w) => w,
-        None => input::line("Type the read-back words you heard from the requester: ")?.ok_or_else(|| {
-            VaultError::Invalid(
-                "read-back words are required; pass --words \"W1 W2 W3 W4 W5 W6\" as heard from the requester".into(),
-            )
-        })?,
-    };
-    let key = if !a.identities.is_empty() {
-        ApproverKey::Identities(input::identity_files(&a.identities)?)
-    } else if let Some(spec) = &a.passphrase_file {
-        let (name, passphrase) = input::passphrase_files(std::slice::from_ref(spec))?
-            .pop()
-            .expect("one spec gives one passphrase");
-        ApproverKey::Passphrase(name, passphrase)
-    } else if let Some(name) = &a.custodian {
-        let passphrase =
-            input::existing_passphrase(name)?.ok_or_else(|| VaultError::Custodian {
-                name: name.clone(),
-                detail: "no terminal to ask for the passphrase; pass --passphrase-file NAME=PATH"
-                    .into(),
-            })?;
-        ApproverKey::Passphrase(name.clone(), passphrase)
-    } else {
-        return Err(VaultError::Invalid(
-            "say who is approving: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME".into(),
-        ));
-    };
-    let envelope = match &a.envelope {
-        Some(p) => Some((
-            p.display().to_string(),
-            input::text(Some(p), "envelope file")?,
-        )),
-        None => None,
-    };
-    if a.envelope.is_none() && !vault_flag && !path.exists() {
-        return Err(VaultError::Invalid(
-            "no envelope: give --envelope FILE (your exported envelope) or --vault PATH (a vault copy)".into(),
-        ));
-    }
-    let vault = if a.envelope.is_none() || vault_flag {
-        Some(open(path, Access::ReadOnly)?)
-    } else {
-        None
-    };
-    let approval = approve_request(
-        ApproveInput {
-            request: &request,
-            typed_words: &words,
-            key,
-            envelope,
-            ssh_key_prompt: input::ssh_key_passphrase,
-        },
-        vault.as_ref(),
-        &mut input::Terminal::default(),
-    )?;
-    write_new_file(&a.out, format!("{}\n", approval.code).as_bytes())?;
-    render::approval(&approval, &request, &a.out, a.json);
-    Ok(EXIT_OK)
 }
 
 /// Parse repeated `NAME=RECIPIENT` options.

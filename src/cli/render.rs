@@ -7,7 +7,7 @@ use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
     AbandonOutcome, AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport,
-    DrillReport, ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued,
+    DrillChallengeIssued, DrillProof, DrillReport, ProofCheck, ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued,
     RotateOutcome, RunbookReport, StatusReport, UnsealReport,
 };
 use breakglass::Vault;
@@ -308,26 +308,89 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
     outln!("{}", issued.code);
     outln!("Read-back words: {}", issued.words.join(" "));
     errln!(
-        "Request {} written to {}; it expires {}. Send the code to custodians over any channel, then read them the words by voice.",
+        "Request {} written to {} ({} characters; it carries every custodian's envelope); it expires {}. Send the code to custodians over any channel, then read them the words by voice.",
         issued.request_id,
         out.display(),
+        issued.code_length,
         issued.expires
     );
+    for (name, code) in &issued.codes_for {
+        errln!(
+            "Code for {name} only ({} characters): {}.{name}",
+            code.len(),
+            out.display()
+        );
+    }
 }
 
-/// What a custodian sees before approving.
-pub fn request_details(request: &ParsedRequest) {
+/// What a custodian sees once every check has passed, before the words.
+pub fn request_details(request: &ParsedRequest, custodian: &str) {
     let r = &request.request;
+    errln!("Checked: the vault's signed manifest and key chain, your envelope and your share's commitment.");
     errln!(
         "Vault:     {} (epoch {}, {} custodians needed)",
         r.fingerprint,
         r.epoch,
         r.threshold
     );
+    errln!("You:       custodian {custodian}");
     errln!("Requester: {}", r.requester);
     errln!("Reason:    {}", r.reason);
     errln!("Expires:   {}", r.expires);
     errln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
+}
+
+/// A mistyped or misheard word: say so and ask again.
+pub fn words_mismatch(attempt: usize, tries: usize) {
+    errln!(
+        "The words do not match (try {attempt} of {tries}). Compare them with the requester by voice, word by word, then type them again."
+    );
+}
+
+pub fn drill_challenge(issued: &DrillChallengeIssued, out: &std::path::Path, as_json: bool) {
+    if as_json {
+        return json(issued);
+    }
+    outln!("{}", issued.code);
+    errln!(
+        "Drill challenge {} written to {} ({} characters); it expires {}. Send it to custodians; each answers with `breakglass drill --challenge FILE --identity KEY --out proof.txt` and sends the proof back for `breakglass drill --proof FILE...`.",
+        issued.challenge_id,
+        out.display(),
+        issued.code_length,
+        issued.expires
+    );
+}
+
+pub fn drill_proof(proof: &DrillProof, out: &std::path::Path, as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({
+            "code": proof.code(),
+            "custodian": proof.statement.custodian,
+            "epoch": proof.statement.epoch,
+        }));
+    }
+    outln!("{}", proof.code());
+    errln!(
+        "Drill proof of custodian {} (your share is intact) written to {}; send it back. It reveals nothing about your share.",
+        proof.statement.custodian,
+        out.display()
+    );
+}
+
+pub fn drill_proofs(checks: &[ProofCheck], as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({
+            "ok": checks.iter().all(|c| c.passed),
+            "results": checks,
+        }));
+    }
+    for c in checks {
+        let who = c.custodian.as_deref().unwrap_or(&c.label);
+        match &c.problem {
+            None => outln!("custodian {who}: pass (remote drill)"),
+            Some(p) => outln!("custodian {who}: FAIL: {p}"),
+        }
+    }
 }
 
 pub fn approval(

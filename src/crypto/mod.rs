@@ -5,17 +5,19 @@
 mod age_file;
 mod kdf;
 mod keys;
+mod proof;
 mod shamir;
 mod sign;
 mod strength;
 
 pub use age_file::{
-    decrypt, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
+    dearmor, decrypt, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
     CustodianRecipient, DecryptOutcome, RecipientKind, SshKeyPassphrasePrompt,
 };
 pub use kdf::{read_back_hash, READ_BACK_PARAMS};
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
+pub use proof::ShareProofKey;
 pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};
 pub use strength::{

@@ -7,19 +7,30 @@ use base64::Engine;
 
 use crate::crypto;
 
-const MAX_PAYLOAD: usize = 64 * 1024;
+const MAX_PAYLOAD: usize = 256 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeKind {
     Request,
     Approval,
+    DrillChallenge,
+    DrillProof,
 }
+
+const ALL_KINDS: [CodeKind; 4] = [
+    CodeKind::Request,
+    CodeKind::Approval,
+    CodeKind::DrillChallenge,
+    CodeKind::DrillProof,
+];
 
 impl CodeKind {
     fn prefix(self) -> &'static str {
         match self {
-            CodeKind::Request => "BGREQ1:",
+            CodeKind::Request => "BGREQ2:",
             CodeKind::Approval => "BGAPR1:",
+            CodeKind::DrillChallenge => "BGDRC1:",
+            CodeKind::DrillProof => "BGDRP1:",
         }
     }
 
@@ -27,6 +38,8 @@ impl CodeKind {
         match self {
             CodeKind::Request => "request code",
             CodeKind::Approval => "approval code",
+            CodeKind::DrillChallenge => "drill challenge code",
+            CodeKind::DrillProof => "drill proof code",
         }
     }
 
@@ -34,7 +47,23 @@ impl CodeKind {
         match self {
             CodeKind::Request => "a request code",
             CodeKind::Approval => "an approval code",
+            CodeKind::DrillChallenge => "a drill challenge code",
+            CodeKind::DrillProof => "a drill proof code",
         }
+    }
+
+    /// The prefix without its version digit, e.g. `BGREQ`.
+    fn family(self) -> &'static str {
+        let prefix = self.prefix();
+        &prefix[..prefix.len() - 2]
+    }
+
+    /// The version digit of this build's codes of this kind.
+    fn version(self) -> u32 {
+        let prefix = self.prefix();
+        prefix[prefix.len() - 2..prefix.len() - 1]
+            .parse()
+            .expect("prefixes end in a digit and a colon")
     }
 }
 
@@ -49,6 +78,8 @@ pub enum CodeError {
     NotACode(&'static str, &'static str),
     #[error("is a {0} from a newer breakglass; upgrade breakglass")]
     NewerVersion(&'static str),
+    #[error("is a {0} from an older breakglass; ask its sender to upgrade and make a new one")]
+    OlderVersion(&'static str),
     #[error("is cut short ({have} of {need} bytes); copy the whole code again")]
     CutShort { have: usize, need: usize },
     #[error("is damaged ({0}); copy the code again")]
@@ -75,7 +106,7 @@ pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
         .filter(|c| !c.is_whitespace() && *c != '>')
         .collect();
     let Some(body) = compact.strip_prefix(kind.prefix()) else {
-        for other in [CodeKind::Request, CodeKind::Approval] {
+        for other in ALL_KINDS {
             if compact.starts_with(other.prefix()) {
                 return Err(CodeError::WrongKind {
                     found: other.with_article(),
@@ -83,12 +114,12 @@ pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
                 });
             }
         }
-        let family = match kind {
-            CodeKind::Request => "BGREQ",
-            CodeKind::Approval => "BGAPR",
-        };
-        if compact.starts_with(family) {
-            return Err(CodeError::NewerVersion(kind.noun()));
+        if let Some(rest) = compact.strip_prefix(kind.family()) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            return Err(match digits.parse::<u32>() {
+                Ok(v) if v < kind.version() => CodeError::OlderVersion(kind.noun()),
+                _ => CodeError::NewerVersion(kind.noun()),
+            });
         }
         return Err(CodeError::NotACode(kind.noun(), kind.prefix()));
     };
@@ -167,6 +198,18 @@ mod tests {
             decode(CodeKind::Request, "BGREQ9:abc"),
             Err(CodeError::NewerVersion(_))
         ));
+        assert!(matches!(
+            decode(CodeKind::Request, "BGREQ1:abc"),
+            Err(CodeError::OlderVersion(_))
+        ));
+        let challenge = encode(CodeKind::DrillChallenge, b"x");
+        assert_eq!(
+            decode(CodeKind::Request, &challenge),
+            Err(CodeError::WrongKind {
+                found: "a drill challenge code",
+                expected: "a request code"
+            })
+        );
     }
 
     proptest! {

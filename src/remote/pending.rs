@@ -44,11 +44,11 @@ struct PendingFile {
     vault_id: String,
     reason: String,
     expires: String,
-    /// The exact canonical request bytes (JSON text), as sent out. Absent in
-    /// records from older versions, which cannot be used.
+    /// The request code exactly as sent out (format 2). Absent in records
+    /// from older versions, which cannot be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request: Option<String>,
-    /// SHA-256 of `request` (hex): what every approval must be bound to.
+    /// SHA-256 of the request's core bytes (hex): what every approval must be bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_sha256: Option<String>,
     /// The ephemeral identity while open; absent once used or expired.
@@ -141,9 +141,7 @@ fn save_locked(request: &ParsedRequest, identity: &SecretString) -> Result<(), P
         .create(requests_dir())
         .map_err(io_err)?;
     let r = &request.request;
-    let text = String::from_utf8(request.payload().to_vec()).map_err(|e| {
-        PendingError::Io(file_for(&r.request_id).display().to_string(), e.to_string())
-    })?;
+    let text = request.code.clone();
     let contents = Zeroizing::new(
         serde_json::to_vec(&PendingFile {
             request_id: r.request_id.clone(),
@@ -194,8 +192,7 @@ fn recorded_request(request_id: &str, file: &PendingFile) -> Result<ParsedReques
     let (Some(text), Some(hash)) = (&file.request, &file.request_sha256) else {
         return Err(damaged("it does not hold the request bytes"));
     };
-    let request = ParsedRequest::from_payload(text.as_bytes().to_vec())
-        .map_err(|e| damaged(&e.to_string()))?;
+    let request = ParsedRequest::parse(text).map_err(|e| damaged(&e.to_string()))?;
     if !crate::crypto::ct_eq(hex::encode(request.hash()).as_bytes(), hash.as_bytes()) {
         return Err(damaged(
             "the request bytes do not match their recorded hash",

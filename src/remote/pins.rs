@@ -326,6 +326,13 @@ pub struct CustodianPin {
     pub fingerprint: String,
     /// When the pin was made (RFC 3339).
     pub pinned_at: String,
+    /// The newest epoch this key approved or drilled for, and that epoch's
+    /// verify key: a trusted start for the next request's key chain, and a
+    /// floor (an older epoch's request is stale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -409,28 +416,77 @@ fn check_custodian_locked(
     let mut pins = custodian_pins()?;
     match pins.get(&key) {
         Some(pin) if pin.fingerprint == fingerprint => Ok(()),
-        Some(pin) => Err(CustodianPinError::Mismatch {
-            key: key[..16].to_string(),
-            what: match use_ {
-                PinUse::Approve => "this request",
-                PinUse::Drill => "this drill",
-            },
-            pinned: pin.fingerprint.clone(),
-            found: fingerprint.to_string(),
-            path: custodian_pins_path().display().to_string(),
-        }),
+        Some(pin) => Err(mismatch_by_id(&key, &pin.fingerprint, fingerprint, use_)),
         None => {
             pins.insert(
                 key,
                 CustodianPin {
                     fingerprint: fingerprint.to_string(),
                     pinned_at: crate::audit::now(),
+                    epoch: None,
+                    verify_key: None,
                 },
             );
             let _ = save_custodian_pins(&pins);
             Ok(())
         }
     }
+}
+
+fn mismatch_by_id(key: &str, pinned: &str, found: &str, use_: PinUse) -> CustodianPinError {
+    CustodianPinError::Mismatch {
+        key: key[..16].to_string(),
+        what: match use_ {
+            PinUse::Approve => "this request",
+            PinUse::Drill => "this drill",
+        },
+        pinned: pinned.to_string(),
+        found: found.to_string(),
+        path: custodian_pins_path().display().to_string(),
+    }
+}
+
+/// The error for custodian key `recipient`, pinned to `pinned`, being used for `found`.
+pub fn mismatch(recipient: &str, pinned: &str, found: &str, use_: PinUse) -> CustodianPinError {
+    mismatch_by_id(&custodian_key_id(recipient), pinned, found, use_)
+}
+
+/// The pin of custodian key `recipient` on this machine, if any.
+pub fn custodian_pin(recipient: &str) -> Result<Option<CustodianPin>, CustodianPinError> {
+    Ok(custodian_pins()?.remove(&custodian_key_id(recipient)))
+}
+
+/// After every check passed: pin custodian key `recipient` to `fingerprint`
+/// (first sight) and remember `epoch` and its verify key if newer than what is
+/// pinned. Re-checked under the lock: another run may have pinned meanwhile.
+/// A first pin that cannot be saved is not fatal (nothing was pinned to
+/// compare against); an unreadable pins file or a mismatch is.
+pub fn record_custodian(
+    recipient: &str,
+    fingerprint: &str,
+    epoch: u64,
+    verify_key: &str,
+    use_: PinUse,
+) -> Result<(), CustodianPinError> {
+    let key = custodian_key_id(recipient);
+    locked(|| {
+        let mut pins = custodian_pins()?;
+        let pin = pins.entry(key.clone()).or_insert_with(|| CustodianPin {
+            fingerprint: fingerprint.to_string(),
+            pinned_at: crate::audit::now(),
+            epoch: None,
+            verify_key: None,
+        });
+        if pin.fingerprint != fingerprint {
+            return Err(mismatch_by_id(&key, &pin.fingerprint, fingerprint, use_));
+        }
+        if pin.epoch.is_none_or(|seen| seen < epoch) {
+            pin.epoch = Some(epoch);
+            pin.verify_key = Some(verify_key.to_string());
+        }
+        let _ = save_custodian_pins(&pins);
+        Ok(())
+    })
 }
 
 /// Deliberate re-pin: every custodian key pinned to vault `old_fingerprint` is

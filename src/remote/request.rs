@@ -8,16 +8,25 @@ use serde::{Deserialize, Serialize};
 use super::code::{self, CodeError, CodeKind};
 use super::words;
 use crate::crypto;
-use crate::manifest::KdfSpec;
+use crate::manifest::{self, EpochLink};
 
-pub const REQUEST_FORMAT: u32 = 1;
+/// 2: the code carries the signed manifest, the key chain and the envelopes.
+pub const REQUEST_FORMAT: u32 = 2;
 
-/// The request as carried in the code. Everything here is public: custodians see
-/// it, and the read-back words cover every byte of it.
+/// What a request asks of its custodians.
+pub const PURPOSE_UNSEAL: &str = "unseal";
+pub const PURPOSE_DRILL: &str = "drill";
+
+/// The request's core, as carried in the code. Everything here is public:
+/// custodians see it, and the read-back words and approvals are bound to its
+/// exact bytes. It commits to the attachments (manifest section, envelopes) by
+/// hash, so the words cover everything in the code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     pub v: u32,
+    /// `unseal` (an approval gives a share) or `drill` (a proof gives nothing away).
+    pub purpose: String,
     pub vault_id: String,
     pub fingerprint: String,
     pub epoch: u64,
@@ -27,48 +36,97 @@ pub struct Request {
     pub reason: String,
     pub created: String,
     pub expires: String,
-    /// The ephemeral age recipient approvals are encrypted to.
+    /// The ephemeral age recipient approvals are encrypted to (empty for drills).
     pub recipient: String,
-    /// Passphrase custodians' KDF salt and cost, so they can approve with no vault copy.
-    pub kdf: BTreeMap<String, KdfSpec>,
+    /// SHA-256 (hex) of the manifest section: manifest body, signatures, key links.
+    pub manifest_sha256: String,
+    /// SHA-256 (hex) of each custodian's current envelope, by custodian name.
+    pub envelopes: BTreeMap<String, String>,
 }
 
-/// A request decoded from a code, with its exact bytes (what the read-back words
-/// and approvals are bound to). Only canonical bytes are ever accepted: the bytes
-/// must be exactly what re-serialising the parsed request gives.
+/// The public, signed facts a custodian checks a request against: the current
+/// manifest (body and signatures) and the key links from epoch 2 to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSection {
+    pub body: String,
+    pub signatures: String,
+    pub links: Vec<EpochLink>,
+}
+
+/// A request decoded from a code: the core, its exact bytes (what the words
+/// and approvals are bound to), and the attachments, each checked against the
+/// hash the core gives it. Only the canonical encoding is accepted.
 #[derive(Debug, Clone)]
 pub struct ParsedRequest {
     pub request: Request,
     pub code: String,
-    payload: Vec<u8>,
+    pub manifest: ManifestSection,
+    /// Binary age envelopes carried, by custodian name (all, or one with `--for`).
+    pub envelopes: BTreeMap<String, Vec<u8>>,
+    core: Vec<u8>,
     hash: [u8; 32],
     words: OnceLock<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("request code {0}")]
+    #[error("{0}")]
     Code(#[from] CodeError),
-    #[error("request code is not a readable request ({0}); ask the requester to send it again")]
+    #[error("is not a readable request ({0}); ask the requester to send it again")]
     Unreadable(String),
-    #[error("request code for request {0} is not in canonical form (its bytes were re-encoded or edited after it was made); do not approve it — ask the requester to send the original code again")]
+    #[error("(request {0}) is not in canonical form (its bytes were re-encoded or edited after it was made); do not approve it — ask the requester to send the original code again")]
     NotCanonical(String),
+    #[error("(request {0}) was altered: its {1} does not match what the request commits to; do not approve it — ask the requester to send the original code again")]
+    Altered(String, String),
     #[error("request {0}: could not compute the read-back words ({1})")]
     Words(String, String),
 }
 
 impl ParsedRequest {
-    pub fn new(request: Request) -> Result<Self, RequestError> {
-        let payload = canonical_bytes(&request)?;
-        Ok(Self::from_parts(request, payload))
+    /// Build a request from its core facts and attachments; the core's hashes
+    /// of the attachments are filled in here.
+    pub fn new(
+        mut request: Request,
+        manifest: ManifestSection,
+        envelopes: BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, RequestError> {
+        request.manifest_sha256 = hex::encode(crypto::sha256(&[&encode_manifest(&manifest)]));
+        request.envelopes = envelopes
+            .iter()
+            .map(|(name, env)| (name.clone(), hex::encode(crypto::sha256(&[env]))))
+            .collect();
+        let core = canonical_bytes(&request)?;
+        Ok(Self::from_parts(request, core, manifest, envelopes))
     }
 
-    fn from_parts(request: Request, payload: Vec<u8>) -> Self {
+    /// The same request carrying only `custodian`'s envelope: a shorter code
+    /// with the same core, so the same words and approvals.
+    pub fn only_for(&self, custodian: &str) -> Option<Self> {
+        let envelope = self.envelopes.get(custodian)?.clone();
+        let envelopes = BTreeMap::from([(custodian.to_string(), envelope)]);
+        Some(Self::from_parts(
+            self.request.clone(),
+            self.core.clone(),
+            self.manifest.clone(),
+            envelopes,
+        ))
+    }
+
+    fn from_parts(
+        request: Request,
+        core: Vec<u8>,
+        manifest: ManifestSection,
+        envelopes: BTreeMap<String, Vec<u8>>,
+    ) -> Self {
+        let kind = kind_of(&request.purpose);
+        let payload = encode_payload(&core, &manifest, &envelopes);
         Self {
-            code: code::encode(CodeKind::Request, &payload),
-            hash: crypto::sha256(&[&payload]),
+            code: code::encode(kind, &payload),
+            hash: crypto::sha256(&[&core]),
             request,
-            payload,
+            manifest,
+            envelopes,
+            core,
             words: OnceLock::new(),
         }
     }
@@ -78,49 +136,102 @@ impl ParsedRequest {
     /// escaped characters and trailing bytes all change the bytes the words and
     /// approvals are bound to, so they are refused rather than normalised.
     pub fn parse(text: &str) -> Result<Self, RequestError> {
-        let payload = code::decode(CodeKind::Request, text)?;
-        Self::from_payload(payload)
+        Self::parse_kind(CodeKind::Request, text)
     }
 
-    /// A request from its exact bytes (as kept in the requester's pending record).
-    pub fn from_payload(payload: Vec<u8>) -> Result<Self, RequestError> {
-        let request: Request = serde_json::from_slice(&payload)
-            .map_err(|e| RequestError::Unreadable(e.to_string()))?;
-        if request.v != REQUEST_FORMAT {
+    /// Parse a drill challenge code (`breakglass drill --remote`).
+    pub fn parse_challenge(text: &str) -> Result<Self, RequestError> {
+        Self::parse_kind(CodeKind::DrillChallenge, text)
+    }
+
+    fn parse_kind(kind: CodeKind, text: &str) -> Result<Self, RequestError> {
+        let payload = code::decode(kind, text)?;
+        let parsed = Self::from_payload(&payload)?;
+        if kind_of(&parsed.request.purpose) != kind {
             return Err(RequestError::Unreadable(format!(
-                "format {} is not supported",
-                request.v
+                "its purpose {:?} does not match its code",
+                parsed.request.purpose
             )));
-        }
-        if canonical_bytes(&request)? != payload {
-            return Err(RequestError::NotCanonical(request.request_id));
-        }
-        let parsed = Self::from_parts(request, payload);
-        if parsed.request_id_bytes().is_none() {
-            return Err(RequestError::Unreadable(
-                "its request id is not 32 hex digits".into(),
-            ));
         }
         Ok(parsed)
     }
 
-    /// The exact request bytes.
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
+    fn from_payload(payload: &[u8]) -> Result<Self, RequestError> {
+        let bad = |why: &str| RequestError::Unreadable(why.to_string());
+        let mut r = Reader(payload);
+        let core = r.chunk32().ok_or_else(|| bad("it is cut inside its core"))?;
+        let request: Request =
+            serde_json::from_slice(core).map_err(|e| RequestError::Unreadable(e.to_string()))?;
+        if request.v != REQUEST_FORMAT {
+            return Err(RequestError::Unreadable(format!(
+                "format {} is not supported; both sides need the same breakglass version",
+                request.v
+            )));
+        }
+        if canonical_bytes(&request)? != core {
+            return Err(RequestError::NotCanonical(request.request_id));
+        }
+        if ![PURPOSE_UNSEAL, PURPOSE_DRILL].contains(&request.purpose.as_str()) {
+            return Err(bad("its purpose is unknown"));
+        }
+        let id = request.request_id.clone();
+        let section_start = r.0;
+        let manifest = decode_manifest(&mut r).ok_or_else(|| bad("its manifest section is malformed"))?;
+        let section = &section_start[..section_start.len() - r.0.len()];
+        if hex::encode(crypto::sha256(&[section])) != request.manifest_sha256 {
+            return Err(RequestError::Altered(id, "manifest section".into()));
+        }
+        let count = r.take(1).ok_or_else(|| bad("it is cut before its envelopes"))?[0];
+        let mut envelopes = BTreeMap::new();
+        for _ in 0..count {
+            let name_len = r.take(1).ok_or_else(|| bad("an envelope is cut"))?[0] as usize;
+            let name = std::str::from_utf8(r.take(name_len).ok_or_else(|| bad("an envelope is cut"))?)
+                .map_err(|_| bad("an envelope name is not text"))?
+                .to_string();
+            let env = r.chunk32().ok_or_else(|| bad("an envelope is cut"))?.to_vec();
+            if envelopes.keys().next_back().is_some_and(|last: &String| *last >= name) {
+                return Err(RequestError::NotCanonical(id));
+            }
+            let expected = request
+                .envelopes
+                .get(&name)
+                .ok_or_else(|| RequestError::Altered(id.clone(), format!("envelope of {name}")))?;
+            if hex::encode(crypto::sha256(&[&env])) != *expected {
+                return Err(RequestError::Altered(id.clone(), format!("envelope of {name}")));
+            }
+            envelopes.insert(name, env);
+        }
+        if !r.0.is_empty() {
+            return Err(RequestError::NotCanonical(id));
+        }
+        let parsed = Self::from_parts(request, core.to_vec(), manifest, envelopes);
+        if parsed.request_id_bytes().is_none() {
+            return Err(bad("its request id is not 32 hex digits"));
+        }
+        Ok(parsed)
     }
 
-    /// SHA-256 of the exact request bytes: what an approval is bound to.
+    /// The exact core bytes: what the words are computed over.
+    pub fn core(&self) -> &[u8] {
+        &self.core
+    }
+
+    /// SHA-256 of the exact core bytes: what an approval is bound to.
     pub fn hash(&self) -> &[u8; 32] {
         &self.hash
     }
 
-    /// The read-back words over every byte of the request (Argon2id: slow by
-    /// design, so computed once per parsed request).
+    pub fn is_drill(&self) -> bool {
+        self.request.purpose == PURPOSE_DRILL
+    }
+
+    /// The read-back words over the core, which commits to every attachment
+    /// (Argon2id: slow by design, so computed once per parsed request).
     pub fn words(&self) -> Result<Vec<String>, RequestError> {
         if let Some(words) = self.words.get() {
             return Ok(words.clone());
         }
-        let words = words::read_back_words(&self.payload)
+        let words = words::read_back_words(&self.core)
             .map_err(|e| RequestError::Words(self.request.request_id.clone(), e))?;
         Ok(self.words.get_or_init(|| words).clone())
     }
@@ -150,10 +261,85 @@ impl ParsedRequest {
     }
 }
 
-/// The one canonical encoding of a request: compact JSON, fields in declaration
-/// order, `kdf` keys sorted (a `BTreeMap`), serde_json's own string escaping.
+fn kind_of(purpose: &str) -> CodeKind {
+    if purpose == PURPOSE_DRILL {
+        CodeKind::DrillChallenge
+    } else {
+        CodeKind::Request
+    }
+}
+
+/// The one canonical encoding of a core: compact JSON, fields in declaration
+/// order, map keys sorted (`BTreeMap`), serde_json's own string escaping.
 fn canonical_bytes(request: &Request) -> Result<Vec<u8>, RequestError> {
     serde_json::to_vec(request).map_err(|e| RequestError::Unreadable(e.to_string()))
+}
+
+/// Code payload: core, manifest section, then the envelopes by name, each
+/// length-prefixed (big-endian); binary so envelopes cost 4/3, not 16/9.
+fn encode_payload(
+    core: &[u8],
+    manifest: &ManifestSection,
+    envelopes: &BTreeMap<String, Vec<u8>>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    push32(&mut out, core);
+    out.extend_from_slice(&encode_manifest(manifest));
+    out.push(envelopes.len() as u8);
+    for (name, env) in envelopes {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        push32(&mut out, env);
+    }
+    out
+}
+
+fn encode_manifest(m: &ManifestSection) -> Vec<u8> {
+    let mut out = Vec::new();
+    push32(&mut out, m.body.as_bytes());
+    push32(&mut out, m.signatures.as_bytes());
+    out.extend_from_slice(&(m.links.len() as u16).to_be_bytes());
+    for link in &m.links {
+        out.extend_from_slice(&link.encode());
+    }
+    out
+}
+
+fn decode_manifest(r: &mut Reader<'_>) -> Option<ManifestSection> {
+    let body = String::from_utf8(r.chunk32()?.to_vec()).ok()?;
+    let signatures = String::from_utf8(r.chunk32()?.to_vec()).ok()?;
+    let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?) as usize;
+    let links = (0..count)
+        .map(|_| EpochLink::decode(r.take(manifest::LINK_LEN)?))
+        .collect::<Option<Vec<_>>>()?;
+    Some(ManifestSection {
+        body,
+        signatures,
+        links,
+    })
+}
+
+fn push32(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn chunk32(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
+        self.take(len)
+    }
 }
 
 /// Parse a duration like `90s`, `30m`, `2h` or `1d`, between 1 minute and
@@ -201,32 +387,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample(reason: String, kdf_names: Vec<String>) -> Request {
-        Request {
-            v: REQUEST_FORMAT,
-            vault_id: "00112233445566778899aabbccddeeff".into(),
-            fingerprint: "bg-1234-5678".into(),
-            epoch: 3,
-            threshold: 2,
-            request_id: "ffeeddccbbaa99887766554433221100".into(),
-            requester: "oncall@example".into(),
-            reason,
-            created: "2026-01-01T00:00:00Z".into(),
-            expires: "2026-01-01T02:00:00Z".into(),
-            recipient: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
-            kdf: kdf_names
-                .into_iter()
-                .map(|n| {
-                    (
-                        n,
-                        KdfSpec {
-                            salt: "00".repeat(16),
-                            params: crate::crypto::KdfParams::FLOOR,
-                        },
-                    )
-                })
-                .collect(),
-        }
+    fn sample(reason: String, names: Vec<String>) -> ParsedRequest {
+        let envelopes: BTreeMap<String, Vec<u8>> = names
+            .into_iter()
+            .map(|n| (n.clone(), format!("envelope of {n}").into_bytes()))
+            .collect();
+        ParsedRequest::new(
+            Request {
+                v: REQUEST_FORMAT,
+                purpose: PURPOSE_UNSEAL.into(),
+                vault_id: "00112233445566778899aabbccddeeff".into(),
+                fingerprint: "bg-1234-5678".into(),
+                epoch: 3,
+                threshold: 2,
+                request_id: "ffeeddccbbaa99887766554433221100".into(),
+                requester: "oncall@example".into(),
+                reason,
+                created: "2026-01-01T00:00:00Z".into(),
+                expires: "2026-01-01T02:00:00Z".into(),
+                recipient: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
+                manifest_sha256: String::new(),
+                envelopes: BTreeMap::new(),
+            },
+            ManifestSection {
+                body: "{\"format\":3}".into(),
+                signatures: "[]".into(),
+                links: vec![],
+            },
+            envelopes,
+        )
+        .unwrap()
+    }
+
+    fn payload_of(parsed: &ParsedRequest) -> Vec<u8> {
+        code::decode(CodeKind::Request, &parsed.code).unwrap()
     }
 
     #[test]
@@ -254,33 +448,68 @@ mod tests {
         assert!(parse_ttl("2w").unwrap_err().contains("unknown unit"));
     }
 
+    /// Replace the core of an encoded payload, keeping the attachments.
+    fn with_core(payload: &[u8], core: &[u8]) -> Vec<u8> {
+        let old = u32::from_be_bytes(payload[..4].try_into().unwrap()) as usize;
+        let mut out = (core.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(core);
+        out.extend_from_slice(&payload[4 + old..]);
+        out
+    }
+
     #[test]
     fn reordered_or_spaced_json_is_refused() {
-        let parsed = ParsedRequest::new(sample("outage".into(), vec!["carol".into()])).unwrap();
-        let value: serde_json::Value = serde_json::from_slice(parsed.payload()).unwrap();
+        let parsed = sample("outage".into(), vec!["carol".into()]);
+        let payload = payload_of(&parsed);
+        let value: serde_json::Value = serde_json::from_slice(parsed.core()).unwrap();
         for variant in [
             serde_json::to_vec_pretty(&parsed.request).unwrap(),
             serde_json::to_vec(&value).unwrap(), // keys sorted: reordered
-            [parsed.payload(), b" "].concat(),
-            [b" ", parsed.payload()].concat(),
-            String::from_utf8(parsed.payload().to_vec())
+            [parsed.core(), b" "].concat(),
+            [b" ", parsed.core()].concat(),
+            String::from_utf8(parsed.core().to_vec())
                 .unwrap()
                 .replace("outage", "\\u006futage")
                 .into_bytes(),
-            String::from_utf8(parsed.payload().to_vec())
-                .unwrap()
-                .replacen("{", "{\"reason\":\"x\",", 1)
-                .into_bytes(),
         ] {
-            let err = ParsedRequest::parse(&code::encode(CodeKind::Request, &variant));
-            assert!(err.is_err(), "{}", String::from_utf8_lossy(&variant));
+            let code = code::encode(CodeKind::Request, &with_core(&payload, &variant));
+            assert!(ParsedRequest::parse(&code).is_err(), "{}", String::from_utf8_lossy(&variant));
         }
+        // The unchanged core through the same path parses (the test can fail).
+        let code = code::encode(CodeKind::Request, &with_core(&payload, parsed.core()));
+        assert!(ParsedRequest::parse(&code).is_ok());
+    }
+
+    #[test]
+    fn attachments_are_bound_to_the_core() {
+        let parsed = sample("outage".into(), vec!["alice".into(), "bob".into()]);
+        // A swapped envelope or manifest byte is named, not accepted.
+        let payload = payload_of(&parsed);
+        let at = payload.len() - 3;
+        let mut edited = payload.clone();
+        edited[at] ^= 1;
+        let err = ParsedRequest::parse(&code::encode(CodeKind::Request, &edited)).unwrap_err();
+        assert!(err.to_string().contains("envelope of bob"), "{err}");
+        let body_at = payload.windows(6).position(|w| w == b"format").unwrap();
+        let mut edited = payload.clone();
+        edited[body_at] = b'F';
+        let err = ParsedRequest::parse(&code::encode(CodeKind::Request, &edited)).unwrap_err();
+        assert!(err.to_string().contains("manifest section"), "{err}");
+        // One custodian's code has the same core, hash and words source.
+        let one = parsed.only_for("bob").unwrap();
+        assert!(one.code.len() < parsed.code.len());
+        let again = ParsedRequest::parse(&one.code).unwrap();
+        assert_eq!(again.hash(), parsed.hash());
+        assert_eq!(again.core(), parsed.core());
+        assert_eq!(again.envelopes.keys().collect::<Vec<_>>(), vec!["bob"]);
+        // A drill challenge is not a request, and the other way round.
+        assert!(ParsedRequest::parse_challenge(&parsed.code).is_err());
     }
 
     proptest! {
-        /// encode → parse → encode is the identity, any one byte (whitespace or
-        /// not) appended or prepended is refused, and no two spellings of one
-        /// request are both accepted.
+        /// encode → parse → encode is the identity, and any one byte appended,
+        /// prepended or inserted is refused or makes a different request: never
+        /// another spelling of the same one.
         #[test]
         fn canonical_round_trip_and_any_inserted_byte_is_refused(
             reason in "\\PC{0,40}",
@@ -288,27 +517,25 @@ mod tests {
             extra in prop_oneof![Just(b' '), Just(b'\n'), Just(b'\t'), Just(b'\r'), any::<u8>()],
             at in any::<usize>(),
         ) {
-            let made = ParsedRequest::new(sample(reason, names)).unwrap();
+            let made = sample(reason, names);
             let parsed = ParsedRequest::parse(&made.code).unwrap();
             prop_assert_eq!(&parsed.request, &made.request);
-            prop_assert_eq!(parsed.payload(), made.payload());
+            prop_assert_eq!(parsed.core(), made.core());
             prop_assert_eq!(&parsed.code, &made.code);
             prop_assert_eq!(parsed.hash(), made.hash());
-            prop_assert_eq!(&ParsedRequest::new(parsed.request.clone()).unwrap().code, &made.code);
+            prop_assert_eq!(&parsed.envelopes, &made.envelopes);
 
-            let mut appended = made.payload().to_vec();
+            let payload = payload_of(&made);
+            let mut appended = payload.clone();
             appended.push(extra);
             prop_assert!(ParsedRequest::parse(&code::encode(CodeKind::Request, &appended)).is_err());
-            let mut prepended = made.payload().to_vec();
+            let mut prepended = payload.clone();
             prepended.insert(0, extra);
             prop_assert!(ParsedRequest::parse(&code::encode(CodeKind::Request, &prepended)).is_err());
-            // A byte inserted anywhere else either breaks the request or makes a
-            // different request: never another spelling of the same one.
-            let mut inserted = made.payload().to_vec();
+            let mut inserted = payload.clone();
             inserted.insert(at % (inserted.len() + 1), extra);
             if let Ok(other) = ParsedRequest::parse(&code::encode(CodeKind::Request, &inserted)) {
-                prop_assert_ne!(&other.request, &made.request);
-                prop_assert_eq!(other.payload(), &inserted[..]);
+                prop_assert_ne!(other.hash(), made.hash());
             }
         }
     }

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::records::ShareRecord;
+use super::remote_drill::DrillProof;
 use super::unseal::{check_share, derive, passphrase_custodian};
 use super::{KdfProgress, Vault, VaultError};
 use crate::audit::{self, NewEntry};
@@ -34,6 +35,9 @@ pub struct DrillOutcome {
     pub custodian: String,
     pub passed: bool,
     pub problem: Option<String>,
+    /// A passing drill's proof, logged with its row (so a copy's drill counts once merged).
+    #[serde(skip)]
+    proof: Option<DrillProof>,
 }
 
 /// The combining step of a full drill.
@@ -75,18 +79,23 @@ impl Vault {
         let mut results: Vec<DrillOutcome> = Vec::new();
         let mut drilled: Vec<String> = Vec::new();
         let mut shares: Vec<Share> = Vec::new();
+        let vault_id = manifest.vault_id_bytes().expect("verified manifest");
         let mut record = |custodian: &str, outcome: Result<Share, String>| {
-            let problem = match outcome {
+            let (problem, proof) = match outcome {
                 Ok(share) => {
+                    let key = crypto::ShareProofKey::derive(&vault_id, manifest.epoch, &share);
                     shares.push(share);
-                    None
+                    let proof =
+                        DrillProof::local(&manifest.vault_id, manifest.epoch, custodian, &key);
+                    (None, Some(proof))
                 }
-                Err(problem) => Some(problem),
+                Err(problem) => (Some(problem), None),
             };
             results.push(DrillOutcome {
                 custodian: custodian.to_string(),
                 passed: problem.is_none(),
                 problem,
+                proof,
             })
         };
         for (label, identities) in &request.identities {
@@ -145,12 +154,16 @@ impl Vault {
         let entries = results
             .iter()
             .map(|r| {
-                NewEntry::new(&request.actor, "drill", &r.custodian).details(serde_json::json!({
+                let mut details = serde_json::json!({
                     "outcome": if r.passed { "pass" } else { "fail" },
                     "problem": r.problem,
                     "epoch": manifest.epoch,
                     "envelope": request.envelope.as_ref().map(|(l, _)| l.as_str()).unwrap_or("vault copy"),
-                }))
+                });
+                if let Some(proof) = &r.proof {
+                    details["proof"] = proof.to_details();
+                }
+                NewEntry::new(&request.actor, "drill", &r.custodian).details(details)
             })
             .collect::<Vec<_>>();
         let mut full = None;

@@ -106,6 +106,9 @@ impl Vault {
         for (c, share) in change.custodians.iter().zip(shares) {
             let index = share.index();
             let commitment = crypto::commitment(&vault_id, epoch, &share);
+            let proof_key = crypto::ShareProofKey::derive(&vault_id, epoch, &share)
+                .public_key()
+                .to_hex();
             let record = ShareRecord {
                 vault_id,
                 epoch,
@@ -134,6 +137,7 @@ impl Vault {
                 kdf: c.kdf.clone(),
                 index,
                 commitment,
+                proof_key: Some(proof_key),
             });
         }
         Ok(PreparedEpoch {
@@ -200,6 +204,7 @@ impl Vault {
                 },
                 prev_manifest_hash: Some(manifest::body_hash(&old.body)),
                 audit_head,
+                epoch_link: None,
             },
             &keys,
             Some(old_keys),

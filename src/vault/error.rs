@@ -31,6 +31,8 @@ pub enum VaultError {
     },
     #[error("the gathered shares do not rebuild this vault's key; the vault file may have been tampered with — restore it from a trusted copy")]
     KeyMismatch,
+    #[error("request {0}: the read-back words do not match; compare them with the requester by voice, word by word")]
+    WordsMismatch(String),
     #[error("audit log could not be written ({0}); nothing was revealed")]
     AuditWriteFailed(String),
 }

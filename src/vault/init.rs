@@ -149,6 +149,9 @@ impl Vault {
                 }
             };
             let commitment = crypto::commitment(&vault_id, epoch, &share);
+            let proof_key = crypto::ShareProofKey::derive(&vault_id, epoch, &share)
+                .public_key()
+                .to_hex();
             let index = share.index();
             let record = ShareRecord {
                 vault_id,
@@ -177,6 +180,7 @@ impl Vault {
                 kdf,
                 index,
                 commitment,
+                proof_key: Some(proof_key),
             });
         }
         check_distinct_recipients(&entries)?;
@@ -200,6 +204,7 @@ impl Vault {
                     .collect(),
                 prev_manifest_hash: None,
                 audit_head: None,
+                epoch_link: None,
             },
             &keys,
             None,

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod checkpoint;
+mod custodian;
 mod drill;
 mod epoch;
 mod error;
@@ -10,6 +11,7 @@ mod init;
 mod records;
 mod rekey;
 mod remote;
+mod remote_drill;
 mod reports;
 mod rotate;
 mod unseal;
@@ -21,7 +23,9 @@ pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
 pub use rekey::{RekeyChanges, RekeyReport};
-pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
+pub use custodian::{check_request, Approval, ApproveInput, ApproverKey, CheckedRequest};
+pub use remote::RequestIssued;
+pub use remote_drill::{DrillChallengeIssued, DrillProof, ProofCheck};
 pub use reports::{
     AuditLogReport, CopyComparison, CustodianInfo, CustodianListReport, ListReport, RunbookReport,
     SecretInfo, StatusReport,

@@ -193,7 +193,7 @@ impl Vault {
         let secrets = self.store.read().secrets()?.len();
         let entries = self.store.read().audit_entries()?;
         let verify = self.verify_audit()?;
-        let last_drills = last_successful_drills(&entries, m.epoch);
+        let last_drills = last_successful_drills(&entries, m);
         let now = chrono::Utc::now();
         let mut attention = Vec::new();
         if m.insecure_test_only_kdf {
@@ -426,22 +426,47 @@ impl Vault {
     }
 }
 
-/// (custodian, time) of each custodian's newest passing drill in `epoch`: an
-/// older epoch's envelope proves nothing about the current one.
-fn last_successful_drills(entries: &[crate::audit::Entry], epoch: u64) -> Vec<(String, String)> {
+/// (custodian, time) of each custodian's newest passing drill in the current
+/// epoch: an older epoch's envelope proves nothing about the current one. With
+/// share proof keys in the manifest, a drill counts only if its row (or a row
+/// merged from a copy) carries a proof signed by that custodian's share, and
+/// its time is the signed one: an edited or replayed row adds nothing.
+fn last_successful_drills(
+    entries: &[crate::audit::Entry],
+    m: &crate::manifest::Manifest,
+) -> Vec<(String, String)> {
+    let has_proof_keys = m.custodians.iter().all(|c| c.proof_key.is_some());
     let mut last: Vec<(String, String)> = Vec::new();
-    for e in entries.iter().filter(|e| e.action == "drill") {
+    for e in entries {
         let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
-        let passed = details.as_ref().is_some_and(|d| {
-            d.get("outcome").and_then(|o| o.as_str()) == Some("pass")
-                && d.get("epoch").and_then(|x| x.as_u64()) == Some(epoch)
-        });
+        let drill = match (e.action.as_str(), &details) {
+            ("drill", Some(d)) => d.clone(),
+            ("merged", Some(d)) if d.get("foreign_action").and_then(|a| a.as_str()) == Some("drill") => {
+                d.get("foreign_details").cloned().unwrap_or_default()
+            }
+            _ => continue,
+        };
+        let passed = drill.get("outcome").and_then(|o| o.as_str()) == Some("pass")
+            && drill.get("epoch").and_then(|x| x.as_u64()) == Some(m.epoch);
         if !passed {
             continue;
         }
+        let time = if has_proof_keys {
+            match super::DrillProof::from_details(&drill) {
+                Some(p) if p.statement.custodian == e.subject && p.verify(m).is_ok() => {
+                    p.statement.at
+                }
+                _ => continue,
+            }
+        } else if e.action == "drill" {
+            e.time.clone()
+        } else {
+            continue;
+        };
         match last.iter_mut().find(|(n, _)| n == &e.subject) {
-            Some(slot) => slot.1 = e.time.clone(),
-            None => last.push((e.subject.clone(), e.time.clone())),
+            Some(slot) if slot.1 < time => slot.1 = time,
+            Some(_) => {}
+            None => last.push((e.subject.clone(), time)),
         }
     }
     last

@@ -69,7 +69,7 @@ impl RemoteApprovals {
     ) -> Result<RemoteApprovals, PendingError> {
         let pending = pending::open(&handed_back.request.request_id)?;
         let mut warnings = Vec::new();
-        if handed_back.payload() != pending.request.payload() {
+        if handed_back.core() != pending.request.core() {
             warnings.push(format!(
                 "{handed_back_label} differs from request {} as recorded on this machine when it was made (edited?); the record was used and the file ignored",
                 pending.request.request.request_id

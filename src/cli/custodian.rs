@@ -1,0 +1,162 @@
+//! The custodian's commands: `approve` a request and answer a drill challenge,
+//! with only their own key and the code. Everything is checked before the
+//! read-back words are asked for.
+
+use std::path::Path;
+
+use breakglass::remote::ParsedRequest;
+use breakglass::vault::{check_request, ApproveInput, ApproverKey, CheckedRequest};
+use breakglass::{Access, Vault, VaultError};
+
+use super::args::{ApproveArgs, ChallengeAnswerArgs};
+use super::{input, open, refuse_existing, render, write_new_file, EXIT_OK};
+
+/// Tries at the words prompt before a mismatch is treated as an altered request.
+const WORD_TRIES: usize = 3;
+
+/// The custodian's key: identity files, a passphrase file, or a passphrase
+/// asked on the terminal (before anything else is asked).
+fn approver_key(
+    identities: &[std::path::PathBuf],
+    passphrase_file: Option<&String>,
+    custodian: Option<&String>,
+) -> Result<ApproverKey, VaultError> {
+    if !identities.is_empty() {
+        return Ok(ApproverKey::Identities(input::identity_files(identities)?));
+    }
+    if let Some(spec) = passphrase_file {
+        let (name, passphrase) = input::passphrase_files(std::slice::from_ref(spec))?
+            .pop()
+            .expect("one spec gives one passphrase");
+        return Ok(ApproverKey::Passphrase(name, passphrase));
+    }
+    if let Some(name) = custodian {
+        let passphrase =
+            input::existing_passphrase(name)?.ok_or_else(|| VaultError::Custodian {
+                name: name.clone(),
+                detail: "no terminal to ask for the passphrase; pass --passphrase-file NAME=PATH"
+                    .into(),
+            })?;
+        return Ok(ApproverKey::Passphrase(name.clone(), passphrase));
+    }
+    Err(VaultError::Invalid(
+        "say who you are: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME"
+            .into(),
+    ))
+}
+
+/// Read a code from a file or `-` (stdin).
+fn read_code(source: &str, what: &str) -> Result<String, VaultError> {
+    if source == "-" {
+        input::text(None, what)
+    } else {
+        input::text(Some(Path::new(source)), &format!("{what} file"))
+    }
+}
+
+/// Check the code against the custodian's key (and a `--vault` copy, only if
+/// one was named explicitly).
+fn check<'a>(
+    request: &'a ParsedRequest,
+    key: ApproverKey,
+    envelope: Option<&std::path::PathBuf>,
+    vault: Option<&Vault>,
+) -> Result<CheckedRequest<'a>, VaultError> {
+    let envelope = match envelope {
+        Some(p) => Some((
+            format!("envelope {}", p.display()),
+            input::text(Some(p), "envelope file")?,
+        )),
+        None => None,
+    };
+    check_request(
+        ApproveInput {
+            request,
+            key,
+            envelope,
+            ssh_key_prompt: input::ssh_key_passphrase,
+        },
+        vault,
+        &mut input::Terminal::default(),
+    )
+}
+
+fn vault_copy(vault_flag: bool, path: &Path) -> Result<Option<Vault>, VaultError> {
+    vault_flag.then(|| open(path, Access::ReadOnly)).transpose()
+}
+
+/// `approve`: check everything, show the request, then ask for the words (up
+/// to three tries on a terminal) and write the approval code.
+pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
+    let text = read_code(&a.request, "request code")?;
+    let request = ParsedRequest::parse(&text)
+        .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
+    refuse_existing(&a.out)?;
+    let key = approver_key(
+        &a.identities,
+        a.passphrase_file.as_ref(),
+        a.custodian.as_ref(),
+    )?;
+    let vault = vault_copy(vault_flag, path)?;
+    let checked = check(&request, key, a.envelope.as_ref(), vault.as_ref())?;
+    render::request_details(&request, &checked.custodian);
+    let id = &request.request.request_id;
+    let approval = match &a.words {
+        Some(words) => checked.approve(words).map_err(|e| match e {
+            VaultError::WordsMismatch(_) => VaultError::Invalid(format!(
+                "request {id}: the words given with --words do not match; compare them with the requester by voice, word by word. If they still differ, the request may have been altered in transit — do not approve, call the requester back"
+            )),
+            other => other,
+        })?,
+        None => {
+            let mut attempt = 1;
+            loop {
+                let typed = input::line("Type the read-back words you heard from the requester: ")?
+                    .ok_or_else(|| {
+                        VaultError::Invalid(
+                            "no terminal to type the read-back words; pass --words \"W1 W2 W3 W4 W5 W6\" as heard from the requester".into(),
+                        )
+                    })?;
+                match checked.approve(&typed) {
+                    Ok(approval) => break approval,
+                    Err(VaultError::WordsMismatch(_)) if attempt < WORD_TRIES => {
+                        render::words_mismatch(attempt, WORD_TRIES);
+                        attempt += 1;
+                    }
+                    Err(VaultError::WordsMismatch(_)) => {
+                        return Err(VaultError::Invalid(format!(
+                            "request {id}: the read-back words still do not match after {WORD_TRIES} tries; the request may have been altered in transit — do not approve, call the requester back"
+                        )))
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+    };
+    write_new_file(&a.out, format!("{}\n", approval.code).as_bytes())?;
+    render::approval(&approval, &request, &a.out, a.json);
+    Ok(EXIT_OK)
+}
+
+/// `drill --challenge`: prove the share against a challenge from the vault
+/// side; nothing of the share leaves this machine, so no words are needed.
+pub fn answer_challenge(
+    a: ChallengeAnswerArgs<'_>,
+    vault_flag: bool,
+    path: &Path,
+) -> Result<i32, VaultError> {
+    let text = read_code(a.challenge, "drill challenge code")?;
+    let challenge = ParsedRequest::parse_challenge(&text)
+        .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.challenge)))?;
+    let out = a.out.ok_or_else(|| {
+        VaultError::Invalid("--challenge needs --out FILE for the proof code".into())
+    })?;
+    refuse_existing(out)?;
+    let key = approver_key(a.identities, a.passphrase_file, a.custodian)?;
+    let vault = vault_copy(vault_flag, path)?;
+    let checked = check(&challenge, key, a.envelope, vault.as_ref())?;
+    let proof = checked.prove()?;
+    write_new_file(out, format!("{}\n", proof.code()).as_bytes())?;
+    render::drill_proof(&proof, out, a.json);
+    Ok(EXIT_OK)
+}
