@@ -354,12 +354,14 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
         if m.vault_id_bytes().is_none() {
             return Err(broken("vault_id is malformed"));
         }
-        if m.format >= 3 && m.custodians.iter().any(|c| {
-            c.proof_key
-                .as_deref()
-                .and_then(VerifyKey::from_hex)
-                .is_none()
-        }) {
+        if m.format >= 3
+            && m.custodians.iter().any(|c| {
+                c.proof_key
+                    .as_deref()
+                    .and_then(VerifyKey::from_hex)
+                    .is_none()
+            })
+        {
             return Err(broken("a custodian has no valid share proof key"));
         }
         match &previous {
@@ -391,10 +393,11 @@ pub fn verify_chain(rows: &[ManifestRow]) -> Result<SignedManifest, ManifestErro
                         detail: "not signed by the previous epoch's key".into(),
                     });
                 }
-                if m.format >= 3 && current.link().is_none_or(|l| {
-                    follow_links(&m.vault_id, epoch - 1, prev_key, &[l], epoch)
-                        != Ok(own_key)
-                }) {
+                if m.format >= 3
+                    && current.link().is_none_or(|l| {
+                        follow_links(&m.vault_id, epoch - 1, prev_key, &[l], epoch) != Ok(own_key)
+                    })
+                {
                     return Err(ManifestError::BadSignature {
                         epoch,
                         detail: "its key link is missing or not signed by the previous epoch's key"
@@ -462,12 +465,18 @@ mod tests {
 
     #[test]
     fn epoch_links_chain_the_genesis_key_to_the_newest() {
-        let keys: Vec<VaultKeys> = (0..4).map(|_| VaultSeed::generate().derive_keys()).collect();
+        let keys: Vec<VaultKeys> = (0..4)
+            .map(|_| VaultSeed::generate().derive_keys())
+            .collect();
         let g = keys[0].verify_key().to_hex();
         let mut signed = vec![sign(manifest(1, &keys[0], &g, None), &keys[0], None)];
         for e in 1..4 {
             let prev = Some(body_hash(&signed[e - 1].body));
-            let m = sign(manifest(e as u64 + 1, &keys[e], &g, prev), &keys[e], Some(&keys[e - 1]));
+            let m = sign(
+                manifest(e as u64 + 1, &keys[e], &g, prev),
+                &keys[e],
+                Some(&keys[e - 1]),
+            );
             signed.push(m);
         }
         let rows: Vec<ManifestRow> = signed.iter().map(|s| s.to_row()).collect();
@@ -476,8 +485,14 @@ mod tests {
         assert_eq!(links.len(), 3);
         let vid = &signed[0].manifest.vault_id;
         let genesis = keys[0].verify_key();
-        assert_eq!(follow_links(vid, 1, genesis, &links, 4), Ok(keys[3].verify_key()));
-        assert_eq!(follow_links(vid, 2, keys[1].verify_key(), &links, 4), Ok(keys[3].verify_key()));
+        assert_eq!(
+            follow_links(vid, 1, genesis, &links, 4),
+            Ok(keys[3].verify_key())
+        );
+        assert_eq!(
+            follow_links(vid, 2, keys[1].verify_key(), &links, 4),
+            Ok(keys[3].verify_key())
+        );
         for link in &links {
             assert_eq!(EpochLink::decode(&link.encode()).as_ref(), Some(link));
         }
@@ -493,7 +508,10 @@ mod tests {
             verify_key: attacker.verify_key(),
             signature: attacker.sign(&link_message(vid, 3, &attacker.verify_key())),
         };
-        assert_eq!(follow_links(vid, 1, genesis, &forged, 4), Err(ChainError::BadLink(3)));
+        assert_eq!(
+            follow_links(vid, 1, genesis, &forged, 4),
+            Err(ChainError::BadLink(3))
+        );
         assert_eq!(
             follow_links("ffeeddccbbaa99887766554433221100", 1, genesis, &links, 4),
             Err(ChainError::BadLink(2))

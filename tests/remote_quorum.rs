@@ -1,5 +1,5 @@
 //! Remote quorum through the real binary: request → approve (custodians with only
-//! their exported envelope) → unseal, and every rejection.
+//! their own key: the request carries their envelope) → unseal, and every rejection.
 
 mod support;
 
@@ -16,8 +16,8 @@ struct Outage {
     request_id: String,
 }
 
-/// A 3-of-5 vault with a secret, every custodian's envelope exported to their
-/// own directory (with their key), and an open request.
+/// A 3-of-5 vault with a secret, each custodian's key alone in their own
+/// directory, and an open request.
 fn outage() -> Outage {
     let kit = Kit::init(&NAMES, 3);
     kit.put("vpn", "password", "remote-vpn-password");
@@ -25,11 +25,6 @@ fn outage() -> Outage {
         let home = kit.path(&format!("home-{name}"));
         std::fs::create_dir(&home).unwrap();
         std::fs::copy(kit.key(name), home.join("me.key")).unwrap();
-        kit.bg()
-            .args(["custodian", "export", name, "--out"])
-            .arg(home.join("envelope.age"))
-            .assert()
-            .success();
     }
     let request = kit.path("request.txt");
     let out = kit
@@ -45,7 +40,7 @@ fn outage() -> Outage {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let code = v["code"].as_str().unwrap();
-    assert!(code.starts_with("BGREQ1:") && !code.contains(char::is_whitespace));
+    assert!(code.starts_with("BGREQ2:") && !code.contains(char::is_whitespace));
     assert_eq!(std::fs::read_to_string(&request).unwrap().trim(), code);
     let words: Vec<&str> = v["words"]
         .as_array()
@@ -67,7 +62,7 @@ impl Outage {
         self.kit.path(&format!("home-{name}"))
     }
 
-    /// A custodian approves from their own directory with only key + envelope.
+    /// A custodian approves from their own directory with only their key.
     fn approve(&self, name: &str, words: &str, out: &str) -> std::process::Output {
         let home = self.home(name);
         std::fs::copy(&self.request, home.join("request.txt")).unwrap();
@@ -78,8 +73,6 @@ impl Outage {
                 "request.txt",
                 "--identity",
                 "me.key",
-                "--envelope",
-                "envelope.age",
                 "--json",
             ])
             .args(["--words", words, "--out", out])
@@ -248,7 +241,11 @@ fn wrong_read_back_words_are_refused_and_nothing_is_written() {
     let o = outage();
     let out = o.approve("bob", "alpha bravo charlie delta", "approval.txt");
     let err = one_line_error(&out);
-    assert!(err.contains("read-back words do not match"), "{err}");
+    assert!(
+        err.contains("words given with --words do not match")
+            && err.contains("compare them with the requester by voice"),
+        "{err}"
+    );
     assert!(!o.home("bob").join("approval.txt").exists());
     // Case and spacing do not matter.
     let shouty = format!("  {}  ", o.words.to_uppercase().replace(' ', "   "));
@@ -353,7 +350,7 @@ fn envelope_of_another_vault_cannot_approve() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(
-        err.contains("custodian bob: your envelope belongs to another vault"),
+        err.contains("custodian bob: share belongs to another vault"),
         "{err}"
     );
 }
@@ -397,15 +394,7 @@ fn wrapped_and_indented_codes_still_work_and_damaged_requests_are_named() {
         .collect();
     std::fs::write(o.home("bob").join("request.txt"), &wrapped).unwrap();
     let out = bg_without_vault(&o.home("bob"))
-        .args([
-            "approve",
-            "--request",
-            "-",
-            "--identity",
-            "me.key",
-            "--envelope",
-            "envelope.age",
-        ])
+        .args(["approve", "--request", "-", "--identity", "me.key"])
         .args(["--words", &o.words, "--out", "a.txt"])
         .write_stdin(wrapped.clone())
         .output()
@@ -448,8 +437,6 @@ fn wrapped_and_indented_codes_still_work_and_damaged_requests_are_named() {
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
         ])
         .args(["--words", &o.words, "--out", "a.txt"])
         .output()
@@ -467,8 +454,6 @@ fn wrapped_and_indented_codes_still_work_and_damaged_requests_are_named() {
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
         ])
         .args(["--words", &o.words, "--out", "a.txt"])
         .output()
@@ -483,7 +468,8 @@ fn forge_request(code: &str, edit: impl Fn(&mut breakglass::remote::Request)) ->
         .unwrap()
         .request;
     edit(&mut request);
-    breakglass::remote::ParsedRequest::new(request)
+    let parsed = breakglass::remote::ParsedRequest::parse(code).unwrap();
+    breakglass::remote::ParsedRequest::new(request, parsed.manifest, parsed.envelopes)
         .unwrap()
         .code
 }
@@ -502,8 +488,6 @@ fn expired_request_is_refused_by_the_custodian_and_ignored_in_a_handed_back_file
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
             "--out",
             "a.txt",
             "--words",
@@ -511,7 +495,12 @@ fn expired_request_is_refused_by_the_custodian_and_ignored_in_a_handed_back_file
         ])
         .output()
         .unwrap();
-    assert!(one_line_error(&out).contains("read-back words do not match"));
+    // Checked before any words: the expiry is named whatever was typed.
+    let err = one_line_error(&out);
+    assert!(
+        err.contains(&format!("request {} expired", o.request_id)),
+        "{err}"
+    );
     // With the forged request's own words, the custodian sees it has expired.
     let forged_words = breakglass::remote::ParsedRequest::parse(&expired)
         .unwrap()
@@ -525,8 +514,6 @@ fn expired_request_is_refused_by_the_custodian_and_ignored_in_a_handed_back_file
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
             "--out",
             "a.txt",
             "--words",
@@ -584,13 +571,11 @@ fn read_back_words_cover_the_whole_request() {
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
         ])
         .args(["--words", &o.words, "--out", "a.txt"])
         .output()
         .unwrap();
-    assert!(one_line_error(&out).contains("read-back words do not match"));
+    assert!(one_line_error(&out).contains("words given with --words do not match"));
     assert!(!o.home("bob").join("a.txt").exists());
 }
 
@@ -673,30 +658,17 @@ fn approve_without_words_and_no_terminal_never_waits() {
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
             "--out",
             "a.txt",
         ])
         .output()
         .unwrap();
-    assert!(one_line_error(&out).contains("read-back words are required"));
-    // Without an envelope or a vault copy there is nothing to approve with.
-    let out = bg_without_vault(&o.home("bob"))
-        .args([
-            "approve",
-            "--request",
-            "request.txt",
-            "--identity",
-            "me.key",
-            "--words",
-            &o.words,
-            "--out",
-            "a.txt",
-        ])
-        .output()
-        .unwrap();
-    assert!(one_line_error(&out).contains("no envelope: give --envelope FILE"));
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("no terminal to type the read-back words; pass --words"),
+        "{err}"
+    );
+    assert!(!o.home("bob").join("a.txt").exists());
 }
 
 #[test]
@@ -732,6 +704,13 @@ fn request_ttl_and_reason_are_validated() {
 #[test]
 fn approvals_and_envelopes_from_another_epoch_are_rejected() {
     let o = outage();
+    // Erin keeps an offline backup of her epoch-1 envelope.
+    o.kit
+        .bg()
+        .args(["custodian", "export", "erin", "--out"])
+        .arg(o.home("erin").join("backup.age"))
+        .assert()
+        .success();
     let early = o.approval("bob");
     // Meanwhile a local unseal reveals a secret: the vault moves to epoch 2.
     o.kit
@@ -771,14 +750,31 @@ fn approvals_and_envelopes_from_another_epoch_are_rejected() {
             "--identity",
             "me.key",
             "--envelope",
-            "envelope.age",
+            "backup.age",
         ])
         .args(["--words", &words.join(" "), "--out", "a.txt"])
         .output()
         .unwrap();
     let err = one_line_error(&out);
     assert!(
-        err.contains("custodian erin: your envelope is from epoch 1; the request is for epoch 2"),
+        err.contains("custodian erin: your exported envelope is from epoch 1, the request is for epoch 2; drop --envelope"),
         "{err}"
+    );
+    // With only her key, the epoch-2 request carries her new envelope: no re-export.
+    let out = bg_without_vault(&o.home("erin"))
+        .args([
+            "approve",
+            "--request",
+            "request2.txt",
+            "--identity",
+            "me.key",
+        ])
+        .args(["--words", &words.join(" "), "--out", "a.txt"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -301,7 +301,12 @@ pub struct DrillArgs {
     #[arg(long, requires = "out", conflicts_with_all = ["challenge", "proofs", "full", "envelope"])]
     pub remote: bool,
     /// With --remote: how long the challenge may be answered (1m to 24h)
-    #[arg(long, default_value = "24h", value_name = "DURATION", requires = "remote")]
+    #[arg(
+        long,
+        default_value = "24h",
+        value_name = "DURATION",
+        requires = "remote"
+    )]
     pub ttl: String,
     /// Custodian side: answer this drill challenge code (file, or - for stdin) with your key; writes a proof code to --out
     #[arg(long, value_name = "FILE|-", requires = "out", conflicts_with_all = ["proofs", "full"])]

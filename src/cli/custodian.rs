@@ -40,8 +40,7 @@ fn approver_key(
         return Ok(ApproverKey::Passphrase(name.clone(), passphrase));
     }
     Err(VaultError::Invalid(
-        "say who you are: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME"
-            .into(),
+        "say who you are: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME".into(),
     ))
 }
 

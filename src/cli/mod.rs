@@ -41,16 +41,16 @@ use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::{
-    current_actor, Charset, CustodianSpec,
-    Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
-    RotateRequest, SecretKind, Unendorsed, UnsealRequest,
+    current_actor, Charset, CustodianSpec, Deposit, DrillRequest, InitOptions, NewValue,
+    RecipientSpec, RekeyChanges, RemoteApprovals, RotateRequest, SecretKind, Unendorsed,
+    UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
 
 use args::{
-    AlertsCommand, AuditCommand, CharsetArg, Cli, Command, CustodianCommand,
-    ExportFormat, KindArg, RunbookCommand,
+    AlertsCommand, AuditCommand, CharsetArg, Cli, Command, CustodianCommand, ExportFormat, KindArg,
+    RunbookCommand,
 };
 
 /// `--fingerprint` / `BREAKGLASS_FINGERPRINT`: every vault opened must be this one.

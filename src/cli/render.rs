@@ -7,8 +7,9 @@ use breakglass::audit::VerifyReport;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{
     AbandonOutcome, AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport,
-    DrillChallengeIssued, DrillProof, DrillReport, ProofCheck, ExposedRotation, FlushReport, ListReport, RekeyReport, RequestIssued,
-    RotateOutcome, RunbookReport, StatusReport, UnsealReport,
+    DrillChallengeIssued, DrillProof, DrillReport, ExposedRotation, FlushReport, ListReport,
+    ProofCheck, RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport,
+    UnsealReport,
 };
 use breakglass::Vault;
 use serde::Serialize;

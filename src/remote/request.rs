@@ -70,7 +70,7 @@ pub struct ParsedRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("{0}")]
+    #[error("request code {0}")]
     Code(#[from] CodeError),
     #[error("is not a readable request ({0}); ask the requester to send it again")]
     Unreadable(String),
@@ -159,7 +159,9 @@ impl ParsedRequest {
     fn from_payload(payload: &[u8]) -> Result<Self, RequestError> {
         let bad = |why: &str| RequestError::Unreadable(why.to_string());
         let mut r = Reader(payload);
-        let core = r.chunk32().ok_or_else(|| bad("it is cut inside its core"))?;
+        let core = r
+            .chunk32()
+            .ok_or_else(|| bad("it is cut inside its core"))?;
         let request: Request =
             serde_json::from_slice(core).map_err(|e| RequestError::Unreadable(e.to_string()))?;
         if request.v != REQUEST_FORMAT {
@@ -176,20 +178,31 @@ impl ParsedRequest {
         }
         let id = request.request_id.clone();
         let section_start = r.0;
-        let manifest = decode_manifest(&mut r).ok_or_else(|| bad("its manifest section is malformed"))?;
+        let manifest =
+            decode_manifest(&mut r).ok_or_else(|| bad("its manifest section is malformed"))?;
         let section = &section_start[..section_start.len() - r.0.len()];
         if hex::encode(crypto::sha256(&[section])) != request.manifest_sha256 {
             return Err(RequestError::Altered(id, "manifest section".into()));
         }
-        let count = r.take(1).ok_or_else(|| bad("it is cut before its envelopes"))?[0];
+        let count = r
+            .take(1)
+            .ok_or_else(|| bad("it is cut before its envelopes"))?[0];
         let mut envelopes = BTreeMap::new();
         for _ in 0..count {
             let name_len = r.take(1).ok_or_else(|| bad("an envelope is cut"))?[0] as usize;
-            let name = std::str::from_utf8(r.take(name_len).ok_or_else(|| bad("an envelope is cut"))?)
-                .map_err(|_| bad("an envelope name is not text"))?
-                .to_string();
-            let env = r.chunk32().ok_or_else(|| bad("an envelope is cut"))?.to_vec();
-            if envelopes.keys().next_back().is_some_and(|last: &String| *last >= name) {
+            let name =
+                std::str::from_utf8(r.take(name_len).ok_or_else(|| bad("an envelope is cut"))?)
+                    .map_err(|_| bad("an envelope name is not text"))?
+                    .to_string();
+            let env = r
+                .chunk32()
+                .ok_or_else(|| bad("an envelope is cut"))?
+                .to_vec();
+            if envelopes
+                .keys()
+                .next_back()
+                .is_some_and(|last: &String| *last >= name)
+            {
                 return Err(RequestError::NotCanonical(id));
             }
             let expected = request
@@ -197,7 +210,10 @@ impl ParsedRequest {
                 .get(&name)
                 .ok_or_else(|| RequestError::Altered(id.clone(), format!("envelope of {name}")))?;
             if hex::encode(crypto::sha256(&[&env])) != *expected {
-                return Err(RequestError::Altered(id.clone(), format!("envelope of {name}")));
+                return Err(RequestError::Altered(
+                    id.clone(),
+                    format!("envelope of {name}"),
+                ));
             }
             envelopes.insert(name, env);
         }
@@ -473,7 +489,11 @@ mod tests {
                 .into_bytes(),
         ] {
             let code = code::encode(CodeKind::Request, &with_core(&payload, &variant));
-            assert!(ParsedRequest::parse(&code).is_err(), "{}", String::from_utf8_lossy(&variant));
+            assert!(
+                ParsedRequest::parse(&code).is_err(),
+                "{}",
+                String::from_utf8_lossy(&variant)
+            );
         }
         // The unchanged core through the same path parses (the test can fail).
         let code = code::encode(CodeKind::Request, &with_core(&payload, parsed.core()));

@@ -82,8 +82,7 @@ pub fn check_request<'a>(
     )
     .map_err(|e| refuse(format!("the manifest it carries is not valid ({e})")))?;
     let m = signed.manifest.clone();
-    if m.vault_id != r.vault_id || m.fingerprint() != r.fingerprint || m.threshold != r.threshold
-    {
+    if m.vault_id != r.vault_id || m.fingerprint() != r.fingerprint || m.threshold != r.threshold {
         return Err(refuse(
             "its vault, fingerprint or threshold differ from its signed manifest".into(),
         ));
@@ -115,18 +114,12 @@ pub fn check_request<'a>(
         )));
     }
     let vault_id = m.vault_id_bytes().expect("checked by parse_self_signed");
-    let share = check_share(
-        vault_id,
-        m.epoch,
-        usize::from(m.threshold),
-        entry,
-        record,
-    )
-    .map_err(|why| {
-        VaultError::invalid(format!(
-            "{who}: {why}; do not approve — call the requester back"
-        ))
-    })?;
+    let share =
+        check_share(vault_id, m.epoch, usize::from(m.threshold), entry, record).map_err(|why| {
+            VaultError::invalid(format!(
+                "{who}: {why}; do not approve — call the requester back"
+            ))
+        })?;
     if let Some(proof_key) = &entry.proof_key {
         if ShareProofKey::derive(&vault_id, m.epoch, &share)
             .public_key()
@@ -205,7 +198,12 @@ fn check_key_chain(
         if pin.fingerprint != fingerprint {
             return Err(VaultError::invalid(format!(
                 "{who}: {}",
-                pins::mismatch(key_recipient, &pin.fingerprint, &fingerprint, PinUse::Approve)
+                pins::mismatch(
+                    key_recipient,
+                    &pin.fingerprint,
+                    &fingerprint,
+                    PinUse::Approve
+                )
             )));
         }
     }
@@ -310,13 +308,19 @@ impl CheckedRequest<'_> {
                 "this is an unseal request, not a drill challenge: answer it with `breakglass approve`",
             ));
         }
-        if self.manifest.custodian(&self.custodian).and_then(|c| c.proof_key.as_ref()).is_none() {
+        if self
+            .manifest
+            .custodian(&self.custodian)
+            .and_then(|c| c.proof_key.as_ref())
+            .is_none()
+        {
             return Err(VaultError::invalid(
                 "this vault's epoch predates share proof keys; ask an admin to run `breakglass rekey` once, then drill again",
             ));
         }
         self.remember(PinUse::Drill)?;
-        let key = ShareProofKey::derive(&self.record.vault_id, self.record.epoch, &self.record.share);
+        let key =
+            ShareProofKey::derive(&self.record.vault_id, self.record.epoch, &self.record.share);
         Ok(super::remote_drill::DrillProof::sign(
             self.request,
             &self.custodian,
@@ -378,7 +382,10 @@ fn open_own_share(
             for name in &mine {
                 if !input.request.envelopes.contains_key(*name) {
                     if let Ok(text) = v.export_envelope(name) {
-                        envelopes.push((format!("the vault copy's envelope for {name}"), text.into_bytes()));
+                        envelopes.push((
+                            format!("the vault copy's envelope for {name}"),
+                            text.into_bytes(),
+                        ));
                     }
                 }
             }
@@ -386,7 +393,8 @@ fn open_own_share(
     }
     if envelopes.is_empty() {
         let names = if mine.is_empty() {
-            "your key matches no custodian of this vault; check you have the right key file".to_string()
+            "your key matches no custodian of this vault; check you have the right key file"
+                .to_string()
         } else {
             format!(
                 "the request carries no envelope for {} (it was made --for another custodian); ask the requester for the full code or yours, or give --envelope FILE",

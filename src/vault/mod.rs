@@ -18,12 +18,12 @@ mod unseal;
 
 pub use alerts::{AlertRow, AlertsReport, FlushReport};
 pub use checkpoint::{verify_export, MergeReport, Unendorsed, UnendorsedVersion};
+pub use custodian::{check_request, Approval, ApproveInput, ApproverKey, CheckedRequest};
 pub use drill::{DrillOutcome, DrillReport, DrillRequest, FullDrillOutcome};
 pub use error::VaultError;
 pub use init::{CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
 pub use rekey::{RekeyChanges, RekeyReport};
-pub use custodian::{check_request, Approval, ApproveInput, ApproverKey, CheckedRequest};
 pub use remote::RequestIssued;
 pub use remote_drill::{DrillChallengeIssued, DrillProof, ProofCheck};
 pub use reports::{

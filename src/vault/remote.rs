@@ -56,10 +56,13 @@ impl Vault {
         let mut envelopes = BTreeMap::new();
         for c in &self.manifest().custodians {
             let armored = self.export_envelope(&c.name)?;
-            let binary = crypto::dearmor(armored.as_bytes()).map_err(|e| VaultError::Custodian {
-                name: c.name.clone(),
-                detail: format!("its envelope in the vault is unreadable ({e}); run `breakglass rekey`"),
-            })?;
+            let binary =
+                crypto::dearmor(armored.as_bytes()).map_err(|e| VaultError::Custodian {
+                    name: c.name.clone(),
+                    detail: format!(
+                        "its envelope in the vault is unreadable ({e}); run `breakglass rekey`"
+                    ),
+                })?;
             envelopes.insert(c.name.clone(), binary);
         }
         Ok((

@@ -120,8 +120,9 @@ impl DrillProof {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let payload = code::decode(CodeKind::DrillProof, text).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&payload)
-            .map_err(|e| format!("is not a readable drill proof ({e}); ask the custodian to send it again"))
+        serde_json::from_slice(&payload).map_err(|e| {
+            format!("is not a readable drill proof ({e}); ask the custodian to send it again")
+        })
     }
 
     /// Check the signature against the custodian's proof key in `manifest`
@@ -175,8 +176,7 @@ impl Vault {
         ttl: chrono::Duration,
         actor: &str,
     ) -> Result<DrillChallengeIssued, VaultError> {
-        let parsed =
-            self.new_request_code(PURPOSE_DRILL, "drill", ttl, actor, String::new())?;
+        let parsed = self.new_request_code(PURPOSE_DRILL, "drill", ttl, actor, String::new())?;
         self.log_request("drill_challenge", &parsed, "remote drill", actor, &[])?;
         let r = &parsed.request;
         Ok(DrillChallengeIssued {

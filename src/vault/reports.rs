@@ -441,7 +441,9 @@ fn last_successful_drills(
         let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
         let drill = match (e.action.as_str(), &details) {
             ("drill", Some(d)) => d.clone(),
-            ("merged", Some(d)) if d.get("foreign_action").and_then(|a| a.as_str()) == Some("drill") => {
+            ("merged", Some(d))
+                if d.get("foreign_action").and_then(|a| a.as_str()) == Some("drill") =>
+            {
                 d.get("foreign_details").cloned().unwrap_or_default()
             }
             _ => continue,
