@@ -80,6 +80,13 @@ fn check<'a>(
     )
 }
 
+/// Pin after the code was written: a failed write changes nothing here.
+fn remember(checked: &CheckedRequest<'_>) {
+    if let Err(e) = checked.remember() {
+        errln!("warning: {e}");
+    }
+}
+
 fn vault_copy(vault_flag: bool, path: &Path) -> Result<Option<Vault>, VaultError> {
     vault_flag.then(|| open(path, Access::ReadOnly)).transpose()
 }
@@ -133,6 +140,7 @@ pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, Vau
         }
     };
     write_new_file(&a.out, format!("{}\n", approval.code).as_bytes())?;
+    remember(&checked);
     render::approval(&approval, &request, &a.out, a.json);
     Ok(EXIT_OK)
 }
@@ -156,6 +164,7 @@ pub fn answer_challenge(
     let checked = check(&challenge, key, a.envelope, vault.as_ref())?;
     let proof = checked.prove()?;
     write_new_file(out, format!("{}\n", proof.code()).as_bytes())?;
+    remember(&checked);
     render::drill_proof(&proof, out, a.json);
     Ok(EXIT_OK)
 }

@@ -106,9 +106,16 @@ fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<
         .create_new(true)
         .mode(0o600)
         .open(&staging)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(staging, path)
+    // A staging file that could not be written whole (a full disk) is removed
+    // at once: a failed command leaves nothing behind.
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&staging, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    written
 }
 
 /// Run `f` holding the state directory's lock, so two commands at once never

@@ -72,11 +72,11 @@ pub struct ParsedRequest {
 pub enum RequestError {
     #[error("request code {0}")]
     Code(#[from] CodeError),
-    #[error("is not a readable request ({0}); ask the requester to send it again")]
+    #[error("request code is not a readable request ({0}); ask the requester to send it again")]
     Unreadable(String),
-    #[error("(request {0}) is not in canonical form (its bytes were re-encoded or edited after it was made); do not approve it — ask the requester to send the original code again")]
+    #[error("request code (request {0}) is not in canonical form (its bytes were re-encoded or edited after it was made); do not approve it — ask the requester to send the original code again")]
     NotCanonical(String),
-    #[error("(request {0}) was altered: its {1} does not match what the request commits to; do not approve it — ask the requester to send the original code again")]
+    #[error("request code (request {0}) was altered: its {1} does not match what the request commits to; do not approve it — ask the requester to send the original code again")]
     Altered(String, String),
     #[error("request {0}: could not compute the read-back words ({1})")]
     Words(String, String),

@@ -258,8 +258,8 @@ impl CheckedRequest<'_> {
     }
 
     /// Seal the share to the request's ephemeral key, bound to the exact
-    /// request, once the words heard by voice match. The pin remembers this
-    /// epoch's key, so an older request is refused from now on.
+    /// request, once the words heard by voice match. Once the approval is
+    /// safely written, call [`CheckedRequest::remember`].
     pub fn approve(&self, typed_words: &str) -> Result<Approval, VaultError> {
         let r = &self.request.request;
         if self.request.is_drill() {
@@ -286,7 +286,6 @@ impl CheckedRequest<'_> {
             .ok_or_else(|| {
                 VaultError::invalid("request code has a malformed recipient; ask for a new request")
             })?;
-        self.remember(PinUse::Approve)?;
         let mut plaintext = zeroize::Zeroizing::new(Vec::new());
         plaintext.extend_from_slice(super::remote::APPROVAL_MAGIC);
         plaintext.extend_from_slice(&request_id);
@@ -318,7 +317,6 @@ impl CheckedRequest<'_> {
                 "this vault's epoch predates share proof keys; ask an admin to run `breakglass rekey` once, then drill again",
             ));
         }
-        self.remember(PinUse::Drill)?;
         let key =
             ShareProofKey::derive(&self.record.vault_id, self.record.epoch, &self.record.share);
         Ok(super::remote_drill::DrillProof::sign(
@@ -328,7 +326,15 @@ impl CheckedRequest<'_> {
         ))
     }
 
-    fn remember(&self, use_: PinUse) -> Result<(), VaultError> {
+    /// After the approval or proof was written: pin this custodian key to the
+    /// vault (first use) and remember this epoch's key, so a request for an
+    /// older epoch is refused from now on and the next chain check starts here.
+    pub fn remember(&self) -> Result<(), VaultError> {
+        let use_ = if self.request.is_drill() {
+            PinUse::Drill
+        } else {
+            PinUse::Approve
+        };
         let m = &self.manifest;
         pins::record_custodian(
             &self.key_recipient,
@@ -435,7 +441,7 @@ fn open_own_share(
     };
     Err(VaultError::Identity {
         label: labels.join(", "),
-        detail: "opens no envelope in this request; check it is your custodian key for this vault"
+        detail: "matches no custodian of this vault: it opens no envelope in this request; check it is your custodian key for this vault"
             .into(),
     })
 }

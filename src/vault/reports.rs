@@ -430,7 +430,8 @@ impl Vault {
 /// epoch: an older epoch's envelope proves nothing about the current one. With
 /// share proof keys in the manifest, a drill counts only if its row (or a row
 /// merged from a copy) carries a proof signed by that custodian's share, and
-/// its time is the signed one: an edited or replayed row adds nothing.
+/// its time is the earlier of the signed one and the row's: an edited or
+/// replayed row can make a drill look older, never fresher.
 fn last_successful_drills(
     entries: &[crate::audit::Entry],
     m: &crate::manifest::Manifest,
@@ -456,7 +457,14 @@ fn last_successful_drills(
         let time = if has_proof_keys {
             match super::DrillProof::from_details(&drill) {
                 Some(p) if p.statement.custodian == e.subject && p.verify(m).is_ok() => {
-                    p.statement.at
+                    let row_time = match e.action.as_str() {
+                        "merged" => details
+                            .as_ref()
+                            .and_then(|d| d.get("foreign_time")?.as_str().map(String::from))
+                            .unwrap_or_else(|| e.time.clone()),
+                        _ => e.time.clone(),
+                    };
+                    p.statement.at.min(row_time)
                 }
                 _ => continue,
             }

@@ -78,9 +78,22 @@ fn words_of(v: &serde_json::Value) -> String {
 /// A request re-encoded canonically after an edit, with a valid code checksum:
 /// what someone in transit (or with the file) can make without any key.
 fn forge(code: &str, edit: impl Fn(&mut Request)) -> String {
-    let mut request = ParsedRequest::parse(code).unwrap().request;
+    let parsed = ParsedRequest::parse(code).unwrap();
+    let mut request = parsed.request.clone();
     edit(&mut request);
-    ParsedRequest::new(request).unwrap().code
+    ParsedRequest::new(request, parsed.manifest, parsed.envelopes)
+        .unwrap()
+        .code
+}
+
+/// The code payload of `code` with its core replaced by `core` (attachments kept).
+fn with_core(code: &str, core: &[u8]) -> Vec<u8> {
+    let payload = code::decode(CodeKind::Request, code).unwrap();
+    let old = u32::from_be_bytes(payload[..4].try_into().unwrap()) as usize;
+    let mut out = (core.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(core);
+    out.extend_from_slice(&payload[4 + old..]);
+    out
 }
 
 impl Open {
@@ -224,9 +237,7 @@ fn requests_expiry_edited_in_the_handed_back_file_cannot_revive_an_expired_reque
         r.expires = "2020-01-01T00:00:00Z".into()
     }))
     .unwrap();
-    record["request"] = String::from_utf8(expired.payload().to_vec())
-        .unwrap()
-        .into();
+    record["request"] = expired.code.clone().into();
     record["request_sha256"] = hex(expired.hash()).into();
     record["expires"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
@@ -262,7 +273,7 @@ fn requests_expiry_edited_in_the_handed_back_file_cannot_revive_an_expired_reque
 fn requests_non_canonical_request_codes_are_refused_by_name() {
     let o = open_request();
     let genuine = ParsedRequest::parse(&o.code).unwrap();
-    let payload = genuine.payload().to_vec();
+    let payload = genuine.core().to_vec();
     let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     let canonical = "not in canonical form";
     let variants: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -306,7 +317,7 @@ fn requests_non_canonical_request_codes_are_refused_by_name() {
     for (what, bytes, why) in variants {
         assert_ne!(bytes, payload, "{what}");
         // A valid code (the checksum is right): only the request bytes are off.
-        let code = code::encode(CodeKind::Request, &bytes);
+        let code = code::encode(CodeKind::Request, &with_core(&o.code, &bytes));
         let out = o.approve_code("bob", &code, &o.words);
         let err = one_line_error(&out);
         assert!(
