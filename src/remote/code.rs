@@ -13,6 +13,8 @@ const MAX_PAYLOAD: usize = 64 * 1024;
 pub enum CodeKind {
     Request,
     Approval,
+    /// A passphrase custodian's public enrolment (`custodian enroll`).
+    Enrolment,
 }
 
 impl CodeKind {
@@ -20,6 +22,7 @@ impl CodeKind {
         match self {
             CodeKind::Request => "BGREQ1:",
             CodeKind::Approval => "BGAPR1:",
+            CodeKind::Enrolment => "BGENR1:",
         }
     }
 
@@ -27,6 +30,7 @@ impl CodeKind {
         match self {
             CodeKind::Request => "request code",
             CodeKind::Approval => "approval code",
+            CodeKind::Enrolment => "enrolment code",
         }
     }
 
@@ -34,6 +38,7 @@ impl CodeKind {
         match self {
             CodeKind::Request => "a request code",
             CodeKind::Approval => "an approval code",
+            CodeKind::Enrolment => "an enrolment code",
         }
     }
 }
@@ -75,7 +80,7 @@ pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
         .filter(|c| !c.is_whitespace() && *c != '>')
         .collect();
     let Some(body) = compact.strip_prefix(kind.prefix()) else {
-        for other in [CodeKind::Request, CodeKind::Approval] {
+        for other in [CodeKind::Request, CodeKind::Approval, CodeKind::Enrolment] {
             if compact.starts_with(other.prefix()) {
                 return Err(CodeError::WrongKind {
                     found: other.with_article(),
@@ -86,6 +91,7 @@ pub fn decode(kind: CodeKind, text: &str) -> Result<Vec<u8>, CodeError> {
         let family = match kind {
             CodeKind::Request => "BGREQ",
             CodeKind::Approval => "BGAPR",
+            CodeKind::Enrolment => "BGENR",
         };
         if compact.starts_with(family) {
             return Err(CodeError::NewerVersion(kind.noun()));

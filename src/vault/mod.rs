@@ -18,7 +18,7 @@ pub use alerts::{AlertRow, AlertsReport, FlushReport};
 pub use checkpoint::{verify_export, MergeReport, Unendorsed, UnendorsedVersion};
 pub use drill::{DrillOutcome, DrillReport, DrillRequest, FullDrillOutcome};
 pub use error::VaultError;
-pub use init::{CustodianSpec, InitOptions, RecipientSpec};
+pub use init::{enrol, validate_custodian_name, CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
 pub use rekey::{RekeyChanges, RekeyReport};
 pub use remote::{approve, Approval, ApproveInput, ApproverKey, RequestIssued};
