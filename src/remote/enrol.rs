@@ -39,7 +39,7 @@ pub enum EnrolError {
     OtherName { in_code: String, given: String },
     #[error("enrolment code was made with --insecure-test-only-kdf, which a real vault refuses; ask {0} to enrol again without it")]
     TestOnly(String),
-    #[error("enrolment code is unusable: {0}; ask the custodian to enrol again with a current breakglass")]
+    #[error("enrolment code is unusable: {0}; ask the custodian to enrol again with `breakglass custodian enroll --passphrase` (no test-only option)")]
     Params(String),
 }
 

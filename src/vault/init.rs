@@ -38,9 +38,10 @@ impl RecipientSpec {
         if let Some(path) = text.strip_prefix('@') {
             let contents = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read recipient file {path}: {e}"))?;
+            // Mail quotes (`> `) are dropped: a code may arrive quoted and wrapped.
             let mut lines = contents
                 .lines()
-                .map(str::trim)
+                .map(|l| l.trim().trim_start_matches(['>', ' ', '\t']))
                 .skip_while(|l| l.is_empty() || l.starts_with('#'));
             let line = lines
                 .next()
