@@ -479,11 +479,14 @@ fn bad_enrolment_codes_are_refused_by_name_and_nothing_is_made() {
     // rekey: a refused code changes nothing.
     let real = Kit::init(&["alice", "bob"], 2);
     let before = real.vault_bytes();
+    let pass_file = home.pass_spec("dave");
     for (spec, want) in [
         (format!("dave={good}"), "which a real vault refuses"),
         (format!("dave={low_cost}"), "below the floor"),
         (format!("erin={good}"), "is for custodian dave, not erin"),
         (format!("dave={damaged}"), "damaged"),
+        (format!("dave={approval}"), "is an approval code"),
+        (format!("dave={above_cap}"), "exceed the cap"),
     ] {
         let out = real
             .bg()
@@ -498,4 +501,20 @@ fn bad_enrolment_codes_are_refused_by_name_and_nothing_is_made() {
         assert!(err.contains(want), "{spec}: want {want:?}, got {err}");
         assert_eq!(real.vault_bytes(), before, "{spec}: the vault is unchanged");
     }
+    // In a test-only vault the code itself is fine, but a passphrase file for it is a mistake.
+    let test_only = Kit::new(&["alice", "bob"]);
+    assert!(init(&test_only, true, &[]).status.success());
+    let before = test_only.vault_bytes();
+    let out = test_only
+        .bg()
+        .args(["rekey", "--add-custodian", &format!("dave={good}")])
+        .args(["--passphrase-file", &pass_file])
+        .arg("--identity")
+        .arg(test_only.key("alice"))
+        .arg("--identity")
+        .arg(test_only.key("bob"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("custodian dave: has a key or an enrolment code"));
+    assert_eq!(test_only.vault_bytes(), before);
 }

@@ -135,7 +135,12 @@ pub enum CustodianCommand {
     },
     /// On your own machine (no vault needed): derive your passphrase custodian key here
     /// and print a one-line public enrolment code (BGENR1:…) to send to the vault admin
-    #[command(alias = "enrol")]
+    #[command(
+        alias = "enrol",
+        after_help = "Send the printed BGENR1:… line (public: name, derived recipient, Argon2id salt and cost, checksum) \
+to the vault admin, who runs `breakglass init --custodian NAME=BGENR1:…` or `breakglass rekey --add-custodian NAME=BGENR1:…` \
+(or NAME=@FILE with --out's file). Your passphrase never leaves this machine; keep it for approve, unseal and drill."
+    )]
     Enroll(EnrollArgs),
 }
 
@@ -158,6 +163,7 @@ pub struct EnrollArgs {
     /// Also write the code to this file (must not exist), for the admin's NAME=@FILE
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Machine-readable output with stable keys
     #[arg(long)]
     pub json: bool,
 }
