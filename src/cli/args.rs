@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a K-of-N vault for its custodians
     Init(InitArgs),
-    /// List custodians or export a custodian's share envelope
+    /// List custodians, export a custodian's share envelope, or enrol as a passphrase custodian
     #[command(subcommand)]
     Custodian(CustodianCommand),
     /// Deposit a new version of a secret (no quorum needed)
@@ -93,13 +93,16 @@ pub struct InitArgs {
     /// Shares needed to open the vault (2 ≤ K ≤ N)
     #[arg(long, value_name = "K")]
     pub threshold: usize,
-    /// A custodian: NAME=age1…, NAME=ssh-ed25519 …, NAME=ssh-rsa …, NAME=@FILE or NAME=passphrase
+    /// A custodian: NAME=age1…, NAME=ssh-ed25519 …, NAME=ssh-rsa …, NAME=BGENR1:… (a passphrase
+    /// custodian's code from `custodian enroll`), NAME=@FILE (a key or such a code) or
+    /// NAME=passphrase (typed at this terminal)
     #[arg(long = "custodian", value_name = "NAME=RECIPIENT", required = true)]
     pub custodians: Vec<String>,
     /// Read a passphrase custodian's passphrase from a file (for automation)
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
-    /// TEST ONLY: cheap Argon2id for passphrase custodians. Insecure; `status` flags it
+    /// TEST ONLY: cheap Argon2id for passphrase custodians (and test-only enrolment codes are
+    /// accepted). Insecure; `status` flags it
     #[arg(long)]
     pub insecure_test_only_kdf: bool,
     #[command(flatten)]
@@ -130,6 +133,39 @@ pub enum CustodianCommand {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// On your own machine (no vault needed): derive your passphrase custodian key here
+    /// and print a one-line public enrolment code (BGENR1:…) to send to the vault admin
+    #[command(
+        alias = "enrol",
+        after_help = "Send the printed BGENR1:… line (public: name, derived recipient, Argon2id salt and cost, checksum) \
+to the vault admin, who runs `breakglass init --custodian NAME=BGENR1:…` or `breakglass rekey --add-custodian NAME=BGENR1:…` \
+(or NAME=@FILE with --out's file). Your passphrase never leaves this machine; keep it for approve, unseal and drill."
+    )]
+    Enroll(EnrollArgs),
+}
+
+/// `custodian enroll`: runs on the custodian's own machine; no vault is read or written.
+#[derive(Args)]
+pub struct EnrollArgs {
+    /// Enrol as a passphrase custodian: your passphrase is asked twice here (or read from
+    /// --passphrase-file) and never leaves this machine
+    #[arg(long, required = true)]
+    pub passphrase: bool,
+    /// Your custodian name, exactly as the admin will give it to init or rekey
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Read your passphrase from this file instead of the terminal (for automation)
+    #[arg(long, value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+    /// TEST ONLY: cheap Argon2id and no strength check; the code says so and a real vault refuses it
+    #[arg(long)]
+    pub insecure_test_only_kdf: bool,
+    /// Also write the code to this file (must not exist), for the admin's NAME=@FILE
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Machine-readable output with stable keys
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -439,7 +475,7 @@ pub struct RekeyArgs {
     /// New threshold K (default: unchanged)
     #[arg(long, value_name = "K")]
     pub threshold: Option<usize>,
-    /// Add a custodian: NAME=age1…, NAME=ssh-…, NAME=@FILE or NAME=passphrase (repeatable)
+    /// Add a custodian: NAME=age1…, NAME=ssh-…, NAME=BGENR1:… (from `custodian enroll`), NAME=@FILE or NAME=passphrase (repeatable)
     #[arg(long = "add-custodian", value_name = "NAME=RECIPIENT")]
     pub add: Vec<String>,
     /// Remove a custodian (repeatable)

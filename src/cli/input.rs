@@ -91,18 +91,21 @@ pub fn passphrase_files(specs: &[String]) -> Result<Vec<(String, Passphrase)>, V
             let (name, path) = spec.split_once('=').ok_or_else(|| {
                 VaultError::Invalid(format!("--passphrase-file {spec}: expected NAME=PATH"))
             })?;
-            let bytes = read_file(
-                Path::new(path),
-                &format!("passphrase file for custodian {name}:"),
-            )?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                VaultError::Invalid(format!(
-                    "passphrase file {path} (custodian {name}): not UTF-8 text"
-                ))
-            })?;
-            Ok((name.to_string(), Passphrase::new(text)))
+            Ok((name.to_string(), passphrase_file(Path::new(path), name)?))
         })
         .collect()
+}
+
+/// Custodian `name`'s passphrase from the file at `path`.
+pub fn passphrase_file(path: &Path, name: &str) -> Result<Passphrase, VaultError> {
+    let bytes = read_file(path, &format!("passphrase file for custodian {name}:"))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        VaultError::Invalid(format!(
+            "passphrase file {} (custodian {name}): not UTF-8 text",
+            path.display()
+        ))
+    })?;
+    Ok(Passphrase::new(text))
 }
 
 /// Ask (twice) for a new passphrase custodian's passphrase at init.

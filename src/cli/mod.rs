@@ -41,7 +41,7 @@ use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::{
-    current_actor, Charset, CustodianSpec, Deposit, DrillRequest, InitOptions, NewValue,
+    current_actor, enrol, Charset, CustodianSpec, Deposit, DrillRequest, InitOptions, NewValue,
     RecipientSpec, RekeyChanges, RemoteApprovals, RotateRequest, SecretKind, Unendorsed,
     UnsealRequest,
 };
@@ -168,6 +168,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             render::init(&vault, a.json);
             Ok(EXIT_OK)
         }
+        Command::Custodian(CustodianCommand::Enroll(a)) => enroll(a),
         Command::Custodian(CustodianCommand::List(f)) => {
             let vault = open(path, Access::ReadOnly)?;
             render::custodians(&vault.custodians(), f.json);
@@ -735,6 +736,36 @@ fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApproval
             format!("{e} (approvals not used: {})", unused.join(", "))
         })
     })
+}
+
+/// `custodian enroll`, on the custodian's own machine: the passphrase is asked
+/// (or read) here, the key derived here, and only the public code leaves.
+fn enroll(a: args::EnrollArgs) -> Result<i32, VaultError> {
+    // `--passphrase` is required by clap: the only kind of enrolment so far.
+    breakglass::vault::validate_custodian_name(&a.name)?;
+    if let Some(out) = &a.out {
+        refuse_existing(out)?;
+    }
+    let passphrase = match &a.passphrase_file {
+        Some(path) => input::passphrase_file(path, &a.name)?,
+        None => input::new_passphrase(&a.name)?.ok_or_else(|| VaultError::Custodian {
+            name: a.name.clone(),
+            detail: "no terminal to ask for the passphrase; pass --passphrase-file PATH".into(),
+        })?,
+    };
+    let enrolment = enrol(
+        &a.name,
+        &passphrase,
+        a.insecure_test_only_kdf,
+        &mut input::Terminal::default(),
+    )?;
+    drop(passphrase);
+    let code = enrolment.code();
+    if let Some(out) = &a.out {
+        write_new_file(out, format!("{code}\n").as_bytes())?;
+    }
+    render::enrolment(&enrolment, &code, a.out.as_deref(), a.json);
+    Ok(EXIT_OK)
 }
 
 /// Parse repeated `NAME=RECIPIENT` options.

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use breakglass::audit::VerifyReport;
-use breakglass::remote::ParsedRequest;
+use breakglass::remote::{Enrolment, ParsedRequest};
 use breakglass::vault::{
     AbandonOutcome, AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport,
     DrillChallengeIssued, DrillProof, DrillReport, ExposedRotation, FlushReport, ListReport,
@@ -45,6 +45,39 @@ pub fn init(vault: &Vault, as_json: bool) {
         m.custodians.len(),
         m.fingerprint()
     );
+}
+
+/// `custodian enroll`: the code alone on stdout (so `> FILE` keeps just the code),
+/// what to do with it on stderr.
+pub fn enrolment(enrolment: &Enrolment, code: &str, out: Option<&std::path::Path>, as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({
+            "name": enrolment.name,
+            "code": code,
+            "recipient": enrolment.recipient,
+            "kdf": enrolment.kdf,
+            "insecure_test_only_kdf": enrolment.insecure_test_only_kdf,
+            "out": out.map(|p| p.display().to_string()),
+        }));
+    }
+    outln!("{code}");
+    let name = &enrolment.name;
+    errln!(
+        "Enrolment code of passphrase custodian {name}: public, it holds no secret. Send it to the vault admin, who adds you with --custodian {name}=BGENR1:… (init) or --add-custodian {name}=BGENR1:… (rekey)."
+    );
+    if let Some(out) = out {
+        errln!(
+            "Also written to {} (the admin can pass {name}=@FILE).",
+            out.display()
+        );
+    }
+    errln!(
+        "Your recipient is {}; check `breakglass custodian list --json` shows it for {name} once you have the vault, and drill with your passphrase.",
+        enrolment.recipient
+    );
+    if enrolment.insecure_test_only_kdf {
+        errln!("warning: made with --insecure-test-only-kdf: only a test-only vault accepts this code.");
+    }
 }
 
 pub fn custodians(report: &CustodianListReport, as_json: bool) {

@@ -67,7 +67,7 @@ impl CustodianRecipient {
             ));
         } else {
             return Err(
-                "expected an age1… key, an ssh-ed25519/ssh-rsa public key, @FILE or the word passphrase"
+                "expected an age1… key, an ssh-ed25519/ssh-rsa public key, an enrolment code (BGENR1:…), @FILE or the word passphrase"
                     .into(),
             );
         };

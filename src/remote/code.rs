@@ -15,13 +15,16 @@ pub enum CodeKind {
     Approval,
     DrillChallenge,
     DrillProof,
+    /// A passphrase custodian's public enrolment (`custodian enroll`).
+    Enrolment,
 }
 
-const ALL_KINDS: [CodeKind; 4] = [
+const ALL_KINDS: [CodeKind; 5] = [
     CodeKind::Request,
     CodeKind::Approval,
     CodeKind::DrillChallenge,
     CodeKind::DrillProof,
+    CodeKind::Enrolment,
 ];
 
 impl CodeKind {
@@ -31,6 +34,7 @@ impl CodeKind {
             CodeKind::Approval => "BGAPR1:",
             CodeKind::DrillChallenge => "BGDRC1:",
             CodeKind::DrillProof => "BGDRP1:",
+            CodeKind::Enrolment => "BGENR1:",
         }
     }
 
@@ -40,6 +44,7 @@ impl CodeKind {
             CodeKind::Approval => "approval code",
             CodeKind::DrillChallenge => "drill challenge code",
             CodeKind::DrillProof => "drill proof code",
+            CodeKind::Enrolment => "enrolment code",
         }
     }
 
@@ -49,6 +54,7 @@ impl CodeKind {
             CodeKind::Approval => "an approval code",
             CodeKind::DrillChallenge => "a drill challenge code",
             CodeKind::DrillProof => "a drill proof code",
+            CodeKind::Enrolment => "an enrolment code",
         }
     }
 

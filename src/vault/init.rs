@@ -11,36 +11,122 @@ use crate::crypto::{
     KDF_TEST_ONLY_INSECURE,
 };
 use crate::manifest::{self, CustodianEntry, KdfSpec, Manifest, FORMAT_VERSION};
+use crate::remote::enrol::{Enrolment, SALT_LEN};
 use crate::store::{EnvelopeRow, Store};
 
 /// Where a custodian's envelope is sealed to.
 #[derive(Debug, Clone)]
 pub enum RecipientSpec {
     PublicKey(CustodianRecipient),
+    /// The passphrase is typed (or read from a file) at this terminal.
     Passphrase,
+    /// A passphrase custodian enrolled on their own machine (`custodian enroll`).
+    Enrolled(Box<Enrolment>),
 }
 
 impl RecipientSpec {
-    /// Parse `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, `@FILE` or `passphrase`.
+    /// Parse `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, `BGENR1:…` (an enrolment
+    /// code), `@FILE` (holding a key or an enrolment code) or `passphrase`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text == "passphrase" {
             return Ok(RecipientSpec::Passphrase);
         }
+        if is_code(text) {
+            return Self::enrolment(text);
+        }
         if let Some(path) = text.strip_prefix('@') {
             let contents = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read recipient file {path}: {e}"))?;
-            let line = contents
+            // Mail quotes (`> `) are dropped: a code may arrive quoted and wrapped.
+            let mut lines = contents
                 .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| l.trim().trim_start_matches(['>', ' ', '\t']))
+                .skip_while(|l| l.is_empty() || l.starts_with('#'));
+            let line = lines
+                .next()
                 .ok_or_else(|| format!("recipient file {path} holds no key"))?;
+            if is_code(line) {
+                // A code wrapped over several lines (by mail) is read whole.
+                let rest: String = lines.take_while(|l| !l.is_empty()).collect();
+                return Self::enrolment(&format!("{line}{rest}"))
+                    .map_err(|e| format!("recipient file {path}: {e}"));
+            }
             return CustodianRecipient::parse_public_key(line)
                 .map(RecipientSpec::PublicKey)
                 .map_err(|e| format!("recipient file {path}: {e}"));
         }
         CustodianRecipient::parse_public_key(text).map(RecipientSpec::PublicKey)
     }
+
+    fn enrolment(code: &str) -> Result<Self, String> {
+        Enrolment::parse(code)
+            .map(|e| RecipientSpec::Enrolled(Box::new(e)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Every breakglass code starts `BG`; no key does. Any of them is read as an
+/// enrolment code, so a request or approval code pasted here is named as such.
+fn is_code(text: &str) -> bool {
+    text.starts_with("BG")
+}
+
+/// A passphrase custodian enrolling on their own machine: check the passphrase's
+/// strength (production KDF only), derive the recipient with Argon2id, and give
+/// the public enrolment. Nothing is written; no vault is needed.
+pub fn enrol(
+    name: &str,
+    passphrase: &Passphrase,
+    insecure_test_only_kdf: bool,
+    progress: &mut dyn KdfProgress,
+) -> Result<Enrolment, VaultError> {
+    validate_custodian_name(name)?;
+    let custodian = |detail: String| VaultError::Custodian {
+        name: name.into(),
+        detail,
+    };
+    if passphrase.is_empty() {
+        return Err(custodian("passphrase is empty".into()));
+    }
+    let params = if insecure_test_only_kdf {
+        KDF_TEST_ONLY_INSECURE
+    } else {
+        crypto::check_passphrase_strength(passphrase, &[name])
+            .map_err(|weak| custodian(weak.to_string()))?;
+        KdfParams::DEFAULT
+    };
+    let salt = crypto::random_bytes::<SALT_LEN>();
+    progress.kdf_started(name);
+    let identity = params.derive_identity(passphrase, &salt);
+    progress.kdf_finished();
+    let text = identity
+        .map_err(VaultError::invalid)?
+        .recipient()
+        .expect("x25519 identities have a recipient");
+    let recipient = CustodianRecipient::from_stored(RecipientKind::Passphrase, &text)
+        .map_err(VaultError::invalid)?;
+    Ok(Enrolment::new(
+        name,
+        &recipient,
+        &salt,
+        params,
+        insecure_test_only_kdf,
+    ))
+}
+
+/// Admit an enrolment code given for custodian `name` (see [`Enrolment::admit`]).
+pub(crate) fn admit_enrolment(
+    name: &str,
+    enrolment: &Enrolment,
+    vault_is_test_only: bool,
+) -> Result<(CustodianRecipient, KdfSpec), VaultError> {
+    enrolment
+        .admit(name, vault_is_test_only)
+        .map_err(|e| VaultError::Custodian {
+            name: name.into(),
+            detail: e.to_string(),
+        })
 }
 
 #[derive(Debug)]
@@ -93,6 +179,11 @@ impl Vault {
             alerts,
         } = options;
         check_custodians(threshold, &custodians, &passphrases)?;
+        for c in &custodians {
+            if let RecipientSpec::Enrolled(enrolment) = &c.recipient {
+                admit_enrolment(&c.name, enrolment, insecure_test_only_kdf)?;
+            }
+        }
         if !insecure_test_only_kdf {
             let names: Vec<&str> = custodians.iter().map(|c| c.name.as_str()).collect();
             check_passphrases_strength(&passphrases, &names)?;
@@ -122,6 +213,11 @@ impl Vault {
         for (spec, share) in custodians.iter().zip(shares) {
             let (recipient, kdf) = match &spec.recipient {
                 RecipientSpec::PublicKey(r) => (r.clone(), None),
+                RecipientSpec::Enrolled(enrolment) => {
+                    let (recipient, kdf) =
+                        admit_enrolment(&spec.name, enrolment, insecure_test_only_kdf)?;
+                    (recipient, Some(kdf))
+                }
                 RecipientSpec::Passphrase => {
                     let pos = passphrases
                         .iter()
@@ -279,10 +375,7 @@ fn check_custodians(
                 })
             }
             Some(c) if !matches!(c.recipient, RecipientSpec::Passphrase) => {
-                return Err(VaultError::Custodian {
-                    name: name.clone(),
-                    detail: "has a key, not a passphrase; drop its --passphrase-file".into(),
-                })
+                return Err(not_typed_here(name));
             }
             _ => {}
         }
@@ -309,6 +402,14 @@ fn check_custodians(
         }
     }
     Ok(())
+}
+
+/// A `--passphrase-file` for a custodian whose passphrase is not typed here.
+pub(crate) fn not_typed_here(name: &str) -> VaultError {
+    VaultError::Custodian {
+        name: name.into(),
+        detail: "has a key or an enrolment code, not a passphrase typed here; drop its --passphrase-file".into(),
+    }
 }
 
 /// Refuse a weak passphrase for a new passphrase custodian (production KDF only:

@@ -21,7 +21,7 @@ pub use checkpoint::{verify_export, MergeReport, Unendorsed, UnendorsedVersion};
 pub use custodian::{check_request, Approval, ApproveInput, ApproverKey, CheckedRequest};
 pub use drill::{DrillOutcome, DrillReport, DrillRequest, FullDrillOutcome};
 pub use error::VaultError;
-pub use init::{CustodianSpec, InitOptions, RecipientSpec};
+pub use init::{enrol, validate_custodian_name, CustodianSpec, InitOptions, RecipientSpec};
 pub use records::SecretValue;
 pub use rekey::{RekeyChanges, RekeyReport};
 pub use remote::RequestIssued;

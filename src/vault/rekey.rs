@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use super::epoch::NextCustodian;
 use super::init::{
-    check_passphrases_strength, validate_custodian_name, CustodianSpec, RecipientSpec,
+    admit_enrolment, check_passphrases_strength, not_typed_here, validate_custodian_name,
+    CustodianSpec, RecipientSpec,
 };
 use super::{UnsealPrompt, UnsealRequest, Vault, VaultError};
 use crate::crypto::{
@@ -71,6 +72,20 @@ impl Vault {
         } else {
             KdfParams::DEFAULT
         };
+        for (name, _) in &changes.new_passphrases {
+            let typed_here = changes
+                .add
+                .iter()
+                .any(|c| &c.name == name && matches!(c.recipient, RecipientSpec::Passphrase));
+            if !typed_here {
+                return Err(not_typed_here(name));
+            }
+        }
+        for spec in &changes.add {
+            if let RecipientSpec::Enrolled(enrolment) = &spec.recipient {
+                admit_enrolment(&spec.name, enrolment, m.insecure_test_only_kdf)?;
+            }
+        }
         if !m.insecure_test_only_kdf {
             let secrets: Vec<String> = self
                 .store
@@ -100,6 +115,11 @@ impl Vault {
             }
             let (recipient, kdf) = match spec.recipient {
                 RecipientSpec::PublicKey(r) => (r, None),
+                RecipientSpec::Enrolled(enrolment) => {
+                    let (recipient, kdf) =
+                        admit_enrolment(&spec.name, &enrolment, m.insecure_test_only_kdf)?;
+                    (recipient, Some(kdf))
+                }
                 RecipientSpec::Passphrase => {
                     let pos = changes
                         .new_passphrases
