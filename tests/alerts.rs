@@ -790,15 +790,17 @@ fn a_copy_on_another_machine_never_sends_what_the_first_one_queued() {
         .write_stdin("n")
         .assert()
         .success();
-    let flushed = support::bg(&b).args(["alerts", "flush"]).output().unwrap();
-    assert_eq!(flushed.status.code(), Some(0), "nothing of B's is queued");
-    assert!(String::from_utf8_lossy(&flushed.stdout).contains("queued by another machine"));
     assert_eq!(lines(&runs), 2, "the copy ran the exec sink");
     assert_eq!(
         lines(&log),
         0,
         "the copy re-sent the first machine's alerts"
     );
+    let flushed = support::bg(&b).args(["alerts", "flush"]).output().unwrap();
+    assert_eq!(flushed.status.code(), Some(0), "nothing of B's is queued");
+    assert!(String::from_utf8_lossy(&flushed.stdout).contains("queued by another machine"));
+    assert_eq!(lines(&runs), 2, "the copy's flush ran the exec sink");
+    assert_eq!(lines(&log), 0, "the copy's flush re-sent the alerts");
     let listed = support::bg(&b)
         .args(["alerts", "list", "--json"])
         .output()

@@ -371,11 +371,9 @@ impl Vault {
         let mut candidates: Vec<(i64, AlertSink, String)> = Vec::new();
         let mut ignored_ids = std::collections::HashSet::new();
         for row in self.store.read().alert_queue(false)? {
-            if mine != Some(&row.origin) {
-                report.queued_elsewhere += 1;
-                continue;
-            }
+            // A row naming no signed sink is named on any machine.
             match self.resolve(&row, &sinks) {
+                Ok(_) if mine != Some(&row.origin) => report.queued_elsewhere += 1,
                 Ok((sink, event)) => {
                     if backed_off.contains(&sink.label()) {
                         report.backing_off += 1;
