@@ -973,3 +973,50 @@ fn an_alert_undelivered_for_15_minutes_and_a_bit_needs_attention() {
         "{attention}"
     );
 }
+
+/// Two commands finishing at once both deliver after their work: an alert
+/// one of them is sending is left alone by the other, so it arrives once.
+#[test]
+fn two_commands_at_once_send_each_alert_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up");
+    let log = dir.path().join("events.jsonl");
+    let kit = kit_with_alerts(&[
+        "--alert-exec".into(),
+        format!(
+            "test -f '{}' && sleep 0.2 && cat >> '{}'",
+            up.display(),
+            log.display()
+        ),
+    ]);
+    for _ in 0..5 {
+        drill(&kit);
+    }
+    rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .execute("DELETE FROM alert_backoff", [])
+        .unwrap();
+    std::fs::write(&up, "").unwrap();
+    let children: Vec<std::process::Child> = (0..2)
+        .map(|i| {
+            let mut cmd = support::spawnable(&kit.vault);
+            cmd.args(["put", &format!("note-{i}"), "--kind", "note"]);
+            let mut child = cmd.spawn().unwrap();
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(b"n").unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    kit.bg().args(["alerts", "flush"]).assert().success();
+    let ids = event_ids(&log);
+    assert_no_repeats(&ids);
+    assert_eq!(ids.len(), 5);
+}

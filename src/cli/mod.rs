@@ -488,7 +488,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let mut vault = open(path, Access::ReadWrite)?;
             let report = vault.flush_alerts(f.adopt)?;
             render::flushed(&report, f.json);
-            Ok(if report.pending == 0 {
+            Ok(if report.pending == 0 && report.origin_problem.is_none() {
                 EXIT_OK
             } else {
                 EXIT_FAILURE

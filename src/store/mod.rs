@@ -475,6 +475,12 @@ impl Store {
         classify(&self.path.display().to_string(), e)
     }
 
+    /// How long a write waits for another command's lock before giving up
+    /// as busy (5 s unless changed; the delivery after a command waits less).
+    pub fn set_lock_wait(&self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
+    }
+
     /// Start this command's single write transaction.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
         let shown = self.path.display().to_string();

@@ -301,8 +301,15 @@ impl Vault {
 
     fn flush(&mut self, run: Run) -> Result<FlushReport, VaultError> {
         use crate::notify::{self, Job};
-        let sinks = self.signed_sinks()?;
-        let origin = notify::origin();
+        let after_command = matches!(run, Run::AfterCommand { .. });
+        if after_command {
+            // The delivery after a command never waits long for another
+            // command's lock: its alerts then wait for the next run.
+            self.store
+                .set_lock_wait(std::time::Duration::from_secs(1))?;
+        }
+        let requeue = matches!(run, Run::Flush { .. } | Run::AfterCommand { requeue: true });
+        let adopt = matches!(run, Run::Flush { adopt: true });
         let mut report = FlushReport {
             delivered: 0,
             failed: Vec::new(),
@@ -313,9 +320,16 @@ impl Vault {
             adopted: 0,
             queued_elsewhere: 0,
             backing_off: 0,
-            origin_problem: origin.as_ref().err().cloned(),
+            origin_problem: None,
         };
-        let requeue = matches!(run, Run::Flush { .. } | Run::AfterCommand { requeue: true });
+        // The common case after a command: nothing queued, nothing to do
+        // (and no origin made for a vault without sinks).
+        if !requeue && self.store.read().alert_queue(false)?.is_empty() {
+            return Ok(report);
+        }
+        let sinks = self.signed_sinks()?;
+        let origin = notify::origin();
+        report.origin_problem = origin.as_ref().err().cloned();
         let missing = if requeue && sinks.values().any(|s| !s.is_empty()) {
             self.missing_alerts(
                 &sinks,
@@ -325,7 +339,6 @@ impl Vault {
         } else {
             Vec::new()
         };
-        let adopt = matches!(run, Run::Flush { adopt: true });
         if adopt && origin.is_err() {
             return Err(VaultError::Invalid(format!(
                 "cannot adopt the queued alerts: this machine has no alert origin ({}); fix the state directory (BREAKGLASS_STATE_DIR) and run `breakglass alerts flush --adopt` again",
@@ -348,7 +361,6 @@ impl Vault {
 
         // Which of this machine's alerts to try now, and their events.
         let now = chrono::Utc::now();
-        let after_command = matches!(run, Run::AfterCommand { .. });
         let budget = if after_command {
             notify::AFTER_COMMAND_BUDGET
         } else {
