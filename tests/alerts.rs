@@ -1020,3 +1020,46 @@ fn two_commands_at_once_send_each_alert_once() {
     assert_no_repeats(&ids);
     assert_eq!(ids.len(), 5);
 }
+
+/// Alerts queued before origins were recorded (schema 5, upgraded) belong
+/// to no machine: nothing sends them unasked, `status` says so, and
+/// `alerts flush --adopt` on the machine that queued them sends them.
+#[test]
+fn alerts_queued_before_origins_wait_for_adopt() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up");
+    let log = dir.path().join("events.jsonl");
+    let kit = kit_with_alerts(&[
+        "--alert-exec".into(),
+        format!("test -f '{}' && cat >> '{}'", up.display(), log.display()),
+    ]);
+    drill(&kit);
+    drill(&kit);
+    // As the schema 6 migration leaves rows queued before it.
+    rusqlite::Connection::open(&kit.vault)
+        .unwrap()
+        .execute_batch("UPDATE alert_queue SET origin = ''; DELETE FROM alert_backoff;")
+        .unwrap();
+    std::fs::write(&up, "").unwrap();
+    kit.put("x", "note", "n");
+    assert_eq!(lines(&log), 0);
+    let status = kit.json(&["status"]);
+    assert_eq!(status["alerts_queued_elsewhere"], 2, "{status}");
+    assert!(
+        status["attention"]
+            .to_string()
+            .contains("2 alert(s) were queued before breakglass recorded which machine sends them"),
+        "{status}"
+    );
+    let out = kit
+        .bg()
+        .args(["alerts", "flush", "--adopt", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["adopted"], 2, "{report}");
+    assert_eq!(lines(&log), 2);
+    assert_no_repeats(&event_ids(&log));
+    assert_eq!(kit.json(&["status"])["alerts_queued_elsewhere"], 0);
+}
