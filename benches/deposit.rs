@@ -189,7 +189,7 @@ fn deposits(c: &mut Criterion) {
                 vault.put(deposit(name(round % secrets)), "bench").unwrap();
                 drop(vault);
                 let mut vault = Vault::open(&path, Access::ReadWrite).unwrap();
-                black_box(vault.deliver_alerts().unwrap())
+                black_box(vault.deliver_alerts(false).unwrap())
             })
         });
     }

@@ -108,7 +108,9 @@ pub fn append(tx: &Tx<'_>, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreEr
 
 /// Queue an alert per signed sink for every alert-worthy row, in the same
 /// transaction. The queue row names only the audit seq and the sink's index in
-/// the manifest of the epoch in force (the newest one in `tx`).
+/// the manifest of the epoch in force (the newest one in `tx`), and the origin
+/// (this machine) that will deliver it; with no origin ('', the state
+/// directory cannot keep one) it waits for `alerts flush --adopt`.
 fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreError> {
     let worthy: Vec<&Entry> = entries
         .iter()
@@ -123,9 +125,13 @@ fn queue_alerts(tx: &Tx<'_>, entries: &[Entry], time: &str) -> Result<(), StoreE
         .last()
         .and_then(|row| serde_json::from_str::<crate::manifest::Manifest>(&row.body).ok());
     let Some(m) = manifest else { return Ok(()) };
+    if m.alerts.is_empty() {
+        return Ok(());
+    }
+    let origin = crate::notify::origin().unwrap_or_default();
     for entry in worthy {
         for index in 0..m.alerts.len() as u32 {
-            tx.enqueue_alert(entry.seq, &entry.hash, m.epoch, index, time)?;
+            tx.enqueue_alert(entry.seq, &entry.hash, m.epoch, index, time, &origin)?;
         }
     }
     Ok(())

@@ -67,7 +67,12 @@ pub enum Command {
         json: bool,
     },
     /// The alert outbox: list it, or deliver what is queued
-    #[command(subcommand)]
+    ///
+    /// After every write command this machine's queued alerts go out, every sink in parallel, within
+    /// 3 s in total; what is not delivered stays queued, and a failing sink backs off (1 min,
+    /// doubling up to 1 h). Each machine sends only the alerts it queued itself: a copy of the vault
+    /// elsewhere never re-sends them. Events carry `event_id` for de-duplication.
+    #[command(subcommand, verbatim_doc_comment)]
     Alerts(AlertsCommand),
     /// Read and verify the audit log (no quorum needed)
     #[command(subcommand)]
@@ -505,15 +510,27 @@ pub struct RekeyArgs {
 
 #[derive(Subcommand)]
 pub enum AlertsCommand {
-    /// Queued alerts (undelivered; --all for every one)
+    /// Queued alerts (undelivered; --all for every one), which machine queued each, and the sinks that back off
     List {
+        /// Delivered ones too
         #[arg(long)]
         all: bool,
+        /// Machine-readable output with stable keys
         #[arg(long)]
         json: bool,
     },
-    /// Try to deliver every queued alert now
-    Flush(JsonFlag),
+    /// Deliver this machine's queued alerts now, to every sink, backing off or not (exit 1 while any stays queued)
+    Flush(FlushArgs),
+}
+
+#[derive(Args)]
+pub struct FlushArgs {
+    /// First make the undelivered alerts that another machine (or an older breakglass) queued this machine's, and send them: for a vault moved here for good. On a mere copy it re-sends what the other machine may have sent (receivers can drop repeats by event_id)
+    #[arg(long)]
+    pub adopt: bool,
+    /// Machine-readable output with stable keys
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Alert sinks, kept in the signed manifest (set at init, changed by rekey).

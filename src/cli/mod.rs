@@ -123,27 +123,17 @@ fn reads_the_whole_log(command: &Command) -> bool {
     )
 }
 
-/// After the command's work is done: try queued alerts once, with short timeouts.
-/// Failures stay queued (and show in `status`); they never change the exit code.
+/// After the command's work is done: try this machine's queued alerts once,
+/// every sink in parallel within one small budget (a dead or hung sink costs
+/// at most that, once; then it backs off). Failures stay queued and are
+/// summed up in one short warning line; they never change the exit code.
 fn deliver_queued_alerts(path: &Path, requeue: bool) {
     let Ok(mut vault) = Vault::open(path, Access::ReadWrite) else {
         return;
     };
-    let delivered = if requeue {
-        vault.flush_alerts()
-    } else {
-        vault.deliver_alerts()
-    };
-    if let Ok(report) = delivered {
-        for ignored in &report.ignored {
-            errln!("warning: {ignored}");
-        }
-        if !report.failed.is_empty() {
-            errln!(
-                "warning: {} alert(s) not delivered and kept queued ({}); see `breakglass alerts list`",
-                report.failed.len(),
-                report.failed.join("; ")
-            );
+    if let Ok(report) = vault.deliver_alerts(requeue) {
+        if let Some(line) = render::alert_warning(&report) {
+            errln!("{line}");
         }
     }
 }
@@ -542,9 +532,9 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Alerts(AlertsCommand::Flush(f)) => {
             let mut vault = open(path, Access::ReadWrite)?;
-            let report = vault.flush_alerts()?;
+            let report = vault.flush_alerts(f.adopt)?;
             render::flushed(&report, f.json);
-            Ok(if report.pending == 0 {
+            Ok(if report.pending == 0 && report.origin_problem.is_none() {
                 EXIT_OK
             } else {
                 EXIT_FAILURE
@@ -900,6 +890,8 @@ fn alert_verify_failed(vault: &Vault, report: &breakglass::audit::VerifyReport) 
         return;
     }
     let payload = serde_json::json!({
+        // Not in the log, so no seq of its own: the first bad one names it.
+        "event_id": format!("{}:audit_verify_failed:{}", m.vault_id, report.first_bad_seq.map_or("-".to_string(), |s| s.to_string())),
         "event": "audit_verify_failed",
         "subject": m.fingerprint(),
         "vault_id": m.vault_id,
@@ -911,7 +903,12 @@ fn alert_verify_failed(vault: &Vault, report: &breakglass::audit::VerifyReport) 
         "time": breakglass::audit::now(),
     })
     .to_string();
-    for failure in breakglass::notify::send_now(&sinks, &payload) {
-        errln!("warning: alert not delivered: {failure}");
+    let failures = breakglass::notify::send_now(&sinks, &payload);
+    if let Some(first) = failures.first() {
+        errln!(
+            "warning: the audit_verify_failed alert did not reach {} sink(s) ({})",
+            failures.len(),
+            render::shorten(first, 120)
+        );
     }
 }

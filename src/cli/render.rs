@@ -159,6 +159,12 @@ pub fn status(report: &StatusReport, as_json: bool) {
             report.oldest_undelivered_alert.as_deref().unwrap_or("?")
         );
     }
+    if report.alerts_queued_elsewhere > 0 {
+        outln!(
+            "Alerts: {} queued by another machine, not sent from here (`breakglass alerts list`)",
+            report.alerts_queued_elsewhere
+        );
+    }
     for b in &report.bypass_codes {
         outln!(
             "Bypass codes {}: {} of {} unused",
@@ -631,6 +637,61 @@ pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json
     }
 }
 
+/// At most `max` characters of `text`, on one line, with "…" if cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+/// "40 s", "12 min", "3 h", "2 days": how long ago `time` was.
+fn age_of(time: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(time) else {
+        return "an unknown time".into();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+/// The one short warning line after a command, or none when this machine has
+/// nothing queued: how many alerts, how old the oldest, and where to look.
+pub fn alert_warning(report: &FlushReport) -> Option<String> {
+    if let Some(problem) = &report.origin_problem {
+        return Some(format!(
+            "warning: alerts cannot be sent from this machine ({}); see `breakglass alerts list`",
+            shorten(problem, 100)
+        ));
+    }
+    let bad = report.ignored.len();
+    if report.pending == 0 && bad == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "warning: {} alert{} queued, the oldest for {}",
+        report.pending,
+        if report.pending == 1 { "" } else { "s" },
+        report
+            .oldest_pending
+            .as_deref()
+            .map_or_else(|| "-".into(), age_of)
+    );
+    if bad > 0 {
+        line.push_str(&format!(", {bad} naming no signed sink"));
+    }
+    line.push_str("; see `breakglass alerts list`");
+    Some(line)
+}
+
 pub fn alerts(report: &AlertsReport, as_json: bool) {
     if as_json {
         return json(report);
@@ -648,7 +709,18 @@ pub fn alerts(report: &AlertsReport, as_json: bool) {
         let state = match (&a.problem, &a.delivered, &a.last_error) {
             (Some(p), _, _) => format!("NOT DELIVERABLE: {p}"),
             (None, Some(t), _) => format!("delivered {t}"),
-            (None, None, Some(e)) => format!("queued, {} attempts, last error: {e}", a.attempts),
+            (None, None, _) if !a.queued_here && a.origin.is_empty() => {
+                "queued before origins were recorded: sent by no machine until adopted".into()
+            }
+            (None, None, _) if !a.queued_here => format!(
+                "queued by another machine ({}): not sent from here",
+                a.origin.get(..8).unwrap_or(&a.origin)
+            ),
+            (None, None, Some(e)) => format!(
+                "queued, {} attempts, last error: {}",
+                a.attempts,
+                shorten(e, 120)
+            ),
             (None, None, None) => "queued".into(),
         };
         let event = a.event.get("event").and_then(|e| e.as_str()).unwrap_or("?");
@@ -660,24 +732,54 @@ pub fn alerts(report: &AlertsReport, as_json: bool) {
             a.sink
         );
     }
+    for b in &report.backoff {
+        outln!(
+            "Backing off: {} failed {} time(s) in a row; next automatic try after {} (`breakglass alerts flush` tries now); last error: {}",
+            b.sink,
+            b.failures,
+            b.retry_after,
+            shorten(b.last_error.as_deref().unwrap_or("-"), 120)
+        );
+    }
+    if report.queued_elsewhere > 0 {
+        outln!(
+            "{} undelivered alert(s) were queued by another machine (or an older breakglass) and are not sent from here; if this vault moved here for good, `breakglass alerts flush --adopt` sends them",
+            report.queued_elsewhere
+        );
+    }
 }
 
 pub fn flushed(report: &FlushReport, as_json: bool) {
     if as_json {
         return json(report);
     }
+    if report.adopted > 0 {
+        outln!(
+            "Adopted {} alert(s) another machine queued.",
+            report.adopted
+        );
+    }
     outln!(
         "Delivered {} alert(s); {} still queued.",
         report.delivered,
         report.pending
     );
+    if report.queued_elsewhere > 0 {
+        outln!(
+            "{} alert(s) queued by another machine were left to it (`--adopt` sends them from here).",
+            report.queued_elsewhere
+        );
+    }
     if report.requeued > 0 {
         errln!(
             "warning: {} alert(s) had been deleted from the queue and were queued again",
             report.requeued
         );
     }
+    if let Some(problem) = &report.origin_problem {
+        errln!("warning: alerts cannot be sent from this machine ({problem})");
+    }
     for f in report.failed.iter().chain(&report.ignored) {
-        errln!("warning: {f}");
+        errln!("warning: {}", shorten(f, 200));
     }
 }

@@ -149,6 +149,24 @@ const STEPS: &[&str] = &[
     CREATE INDEX audit_by_action ON audit (action, seq);
     CREATE INDEX secret_versions_by_state ON secret_versions (secret, state, version);
     CREATE INDEX alert_queue_undelivered ON alert_queue (id) WHERE delivered IS NULL;",
+    // 6: each queued alert records the origin (a random per-machine id kept in
+    // the state directory) that queued it, and only that origin delivers it
+    // unasked, so a copy of the file on another machine never re-sends what
+    // the first one queued; rows queued before have none ('') until adopted.
+    // `claimed_until` keeps a second command from sending an alert another one
+    // is delivering. `alert_backoff` holds each origin's failing sinks (keyed
+    // by the sink as `alerts list` names it; it never chooses one) and when
+    // they are tried again.
+    "ALTER TABLE alert_queue ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alert_queue ADD COLUMN claimed_until TEXT;
+    CREATE TABLE alert_backoff (
+        origin TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        retry_after TEXT NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (origin, sink)
+    );",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
@@ -248,6 +266,37 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 15);
+        assert_eq!(tables, 16);
+    }
+
+    #[test]
+    fn a_version_5_queue_upgrades_with_no_origin_and_no_backoff() {
+        let conn = Connection::open_in_memory().unwrap();
+        for step in &STEPS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute(
+            "INSERT INTO alert_queue (seq, epoch, sink_index, hash, created, attempts, last_error)
+             VALUES (7, 1, 0, 'h', '2026-01-01T00:00:00.000Z', 2, 'refused')",
+            [],
+        )
+        .unwrap();
+        run(&conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        let row: (i64, String, Option<String>, i64, Option<String>) = conn
+            .query_row(
+                "SELECT seq, origin, claimed_until, attempts, last_error FROM alert_queue",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (7, String::new(), None, 2, Some("refused".into())));
+        let backoffs: i64 = conn
+            .query_row("SELECT count(*) FROM alert_backoff", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(backoffs, 0);
+        // The upgraded schema is exactly the one a new file gets.
+        assert_eq!(schema_of(&conn).unwrap(), expected_schema(LATEST).unwrap());
     }
 }

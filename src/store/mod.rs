@@ -153,6 +153,22 @@ pub struct AlertQueueRow {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub delivered: Option<String>,
+    /// The alert origin (a per-machine id) that queued it; '' when unknown
+    /// (queued before schema 6). Only that origin delivers it unasked.
+    pub origin: String,
+    /// A command delivering it now holds it until then.
+    pub claimed_until: Option<String>,
+}
+
+/// A sink that failed, for one origin: left alone until `retry_after`.
+#[derive(Debug, Clone)]
+pub struct BackoffRow {
+    pub origin: String,
+    /// The sink as `alerts list` names it (a key only: it never picks a sink).
+    pub sink: String,
+    pub failures: u32,
+    pub retry_after: String,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -459,6 +475,12 @@ impl Store {
         classify(&self.path.display().to_string(), e)
     }
 
+    /// How long a write waits for another command's lock before giving up
+    /// as busy (5 s unless changed; the delivery after a command waits less).
+    pub fn set_lock_wait(&self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
+    }
+
     /// Start this command's single write transaction.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
         let shown = self.path.display().to_string();
@@ -680,8 +702,9 @@ impl Tx<'_> {
     }
 
     /// Queue the alert for audit row (`seq`, `hash`) to sink `sink_index` of
-    /// epoch `epoch`'s manifest. A queue row for that (seq, sink) but another
-    /// row hash is stale (the log was rewritten) and is replaced, undelivered.
+    /// epoch `epoch`'s manifest, as `origin`'s to deliver. A queue row for that
+    /// (seq, sink) but another row hash is stale (the log was rewritten) and is
+    /// replaced, undelivered.
     pub fn enqueue_alert(
         &self,
         seq: u64,
@@ -689,27 +712,69 @@ impl Tx<'_> {
         epoch: u64,
         sink_index: u32,
         created: &str,
+        origin: &str,
     ) -> Result<(), StoreError> {
         self.run(
-            "INSERT INTO alert_queue (seq, epoch, sink_index, hash, created) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO alert_queue (seq, epoch, sink_index, hash, created, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(seq, sink_index) DO UPDATE SET epoch = excluded.epoch, hash = excluded.hash,
-               created = excluded.created, attempts = 0, last_error = NULL, delivered = NULL
+               created = excluded.created, attempts = 0, last_error = NULL, delivered = NULL,
+               origin = excluded.origin, claimed_until = NULL
              WHERE alert_queue.hash != excluded.hash",
-            params![seq as i64, epoch as i64, sink_index, hash, created],
+            params![seq as i64, epoch as i64, sink_index, hash, created, origin],
         )
     }
 
+    /// Record a delivery. Only an undelivered row changes, so recording one
+    /// twice (two commands that both sent it) keeps the first time.
     pub fn alert_delivered(&self, id: i64, at: &str) -> Result<(), StoreError> {
         self.run(
-            "UPDATE alert_queue SET delivered = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            "UPDATE alert_queue SET delivered = ?2, attempts = attempts + 1, last_error = NULL, claimed_until = NULL
+             WHERE id = ?1 AND delivered IS NULL",
             params![id, at],
         )
     }
 
     pub fn alert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.run(
-            "UPDATE alert_queue SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            "UPDATE alert_queue SET attempts = attempts + 1, last_error = ?2, claimed_until = NULL
+             WHERE id = ?1 AND delivered IS NULL",
             params![id, error],
+        )
+    }
+
+    /// Hold an undelivered alert for this command's delivery until `until`
+    /// (`None` lets it go).
+    pub fn claim_alert(&self, id: i64, until: Option<&str>) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE alert_queue SET claimed_until = ?2 WHERE id = ?1 AND delivered IS NULL",
+            params![id, until],
+        )
+    }
+
+    /// Make every undelivered alert queued by another origin (or none) this
+    /// origin's to deliver. Returns how many.
+    pub fn adopt_alerts(&self, origin: &str) -> Result<usize, StoreError> {
+        self.tx
+            .execute(
+                "UPDATE alert_queue SET origin = ?1, claimed_until = NULL WHERE delivered IS NULL AND origin != ?1",
+                params![origin],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_backoff(&self, row: &BackoffRow) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO alert_backoff (origin, sink, failures, retry_after, last_error) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(origin, sink) DO UPDATE SET failures = excluded.failures,
+               retry_after = excluded.retry_after, last_error = excluded.last_error",
+            params![row.origin, row.sink, row.failures, row.retry_after, row.last_error],
+        )
+    }
+
+    pub fn clear_backoff(&self, origin: &str, sink: &str) -> Result<(), StoreError> {
+        self.run(
+            "DELETE FROM alert_backoff WHERE origin = ?1 AND sink = ?2",
+            params![origin, sink],
         )
     }
 
@@ -1068,17 +1133,23 @@ impl Reader<'_> {
     }
 
     /// Queued alerts, oldest first; only undelivered ones unless `all`.
-    /// A file not yet upgraded (read-only open) has no queue yet: empty.
+    /// A file not yet upgraded (read-only open) has no queue yet: empty; one
+    /// from before schema 6 has no origins (every row's is '').
     pub fn alert_queue(&self, all: bool) -> Result<Vec<AlertQueueRow>, StoreError> {
         if !self.has_table("alert_queue")? {
             return Ok(Vec::new());
         }
-        let sql = if all {
-            "SELECT id, seq, epoch, sink_index, hash, created, attempts, last_error, delivered FROM alert_queue ORDER BY id"
+        let columns = if self.has_table("alert_backoff")? {
+            "origin, claimed_until"
         } else {
-            "SELECT id, seq, epoch, sink_index, hash, created, attempts, last_error, delivered FROM alert_queue WHERE delivered IS NULL ORDER BY id"
+            "'', NULL"
         };
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let filter = if all { "" } else { "WHERE delivered IS NULL" };
+        let sql = format!(
+            "SELECT id, seq, epoch, sink_index, hash, created, attempts, last_error, delivered, {columns}
+             FROM alert_queue {filter} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(AlertQueueRow {
@@ -1091,6 +1162,35 @@ impl Reader<'_> {
                     attempts: r.get(6)?,
                     last_error: r.get(7)?,
                     delivered: r.get(8)?,
+                    origin: r.get(9)?,
+                    claimed_until: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Every origin's failing sinks (none before schema 6).
+    pub fn alert_backoffs(&self) -> Result<Vec<BackoffRow>, StoreError> {
+        if !self.has_table("alert_backoff")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT origin, sink, failures, retry_after, last_error FROM alert_backoff ORDER BY origin, sink")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(BackoffRow {
+                    origin: r.get(0)?,
+                    sink: r.get(1)?,
+                    // An edited count cannot stop the listing.
+                    failures: r
+                        .get::<_, i64>(2)
+                        .map_or(1, |n| n.clamp(0, i64::from(u32::MAX)) as u32),
+                    retry_after: r.get(3)?,
+                    last_error: r.get(4)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -78,6 +78,9 @@ pub struct StatusReport {
     /// Alerts queued and not yet delivered, and when the oldest was queued.
     pub alerts_undelivered: usize,
     pub oldest_undelivered_alert: Option<String>,
+    /// Undelivered alerts another machine (or an unknown one) queued in this
+    /// file: not sent from here (`alerts flush --adopt` takes them over).
+    pub alerts_queued_elsewhere: usize,
     pub attention: Vec<String>,
 }
 
@@ -221,13 +224,14 @@ impl Vault {
             ));
         }
         let bypass_codes = self.secret_policy_attention(&mut attention)?;
-        let (alerts_undelivered, oldest_undelivered_alert) =
+        let (alerts_undelivered, oldest_undelivered_alert, alerts_queued_elsewhere) =
             self.undelivered_alerts(&mut attention)?;
         if let Some(oldest) = &oldest_undelivered_alert {
             let minutes = chrono::DateTime::parse_from_rfc3339(oldest)
                 .map(|t| (now - t.with_timezone(&chrono::Utc)).num_minutes())
                 .unwrap_or(i64::MAX);
-            if minutes > super::alerts::ALERT_STALE_MINUTES {
+            // Older than 15 minutes is 15 min 1 s, not the 16th minute.
+            if super::alerts::is_stale(oldest, now) {
                 attention.push(format!(
                     "{alerts_undelivered} alerts undelivered, the oldest for {minutes} minutes; check the sinks (`breakglass alerts list`) and run `breakglass alerts flush`"
                 ));
@@ -316,6 +320,7 @@ impl Vault {
             bypass_codes,
             alerts_undelivered,
             oldest_undelivered_alert,
+            alerts_queued_elsewhere,
             attention,
         })
     }
