@@ -286,15 +286,15 @@ impl Vault {
                         c.name
                     )),
                     None if m.epoch > 1 => attention.push(format!(
-                        "custodian {} has not drilled since epoch {} began; re-export their envelope (`breakglass custodian export --all --out-dir DIR`) and drill",
+                        "custodian {} has not drilled since epoch {} began; send them a drill challenge (`breakglass drill --remote --out challenge.txt`), or drill with their key here",
                         c.name, m.epoch
                     )),
                     None => attention.push(format!(
-                        "custodian {} has never drilled; run `breakglass drill` with their key",
+                        "custodian {} has never drilled; send them a drill challenge (`breakglass drill --remote --out challenge.txt`), or run `breakglass drill` with their key",
                         c.name
                     )),
                     Some(d) if overdue => attention.push(format!(
-                        "custodian {} last drilled {d} days ago (more than {DRILL_INTERVAL_DAYS}); run `breakglass drill` with their key",
+                        "custodian {} last drilled {d} days ago (more than {DRILL_INTERVAL_DAYS}); send them a drill challenge (`breakglass drill --remote`), or run `breakglass drill` with their key",
                         c.name
                     )),
                     _ => {}
