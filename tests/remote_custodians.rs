@@ -473,3 +473,112 @@ fn request_code_lengths_stay_pasteable() {
         assert!(one_len < 600 * n + 2_000, "{n}: {one_len}");
     }
 }
+
+/// A request whose key chain crosses an epoch made before key links (the
+/// schema-4 fixture is at epoch 2, format 2) is refused until the custodian
+/// approves once with a trusted copy; from then on their pin carries the chain.
+#[test]
+fn an_epoch_without_a_key_link_needs_one_approval_with_a_trusted_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4");
+    let vault = dir.path().join("vault.sqlite");
+    std::fs::copy(fixture.join("vault.sqlite"), &vault).unwrap();
+    let alice_home = dir.path().join("home-alice");
+    std::fs::create_dir(&alice_home).unwrap();
+    std::fs::copy(fixture.join("alice.key"), alice_home.join("me.key")).unwrap();
+    std::fs::copy(fixture.join("bob.key"), dir.path().join("bob.key")).unwrap();
+    let make_request = |file: &str| -> (PathBuf, String) {
+        let path = dir.path().join(file);
+        let out = support::bg(&vault)
+            .args(["request", "--reason", "legacy", "--json", "--out"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let words: Vec<&str> = v["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        std::fs::copy(&path, alice_home.join("request.txt")).unwrap();
+        (path, words.join(" "))
+    };
+    let alice_approves = |words: &str, with_copy: bool| {
+        let _ = std::fs::remove_file(alice_home.join("a.txt"));
+        let mut cmd = bg_without_vault(&alice_home);
+        if with_copy {
+            cmd.arg("--vault").arg(&vault);
+        }
+        cmd.args([
+            "approve",
+            "--request",
+            "request.txt",
+            "--identity",
+            "me.key",
+            "--out",
+            "a.txt",
+        ])
+        .args(["--words", words])
+        .output()
+        .unwrap()
+    };
+    let (_, words) = make_request("r1.txt");
+    let err = one_line_error(&alice_approves(&words, false));
+    assert!(
+        err.contains("epoch 2 was made by an older breakglass") && err.contains("--vault COPY"),
+        "{err}"
+    );
+    let out = alice_approves(&words, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Her pin now holds epoch 2's key: no copy needed any more.
+    let (_, words) = make_request("r2.txt");
+    assert!(alice_approves(&words, false).status.success());
+    // An epoch made now has a link: after a re-key she still needs nothing.
+    support::bg(&vault)
+        .args(["rekey", "--identity"])
+        .arg(fixture.join("alice.key"))
+        .arg("--identity")
+        .arg(dir.path().join("bob.key"))
+        .assert()
+        .success();
+    let (_, words) = make_request("r3.txt");
+    let out = alice_approves(&words, false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_envelope_swapped_in_the_file_is_named_before_the_words() {
+    let kit = mixed_vault();
+    // Someone with the file puts carol's envelope in bob's row.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE envelopes SET envelope = (SELECT envelope FROM envelopes WHERE custodian = 'carol') WHERE custodian = 'bob'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let (req, _) = request(&kit, "req.txt", &[]);
+    let out = approve(&kit, "bob", &req, "wrong words on purpose");
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("matches no custodian") || err.contains("opens no envelope"),
+        "{err}"
+    );
+    assert!(!err.contains("words"), "{err}");
+}

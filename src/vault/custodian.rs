@@ -435,6 +435,14 @@ fn open_own_share(
             "{problem}; check the key file and its passphrase"
         )));
     }
+    if !mine.is_empty() {
+        let tried: Vec<&str> = envelopes.iter().map(|(l, _)| l.as_str()).collect();
+        return Err(VaultError::invalid(format!(
+            "your key is custodian {}'s, but {} does not open with it (an envelope swapped in the vault file, or a damaged code); do not approve — tell the requester",
+            mine.join(", "),
+            tried.join(", ")
+        )));
+    }
     let labels: Vec<&str> = match &input.key {
         ApproverKey::Identities(files) => files.iter().map(|(l, _)| l.as_str()).collect(),
         ApproverKey::Passphrase(name, _) => vec![name.as_str()],
