@@ -577,7 +577,9 @@ fn an_envelope_swapped_in_the_file_is_named_before_the_words() {
     let out = approve(&kit, "bob", &req, "wrong words on purpose");
     let err = one_line_error(&out);
     assert!(
-        err.contains("matches no custodian") || err.contains("opens no envelope"),
+        err.contains(
+            "your key is custodian bob's, but the request's envelope for bob does not open with it"
+        ),
         "{err}"
     );
     assert!(!err.contains("words"), "{err}");
