@@ -330,13 +330,16 @@ pub struct UnsealArgs {
     /// A passphrase custodian's passphrase from a file (repeatable)
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
-    /// A secret to reveal (repeatable)
+    /// A secret to reveal whole (repeatable; all reveals share this one quorum)
     #[arg(long = "reveal", value_name = "NAME")]
     pub reveal: Vec<String>,
+    /// A bypass-codes secret: hand out only its next unused code and mark it used (repeatable; combines with --reveal)
+    #[arg(long = "reveal-one", value_name = "NAME")]
+    pub reveal_one: Vec<String>,
     /// Do not move to a new key epoch after revealing (warned and logged; a re-key stays due)
     #[arg(long)]
     pub no_rekey: bool,
-    /// For bypass-codes secrets: reveal only the next unused code and mark it used
+    /// Every bypass-codes secret named by --reveal hands out one code, as with --reveal-one; other secrets are still revealed whole (older form of --reveal-one)
     #[arg(long)]
     pub one: bool,
     /// Endorse the versions and rotation settings written since the last checkpoint (they are listed first); without it a terminal asks, and with no terminal they stay unendorsed

@@ -39,6 +39,7 @@ use breakglass::audit::{Anchor, AnchorMismatch};
 use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
+use breakglass::vault::Reveal;
 use breakglass::vault::{
     approve as approve_request, current_actor, ApproveInput, ApproverKey, Charset, CustodianSpec,
     Deposit, DrillRequest, InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals,
@@ -397,7 +398,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 actor,
                 identities: input::identity_files(&a.identities)?,
                 passphrases: input::passphrase_files(&a.passphrase_files)?,
-                reveal: a.reveal,
+                reveal: a
+                    .reveal
+                    .into_iter()
+                    .map(Reveal::whole)
+                    .chain(a.reveal_one.into_iter().map(Reveal::one_code))
+                    .collect(),
                 no_rekey: a.no_rekey,
                 one_code: a.one,
                 ssh_key_prompt: input::ssh_key_passphrase,

@@ -30,7 +30,9 @@ pub use rotate::{
     AbandonOutcome, Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest,
     DEFAULT_LENGTH,
 };
-pub use unseal::{RemoteApprovals, Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
+pub use unseal::{
+    RemoteApprovals, Reveal, RevealMode, Revealed, UnsealPrompt, UnsealReport, UnsealRequest,
+};
 
 use std::path::Path;
 
