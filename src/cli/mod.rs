@@ -378,7 +378,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Unseal(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let remote = match &a.request {
-                Some(file) => Some(remote_approvals(file, &a.approvals)?),
+                Some(file) => Some(remote_approvals(&mut vault, file, &a.approvals, &actor)?),
                 None => None,
             };
             let reason = match (&remote, a.reason) {
@@ -675,7 +675,12 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
 /// The requester's side of `unseal --request`: the request file only names the
 /// request; the request itself and its ephemeral key come from the record kept on
 /// this machine when it was made. Then the approval codes that came back.
-fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApprovals, VaultError> {
+fn remote_approvals(
+    vault: &mut Vault,
+    file: &Path,
+    approvals: &[PathBuf],
+    actor: &str,
+) -> Result<RemoteApprovals, VaultError> {
     let text = input::text(Some(file), "request code file")?;
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", file.display())))?;
@@ -688,14 +693,17 @@ fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApproval
             ))
         })
         .collect::<Result<Vec<_>, VaultError>>()?;
-    RemoteApprovals::open(&request, &file.display().to_string(), codes).map_err(|e| {
-        let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
-        VaultError::Invalid(if unused.is_empty() {
-            e.to_string()
-        } else {
-            format!("{e} (approvals not used: {})", unused.join(", "))
+    let label = file.display().to_string();
+    vault
+        .open_request(&request, &label, codes, actor)
+        .map_err(|e| {
+            let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
+            VaultError::Invalid(if unused.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e} (approvals not used: {})", unused.join(", "))
+            })
         })
-    })
 }
 
 /// The custodian's side: show the request, check the read-back words, approve.

@@ -209,7 +209,8 @@ fn recorded_request(request_id: &str, file: &PendingFile) -> Result<ParsedReques
 
 /// The open, unexpired request `request_id` made on this machine, from this
 /// machine's own record (never from a request file handed back). An expired one
-/// is closed on the spot.
+/// is refused and left as it is: the caller logs its use (`request_expired`),
+/// then closes it ([`close`]), so the row is never lost to a record closed first.
 pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     let id = request_id;
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -229,7 +230,6 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     }
     let request = recorded_request(id, &file)?;
     if request.is_expired() {
-        close(id, "expired")?;
         return Err(PendingError::Expired(
             id.to_string(),
             request.request.expires.clone(),
@@ -249,7 +249,19 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     Ok(PendingRequest { request, identity })
 }
 
-/// Delete the ephemeral key, leaving a tombstone that says why.
+/// The request `request_id` as recorded here, if its record says it has
+/// expired: past its expiry, or already closed as expired (by `status`, or by
+/// an earlier use). `None` for an unknown, damaged, used or unexpired one.
+pub fn expired(request_id: &str) -> Option<ParsedRequest> {
+    let file = read(request_id).ok()??;
+    let request = recorded_request(request_id, &file).ok()?;
+    let closed_expired = file
+        .closed
+        .as_deref()
+        .is_some_and(|why| why.starts_with("expired"));
+    (closed_expired || (file.closed.is_none() && request.is_expired())).then_some(request)
+}
+
 /// Remove a request whose audit row was never written: it never existed as
 /// far as the vault knows. Deleting needs no free space, unlike closing.
 pub fn discard(request_id: &str) -> Result<(), PendingError> {
@@ -265,6 +277,8 @@ pub fn discard(request_id: &str) -> Result<(), PendingError> {
     })
 }
 
+/// Delete the ephemeral key, leaving a tombstone that says why. A record
+/// already closed keeps its first tombstone.
 pub fn close(request_id: &str, why: &str) -> Result<(), PendingError> {
     super::pins::locked(|| close_locked(request_id, why))
 }
@@ -273,6 +287,9 @@ fn close_locked(request_id: &str, why: &str) -> Result<(), PendingError> {
     let Some(mut file) = read(request_id)? else {
         return Ok(());
     };
+    if file.closed.is_some() {
+        return Ok(());
+    }
     file.identity = None;
     file.closed = Some(format!("{why} at {}", crate::audit::now()));
     let path = file_for(request_id);
