@@ -318,11 +318,11 @@ pub struct UnsealArgs {
     /// Why the vault is being opened (logged); with --request, the request's reason is used
     #[arg(long, required_unless_present = "request", conflicts_with = "request")]
     pub reason: Option<String>,
-    /// A request made on this machine with `breakglass request`
-    #[arg(long, value_name = "FILE")]
+    /// A request made on this machine with `breakglass request` (its code file, or - for stdin)
+    #[arg(long, value_name = "FILE|-")]
     pub request: Option<PathBuf>,
-    /// An approval code file from a remote custodian (repeatable)
-    #[arg(long = "approval", value_name = "FILE", requires = "request")]
+    /// Approval code files from remote custodians: several after one flag (`--approval dir/*`), repeatable; at most one code as - (stdin)
+    #[arg(long = "approval", value_name = "FILE|-", requires = "request", num_args = 1..)]
     pub approvals: Vec<PathBuf>,
     /// An age identity file or OpenSSH private key of a custodian (repeatable)
     #[arg(long = "identity", value_name = "FILE")]

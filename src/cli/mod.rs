@@ -325,8 +325,22 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             let ttl = parse_ttl(&a.ttl).map_err(VaultError::Invalid)?;
             refuse_existing(&a.out)?;
             let mut vault = open(path, Access::ReadWrite)?;
-            let issued = vault.create_request(&a.reason, ttl, &actor)?;
-            write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
+            // Made before the request, so an --out that cannot be written
+            // leaves nothing: no request row, no key in the state directory.
+            let out = create_new_file(&a.out)?;
+            let issued = vault
+                .create_request(&a.reason, ttl, &actor)
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&a.out);
+                })?;
+            fill_new_file(out, &a.out, format!("{}\n", issued.code).as_bytes()).map_err(|e| {
+                // Nobody has the code: its key goes, and nothing can approve it.
+                let _ = breakglass::remote::pending::discard(&issued.request_id);
+                VaultError::Invalid(format!(
+                    "{e}; request {} was withdrawn (its key deleted)",
+                    issued.request_id
+                ))
+            })?;
             render::request(&issued, &a.out, a.json);
             Ok(EXIT_OK)
         }
@@ -650,25 +664,35 @@ fn refuse_existing(path: &Path) -> Result<(), VaultError> {
 
 /// Create `path` mode 0600, refusing to overwrite anything.
 fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
+    fill_new_file(create_new_file(path)?, path, contents)
+}
+
+fn out_failed(path: &Path, e: std::io::Error) -> VaultError {
+    VaultError::Invalid(format!(
+        "--out {}: cannot write it ({e}); choose a new file",
+        path.display()
+    ))
+}
+
+/// Create `path` empty, mode 0600, refusing to overwrite anything.
+fn create_new_file(path: &Path) -> Result<std::fs::File, VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| {
-        VaultError::Invalid(format!(
-            "--out {}: cannot write it ({e}); choose a new file",
-            path.display()
-        ))
-    };
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(fail)?;
-    // A partial file (a full disk) is removed: it would look like a whole one.
+        .map_err(|e| out_failed(path, e))
+}
+
+/// Write and sync `contents` into the new file `file` at `path`; on failure the
+/// file is removed, as a partial one (a full disk) would look like a whole one.
+fn fill_new_file(mut file: std::fs::File, path: &Path, contents: &[u8]) -> Result<(), VaultError> {
     file.write_all(contents)
         .and_then(|_| file.sync_all())
         .map_err(|e| {
             let _ = std::fs::remove_file(path);
-            fail(e)
+            out_failed(path, e)
         })
 }
 
@@ -681,23 +705,28 @@ fn remote_approvals(
     approvals: &[PathBuf],
     actor: &str,
 ) -> Result<RemoteApprovals, VaultError> {
-    let text = input::text(Some(file), "request code file")?;
-    let request = ParsedRequest::parse(&text)
-        .map_err(|e| VaultError::Invalid(format!("{}: {e}", file.display())))?;
+    let stdin = Path::new("-");
+    let dashes = std::iter::once(file)
+        .chain(approvals.iter().map(PathBuf::as_path))
+        .filter(|p| *p == stdin)
+        .count();
+    if dashes > 1 {
+        return Err(VaultError::Invalid(format!(
+            "--request/--approval: - (stdin) is given {dashes} times, and stdin carries one code; give the others as files"
+        )));
+    }
+    let mut stdin_used = false;
+    let (label, text) = input::code_file(file, "--request", "request code", &mut stdin_used)?;
+    let request =
+        ParsedRequest::parse(&text).map_err(|e| VaultError::Invalid(format!("{label}: {e}")))?;
     let codes = approvals
         .iter()
-        .map(|p| {
-            Ok((
-                p.display().to_string(),
-                input::text(Some(p), "approval code file")?,
-            ))
-        })
+        .map(|p| input::code_file(p, "--approval", "approval code", &mut stdin_used))
         .collect::<Result<Vec<_>, VaultError>>()?;
-    let label = file.display().to_string();
+    let unused: Vec<String> = codes.iter().map(|(label, _)| label.clone()).collect();
     vault
         .open_request(&request, &label, codes, actor)
         .map_err(|e| {
-            let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
             VaultError::Invalid(if unused.is_empty() {
                 e.to_string()
             } else {
@@ -708,11 +737,12 @@ fn remote_approvals(
 
 /// The custodian's side: show the request, check the read-back words, approve.
 fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
-    let text = if a.request == "-" {
-        input::text(None, "request code")?
-    } else {
-        input::text(Some(Path::new(&a.request)), "request code file")?
-    };
+    let (_, text) = input::code_file(
+        Path::new(&a.request),
+        "--request",
+        "request code",
+        &mut false,
+    )?;
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
     refuse_existing(&a.out)?;

@@ -87,6 +87,10 @@ pub enum PendingError {
     Damaged(String, String, String),
     #[error("state directory {0}: {1}")]
     Io(String, String),
+    #[error("request {0} was never logged in this vault (the `breakglass request` that made it was interrupted, or this is another copy of the vault); it cannot be used — make a new request")]
+    NotLogged(String),
+    #[error("{0}")]
+    Vault(String),
 }
 
 fn io_err(e: std::io::Error) -> PendingError {
@@ -296,6 +300,39 @@ fn close_locked(request_id: &str, why: &str) -> Result<(), PendingError> {
     let staging = path.with_extension(CLOSING);
     write_staging(&staging, &serde_json::to_vec(&file).expect("serializes"))?;
     std::fs::rename(&staging, &path).map_err(io_err)
+}
+
+/// Open records of requests for `vault_id` last written more than `age` ago:
+/// ids only, nothing closed or read beyond what says which vault they are for.
+pub fn open_ids_older_than(vault_id: &str, age: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(requests_dir()) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        let Ok(bytes) = std::fs::read(entry.path()).map(Zeroizing::new) else {
+            continue;
+        };
+        let Ok(file) = serde_json::from_slice::<PendingFile>(&bytes) else {
+            continue;
+        };
+        let vault = recorded_request(&file.request_id, &file)
+            .map(|parsed| parsed.request.vault_id)
+            .unwrap_or_else(|_| file.vault_id.clone());
+        if old && file.closed.is_none() && vault == vault_id {
+            ids.push(file.request_id);
+        }
+    }
+    ids
 }
 
 /// Requests made on this machine for a vault; expired ones are closed as they are seen.

@@ -11,6 +11,7 @@ mod records;
 mod rekey;
 mod remote;
 mod reports;
+mod requests;
 mod rotate;
 mod unseal;
 

@@ -96,6 +96,7 @@ impl Vault {
         })
         .map_err(|e| VaultError::invalid(e.to_string()))?;
         drop(identity);
+        self.sweep_unlogged_requests();
         // Argon2id: computed once here, and once by each custodian.
         let read_back = parsed
             .words()

@@ -148,57 +148,6 @@ impl RemoteApprovals {
     }
 }
 
-impl Vault {
-    /// `unseal --request`: [`RemoteApprovals::open`], and when the request has
-    /// expired, its use is logged as `request_expired` (and so alerted) before
-    /// its record is closed; it is still refused.
-    pub fn open_request(
-        &mut self,
-        handed_back: &ParsedRequest,
-        handed_back_label: &str,
-        approvals: Vec<(String, String)>,
-        actor: &str,
-    ) -> Result<RemoteApprovals, PendingError> {
-        let opened = RemoteApprovals::open(handed_back, handed_back_label, approvals);
-        if let Err(PendingError::Expired(..) | PendingError::Closed(..)) = &opened {
-            if let Some(request) = pending::expired(&handed_back.request.request_id) {
-                self.request_expired(&request, actor);
-            }
-        }
-        opened
-    }
-
-    /// An expired request of this vault was used: write its `request_expired`
-    /// row unless the log already has one for it (so the row and its alert
-    /// come once however often it is tried), then close its record. Best
-    /// effort: the refusal is what the user needs; a row that could not be
-    /// written is tried again at the next use, as the log still lacks it.
-    fn request_expired(&mut self, request: &ParsedRequest, actor: &str) {
-        let r = &request.request;
-        if r.vault_id == hex::encode(self.vault_id()) {
-            let _ = (|| -> Result<(), VaultError> {
-                let tx = self.store.begin()?;
-                let logged = tx
-                    .read()
-                    .audit_entries_with(&["request_expired"])?
-                    .iter()
-                    .any(|e| e.subject == r.request_id);
-                if !logged {
-                    audit::append(
-                        &tx,
-                        vec![NewEntry::new(actor, "request_expired", &r.request_id)
-                            .reason(&r.reason)
-                            .details(serde_json::json!({ "expires": r.expires }))],
-                    )?;
-                    tx.commit()?;
-                }
-                Ok(())
-            })();
-        }
-        let _ = pending::close(&r.request_id, "expired");
-    }
-}
-
 pub struct Revealed {
     pub name: String,
     pub kind: SecretKind,
