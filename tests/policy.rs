@@ -78,6 +78,9 @@ fn low_code_count_is_flagged() {
 fn one_is_only_for_bypass_codes() {
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "pw");
+    kit.put("steps", "note", "call the lead");
+    let before = kit.vault_bytes();
+    // --one with no bypass-codes secret to reveal: refused, naming one.
     let out = kit
         .unseal(&["alice", "bob"], &["vpn"])
         .arg("--one")
@@ -89,6 +92,168 @@ fn one_is_only_for_bypass_codes() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // --reveal-one of a password or a note is refused by name, whatever else is named.
+    for name in ["vpn", "steps"] {
+        let out = kit
+            .unseal(&["alice", "bob"], &[])
+            .args(["--reveal-one", name])
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        assert!(
+            err.contains(&format!("secret {name}: is a "))
+                && err.contains("--reveal-one hands out single bypass codes only")
+                && err.contains(&format!("use --reveal {name} for the whole value")),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // One name in both modes is refused.
+    kit.put("duo", "bypass-codes", "1 2 3");
+    let before_duo = kit.vault_bytes();
+    let out = kit
+        .unseal(&["alice", "bob"], &["duo"])
+        .args(["--reveal-one", "duo"])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("secret duo: is named by both --reveal and --reveal-one"));
+    // --one with nothing to reveal is a mistake, not a quorum session.
+    let out = kit
+        .unseal(&["alice", "bob"], &[])
+        .arg("--one")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("no secret is named to reveal; use --reveal-one NAME"));
+    // Refused before any share is gathered: nothing was written.
+    assert_ne!(before, before_duo);
+    assert_eq!(kit.vault_bytes(), before_duo);
+}
+
+/// The outage of the issue: a password and one bypass code in one quorum, in
+/// one transaction, one new epoch; each reveal says its mode.
+fn password_and_one_code_in_one_unseal(extra: &[&str]) -> serde_json::Value {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "vpn-pw");
+    kit.put("duo", "bypass-codes", "111111\n222222\n333333\n");
+    kit.put("steps", "note", "call the lead");
+    let before = kit.audit_actions().len();
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn", "steps"])
+        .args(extra)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let revealed = v["revealed"].as_array().unwrap();
+    let by_name = |name: &str| revealed.iter().find(|r| r["name"] == name).unwrap().clone();
+    assert_eq!(revealed.len(), 3, "{v}");
+    let vpn = by_name("vpn");
+    assert_eq!(
+        (
+            &vpn["mode"],
+            &vpn["value"],
+            &vpn["code_index"],
+            &vpn["codes_left"]
+        ),
+        (
+            &"whole".into(),
+            &"vpn-pw".into(),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null
+        )
+    );
+    let steps = by_name("steps");
+    assert_eq!(
+        (&steps["mode"], &steps["value"]),
+        (&"whole".into(), &"call the lead".into())
+    );
+    let duo = by_name("duo");
+    assert_eq!(
+        (
+            &duo["mode"],
+            &duo["value"],
+            &duo["code_index"],
+            &duo["codes_left"]
+        ),
+        (&"one-code".into(), &"111111".into(), &0.into(), &2.into())
+    );
+    assert_eq!(
+        (v["epoch"].as_u64(), v["new_epoch"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // One quorum session: one unseal row, a reveal row per secret with its mode, one new epoch.
+    let log = kit.json(&["audit", "log"])["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let new: Vec<&serde_json::Value> = log[before..].iter().collect();
+    let count = |action: &str| new.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(
+        (count("unseal"), count("reveal"), count("new_epoch")),
+        (1, 3, 1)
+    );
+    let mode_of = |name: &str| {
+        new.iter()
+            .find(|e| e["action"] == "reveal" && e["subject"] == name)
+            .map(|e| e["details"]["mode"].clone())
+            .unwrap()
+    };
+    assert_eq!(mode_of("vpn"), "whole");
+    assert_eq!(mode_of("duo"), "one-code");
+    // The password and the note are exposed; the codes are not, one is used.
+    let list = kit.json(&["list"]);
+    let state = |name: &str| {
+        list["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["state"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (state("vpn"), state("steps"), state("duo")),
+        ("exposed".into(), "exposed".into(), "ok".into())
+    );
+    assert_eq!(kit.json(&["status"])["bypass_codes"][0]["remaining"], 2);
+    v
+}
+
+#[test]
+fn reveal_one_and_reveal_share_one_quorum() {
+    password_and_one_code_in_one_unseal(&["--reveal-one", "duo"]);
+}
+
+#[test]
+fn one_gives_one_code_of_each_bypass_codes_reveal_and_the_rest_whole() {
+    password_and_one_code_in_one_unseal(&["--reveal", "duo", "--one"]);
+}
+
+#[test]
+fn human_output_says_which_reveal_is_one_code() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "vpn-pw");
+    kit.put("duo", "bypass-codes", "111111 222222");
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn"])
+        .args(["--reveal-one", "duo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("--- vpn (password, v1)\nvpn-pw\n"), "{text}");
+    assert!(
+        text.contains(
+            "--- duo (bypass-codes, v1; one code, now marked used, 1 unused left)\n111111\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("222222"), "{text}");
 }
 
 #[test]

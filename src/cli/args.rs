@@ -411,11 +411,11 @@ pub struct UnsealArgs {
     /// Why the vault is being opened (logged); with --request, the request's reason is used
     #[arg(long, required_unless_present = "request", conflicts_with = "request")]
     pub reason: Option<String>,
-    /// A request made on this machine with `breakglass request`
-    #[arg(long, value_name = "FILE")]
+    /// A request made on this machine with `breakglass request` (its code file, or - for stdin)
+    #[arg(long, value_name = "FILE|-")]
     pub request: Option<PathBuf>,
-    /// An approval code file from a remote custodian (repeatable)
-    #[arg(long = "approval", value_name = "FILE", requires = "request")]
+    /// Approval code files from remote custodians: several after one flag (`--approval dir/*`), repeatable; at most one code as - (stdin)
+    #[arg(long = "approval", value_name = "FILE|-", requires = "request", num_args = 1..)]
     pub approvals: Vec<PathBuf>,
     /// An age identity file or OpenSSH private key of a custodian (repeatable)
     #[arg(long = "identity", value_name = "FILE")]
@@ -423,13 +423,16 @@ pub struct UnsealArgs {
     /// A passphrase custodian's passphrase from a file (repeatable)
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
-    /// A secret to reveal (repeatable)
+    /// A secret to reveal whole (repeatable; all reveals share this one quorum)
     #[arg(long = "reveal", value_name = "NAME")]
     pub reveal: Vec<String>,
+    /// A bypass-codes secret: hand out only its next unused code and mark it used (repeatable; combines with --reveal)
+    #[arg(long = "reveal-one", value_name = "NAME")]
+    pub reveal_one: Vec<String>,
     /// Do not move to a new key epoch after revealing (warned and logged; a re-key stays due)
     #[arg(long)]
     pub no_rekey: bool,
-    /// For bypass-codes secrets: reveal only the next unused code and mark it used
+    /// Every bypass-codes secret named by --reveal hands out one code, as with --reveal-one; other secrets are still revealed whole (older form of --reveal-one)
     #[arg(long)]
     pub one: bool,
     /// Endorse the versions and rotation settings written since the last checkpoint (they are listed first); without it a terminal asks, and with no terminal they stay unendorsed

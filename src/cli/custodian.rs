@@ -44,13 +44,9 @@ fn approver_key(
     ))
 }
 
-/// Read a code from a file or `-` (stdin).
-fn read_code(source: &str, what: &str) -> Result<String, VaultError> {
-    if source == "-" {
-        input::text(None, what)
-    } else {
-        input::text(Some(Path::new(source)), &format!("{what} file"))
-    }
+/// Read a code from a file or `-` (stdin); a code pasted as the argument is named.
+fn read_code(source: &str, flag: &str, what: &str) -> Result<String, VaultError> {
+    input::code_file(Path::new(source), flag, what, &mut false).map(|(_, text)| text)
 }
 
 /// Check the code against the custodian's key (and a `--vault` copy, only if
@@ -94,7 +90,7 @@ fn vault_copy(vault_flag: bool, path: &Path) -> Result<Option<Vault>, VaultError
 /// `approve`: check everything, show the request, then ask for the words (up
 /// to three tries on a terminal) and write the approval code.
 pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultError> {
-    let text = read_code(&a.request, "request code")?;
+    let text = read_code(&a.request, "--request", "request code")?;
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
     refuse_existing(&a.out)?;
@@ -152,7 +148,7 @@ pub fn answer_challenge(
     vault_flag: bool,
     path: &Path,
 ) -> Result<i32, VaultError> {
-    let text = read_code(a.challenge, "drill challenge code")?;
+    let text = read_code(a.challenge, "--challenge", "drill challenge code")?;
     let challenge = ParsedRequest::parse_challenge(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.challenge)))?;
     let out = a.out.ok_or_else(|| {

@@ -56,6 +56,61 @@ pub fn text(file: Option<&Path>, what: &str) -> Result<String, VaultError> {
     String::from_utf8(bytes).map_err(|_| VaultError::Invalid(format!("{what} is not UTF-8 text")))
 }
 
+/// What a command-line argument that should name a file looks like when it is
+/// a pasted breakglass code instead (`BGAPR1:…`, `BGREQ1:…`, any `BG…:` code).
+fn pasted_code(arg: &Path) -> Option<&'static str> {
+    let text = arg.to_str()?.trim();
+    let (prefix, _) = text.split_once(':')?;
+    let letters = prefix.strip_prefix("BG")?;
+    if letters.is_empty()
+        || !letters
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        || arg.exists()
+    {
+        return None;
+    }
+    Some(if letters.starts_with("APR") {
+        "an approval code"
+    } else if letters.starts_with("REQ") {
+        "a request code"
+    } else if letters.starts_with("DRC") {
+        "a drill challenge code"
+    } else if letters.starts_with("DRP") {
+        "a drill proof code"
+    } else if letters.starts_with("ENR") {
+        "an enrolment code"
+    } else {
+        "a breakglass code"
+    })
+}
+
+/// The text of the file `arg` given to `flag`, or stdin for `-` (`stdin_used`
+/// says whether another argument of this command already took stdin). A code
+/// pasted where the file belongs is named as such, not opened as a file name.
+pub fn code_file(
+    arg: &Path,
+    flag: &str,
+    what: &str,
+    stdin_used: &mut bool,
+) -> Result<(String, String), VaultError> {
+    if arg == Path::new("-") {
+        if *stdin_used {
+            return Err(VaultError::Invalid(format!(
+                "{flag} -: stdin is already read for another code; give at most one code as -, the others as files"
+            )));
+        }
+        *stdin_used = true;
+        return Ok(("(stdin)".into(), text(None, what)?));
+    }
+    if let Some(kind) = pasted_code(arg) {
+        return Err(VaultError::Invalid(format!(
+            "{flag}: this looks like {kind}, not a file: save it to a file and pass that (or pass {flag} - and paste it on stdin)"
+        )));
+    }
+    Ok((arg.display().to_string(), text(Some(arg), what)?))
+}
+
 /// Raw bytes from a file, else stdin.
 pub fn bytes(file: Option<&Path>, what: &str) -> Result<Vec<u8>, VaultError> {
     Ok(match file {

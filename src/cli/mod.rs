@@ -40,6 +40,7 @@ use breakglass::audit::{Anchor, AnchorMismatch};
 use breakglass::notify::AlertSink;
 use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
+use breakglass::vault::Reveal;
 use breakglass::vault::{
     current_actor, enrol, Charset, CustodianSpec, Deposit, DrillRequest, InitOptions, NewValue,
     RecipientSpec, RekeyChanges, RemoteApprovals, RotateRequest, SecretKind, Unendorsed,
@@ -326,8 +327,23 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             for p in &for_paths {
                 refuse_existing(p)?;
             }
-            let issued = vault.create_request(&a.reason, ttl, &actor, &a.for_custodians)?;
-            write_new_file(&a.out, format!("{}\n", issued.code).as_bytes())?;
+            // Made before the request, so an --out that cannot be written
+            // leaves nothing: no request row, no key in the state directory.
+            let out = create_new_file(&a.out)?;
+            let issued = vault
+                .create_request(&a.reason, ttl, &actor, &a.for_custodians)
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&a.out);
+                })?;
+            fill_new_file(out, &a.out, format!("{}\n", issued.code).as_bytes()).map_err(|e| {
+                // Nobody has the code: its key goes, and nothing can approve it.
+                let _ = breakglass::remote::pending::discard(&issued.request_id);
+                VaultError::Invalid(format!(
+                    "{e}; request {} was withdrawn (its key deleted)",
+                    issued.request_id
+                ))
+            })?;
+            // The short codes are extras: the request stands with the full one.
             for (name, p) in a.for_custodians.iter().zip(&for_paths) {
                 write_new_file(p, format!("{}\n", issued.codes_for[name]).as_bytes())?;
             }
@@ -352,10 +368,11 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         }
         Command::Drill(a) if !a.proofs.is_empty() => {
             let mut vault = open(path, Access::ReadWrite)?;
+            let mut stdin_used = false;
             let proofs = a
                 .proofs
                 .iter()
-                .map(|p| Ok((p.display().to_string(), input::text(Some(p), "proof file")?)))
+                .map(|p| input::code_file(p, "--proof", "drill proof code", &mut stdin_used))
                 .collect::<Result<Vec<_>, VaultError>>()?;
             let checks = vault.check_drill_proofs(&proofs, &actor)?;
             show_warnings(&mut vault);
@@ -413,7 +430,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Unseal(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             let remote = match &a.request {
-                Some(file) => Some(remote_approvals(file, &a.approvals)?),
+                Some(file) => Some(remote_approvals(&mut vault, file, &a.approvals, &actor)?),
                 None => None,
             };
             let reason = match (&remote, a.reason) {
@@ -433,7 +450,12 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 actor,
                 identities: input::identity_files(&a.identities)?,
                 passphrases: input::passphrase_files(&a.passphrase_files)?,
-                reveal: a.reveal,
+                reveal: a
+                    .reveal
+                    .into_iter()
+                    .map(Reveal::whole)
+                    .chain(a.reveal_one.into_iter().map(Reveal::one_code))
+                    .collect(),
                 no_rekey: a.no_rekey,
                 one_code: a.one,
                 ssh_key_prompt: input::ssh_key_passphrase,
@@ -680,52 +702,75 @@ fn refuse_existing(path: &Path) -> Result<(), VaultError> {
 
 /// Create `path` mode 0600, refusing to overwrite anything.
 fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), VaultError> {
+    fill_new_file(create_new_file(path)?, path, contents)
+}
+
+fn out_failed(path: &Path, e: std::io::Error) -> VaultError {
+    VaultError::Invalid(format!(
+        "--out {}: cannot write it ({e}); choose a new file",
+        path.display()
+    ))
+}
+
+/// Create `path` empty, mode 0600, refusing to overwrite anything.
+fn create_new_file(path: &Path) -> Result<std::fs::File, VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| {
-        VaultError::Invalid(format!(
-            "--out {}: cannot write it ({e}); choose a new file",
-            path.display()
-        ))
-    };
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(fail)?;
-    // A partial file (a full disk) is removed: it would look like a whole one.
+        .map_err(|e| out_failed(path, e))
+}
+
+/// Write and sync `contents` into the new file `file` at `path`; on failure the
+/// file is removed, as a partial one (a full disk) would look like a whole one.
+fn fill_new_file(mut file: std::fs::File, path: &Path, contents: &[u8]) -> Result<(), VaultError> {
     file.write_all(contents)
         .and_then(|_| file.sync_all())
         .map_err(|e| {
             let _ = std::fs::remove_file(path);
-            fail(e)
+            out_failed(path, e)
         })
 }
 
 /// The requester's side of `unseal --request`: the request file only names the
 /// request; the request itself and its ephemeral key come from the record kept on
 /// this machine when it was made. Then the approval codes that came back.
-fn remote_approvals(file: &Path, approvals: &[PathBuf]) -> Result<RemoteApprovals, VaultError> {
-    let text = input::text(Some(file), "request code file")?;
-    let request = ParsedRequest::parse(&text)
-        .map_err(|e| VaultError::Invalid(format!("{}: {e}", file.display())))?;
+fn remote_approvals(
+    vault: &mut Vault,
+    file: &Path,
+    approvals: &[PathBuf],
+    actor: &str,
+) -> Result<RemoteApprovals, VaultError> {
+    let stdin = Path::new("-");
+    let dashes = std::iter::once(file)
+        .chain(approvals.iter().map(PathBuf::as_path))
+        .filter(|p| *p == stdin)
+        .count();
+    if dashes > 1 {
+        return Err(VaultError::Invalid(format!(
+            "--request/--approval: - (stdin) is given {dashes} times, and stdin carries one code; give the others as files"
+        )));
+    }
+    let mut stdin_used = false;
+    let (label, text) = input::code_file(file, "--request", "request code", &mut stdin_used)?;
+    let request =
+        ParsedRequest::parse(&text).map_err(|e| VaultError::Invalid(format!("{label}: {e}")))?;
     let codes = approvals
         .iter()
-        .map(|p| {
-            Ok((
-                p.display().to_string(),
-                input::text(Some(p), "approval code file")?,
-            ))
-        })
+        .map(|p| input::code_file(p, "--approval", "approval code", &mut stdin_used))
         .collect::<Result<Vec<_>, VaultError>>()?;
-    RemoteApprovals::open(&request, &file.display().to_string(), codes).map_err(|e| {
-        let unused: Vec<String> = approvals.iter().map(|p| p.display().to_string()).collect();
-        VaultError::Invalid(if unused.is_empty() {
-            e.to_string()
-        } else {
-            format!("{e} (approvals not used: {})", unused.join(", "))
+    let unused: Vec<String> = codes.iter().map(|(label, _)| label.clone()).collect();
+    vault
+        .open_request(&request, &label, codes, actor)
+        .map_err(|e| {
+            VaultError::Invalid(if unused.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e} (approvals not used: {})", unused.join(", "))
+            })
         })
-    })
 }
 
 /// `custodian enroll`, on the custodian's own machine: the passphrase is asked

@@ -8,7 +8,7 @@ use breakglass::remote::{Enrolment, ParsedRequest};
 use breakglass::vault::{
     AbandonOutcome, AlertsReport, Approval, AuditLogReport, CopyComparison, CustodianListReport,
     DrillChallengeIssued, DrillProof, DrillReport, ExposedRotation, FlushReport, ListReport,
-    ProofCheck, RekeyReport, RequestIssued, RotateOutcome, RunbookReport, StatusReport,
+    ProofCheck, RekeyReport, RequestIssued, RevealMode, RotateOutcome, RunbookReport, StatusReport,
     UnsealReport,
 };
 use breakglass::Vault;
@@ -281,9 +281,16 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
             .as_deref()
             .map(|u| format!(", user {u}"))
             .unwrap_or_default();
+        let one = match (r.mode, r.codes_left) {
+            (RevealMode::OneCode, Some(left)) => {
+                format!("; one code, now marked used, {left} unused left")
+            }
+            (RevealMode::OneCode, None) => "; one code, now marked used".to_string(),
+            (RevealMode::Whole, _) => String::new(),
+        };
         writeln!(
             out,
-            "--- {} ({}{user}, v{})",
+            "--- {} ({}{user}, v{}{one})",
             r.name,
             r.kind.as_str(),
             r.version
@@ -293,9 +300,21 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
     }
     if !report.revealed.is_empty() {
         writeln!(out, "---")?;
+    }
+    if report.revealed.iter().any(|r| r.mode == RevealMode::Whole) {
         writeln!(
             out,
             "Revealed secrets are now marked exposed: rotate them (`breakglass rotate NAME`)."
+        )?;
+    }
+    if report
+        .revealed
+        .iter()
+        .any(|r| r.mode == RevealMode::OneCode)
+    {
+        writeln!(
+            out,
+            "Each single code handed out is marked used; the other codes were not shown and stay unexposed."
         )?;
     }
     if let Some(epoch) = report.new_epoch {
@@ -319,11 +338,14 @@ fn write_unseal_json(
         }
         write!(
             out,
-            "{{\"name\":{},\"kind\":{},\"username\":{},\"version\":{},\"value\":",
+            "{{\"name\":{},\"kind\":{},\"username\":{},\"version\":{},\"mode\":{},\"code_index\":{},\"codes_left\":{},\"value\":",
             serde_json::to_string(&r.name)?,
             serde_json::to_string(r.kind.as_str())?,
             serde_json::to_string(&r.username)?,
-            r.version
+            r.version,
+            serde_json::to_string(r.mode.as_str())?,
+            serde_json::to_string(&r.code_index)?,
+            serde_json::to_string(&r.codes_left)?
         )?;
         // Values are UTF-8 (checked at deposit); streamed, never held in a JSON tree.
         let text = std::str::from_utf8(r.value.expose_secret()).unwrap_or_default();

@@ -87,6 +87,10 @@ pub enum PendingError {
     Damaged(String, String, String),
     #[error("state directory {0}: {1}")]
     Io(String, String),
+    #[error("request {0} was never logged in this vault (the `breakglass request` that made it was interrupted, or this is another copy of the vault); it cannot be used — make a new request")]
+    NotLogged(String),
+    #[error("{0}")]
+    Vault(String),
 }
 
 fn io_err(e: std::io::Error) -> PendingError {
@@ -206,7 +210,8 @@ fn recorded_request(request_id: &str, file: &PendingFile) -> Result<ParsedReques
 
 /// The open, unexpired request `request_id` made on this machine, from this
 /// machine's own record (never from a request file handed back). An expired one
-/// is closed on the spot.
+/// is refused and left as it is: the caller logs its use (`request_expired`),
+/// then closes it ([`close`]), so the row is never lost to a record closed first.
 pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     let id = request_id;
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -226,7 +231,6 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     }
     let request = recorded_request(id, &file)?;
     if request.is_expired() {
-        close(id, "expired")?;
         return Err(PendingError::Expired(
             id.to_string(),
             request.request.expires.clone(),
@@ -246,7 +250,19 @@ pub fn open(request_id: &str) -> Result<PendingRequest, PendingError> {
     Ok(PendingRequest { request, identity })
 }
 
-/// Delete the ephemeral key, leaving a tombstone that says why.
+/// The request `request_id` as recorded here, if its record says it has
+/// expired: past its expiry, or already closed as expired (by `status`, or by
+/// an earlier use). `None` for an unknown, damaged, used or unexpired one.
+pub fn expired(request_id: &str) -> Option<ParsedRequest> {
+    let file = read(request_id).ok()??;
+    let request = recorded_request(request_id, &file).ok()?;
+    let closed_expired = file
+        .closed
+        .as_deref()
+        .is_some_and(|why| why.starts_with("expired"));
+    (closed_expired || (file.closed.is_none() && request.is_expired())).then_some(request)
+}
+
 /// Remove a request whose audit row was never written: it never existed as
 /// far as the vault knows. Deleting needs no free space, unlike closing.
 pub fn discard(request_id: &str) -> Result<(), PendingError> {
@@ -262,6 +278,8 @@ pub fn discard(request_id: &str) -> Result<(), PendingError> {
     })
 }
 
+/// Delete the ephemeral key, leaving a tombstone that says why. A record
+/// already closed keeps its first tombstone.
 pub fn close(request_id: &str, why: &str) -> Result<(), PendingError> {
     super::pins::locked(|| close_locked(request_id, why))
 }
@@ -270,12 +288,48 @@ fn close_locked(request_id: &str, why: &str) -> Result<(), PendingError> {
     let Some(mut file) = read(request_id)? else {
         return Ok(());
     };
+    if file.closed.is_some() {
+        return Ok(());
+    }
     file.identity = None;
     file.closed = Some(format!("{why} at {}", crate::audit::now()));
     let path = file_for(request_id);
     let staging = path.with_extension(CLOSING);
     write_staging(&staging, &serde_json::to_vec(&file).expect("serializes"))?;
     std::fs::rename(&staging, &path).map_err(io_err)
+}
+
+/// Open records of requests for `vault_id` last written more than `age` ago:
+/// ids only, nothing closed or read beyond what says which vault they are for.
+pub fn open_ids_older_than(vault_id: &str, age: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(requests_dir()) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        let Ok(bytes) = std::fs::read(entry.path()).map(Zeroizing::new) else {
+            continue;
+        };
+        let Ok(file) = serde_json::from_slice::<PendingFile>(&bytes) else {
+            continue;
+        };
+        let vault = recorded_request(&file.request_id, &file)
+            .map(|parsed| parsed.request.vault_id)
+            .unwrap_or_else(|_| file.vault_id.clone());
+        if old && file.closed.is_none() && vault == vault_id {
+            ids.push(file.request_id);
+        }
+    }
+    ids
 }
 
 /// Requests made on this machine for a vault; expired ones are closed as they are seen.

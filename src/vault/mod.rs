@@ -13,6 +13,7 @@ mod rekey;
 mod remote;
 mod remote_drill;
 mod reports;
+mod requests;
 mod rotate;
 mod unseal;
 
@@ -34,7 +35,9 @@ pub use rotate::{
     AbandonOutcome, Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest,
     DEFAULT_LENGTH,
 };
-pub use unseal::{RemoteApprovals, Revealed, UnsealPrompt, UnsealReport, UnsealRequest};
+pub use unseal::{
+    RemoteApprovals, Reveal, RevealMode, Revealed, UnsealPrompt, UnsealReport, UnsealRequest,
+};
 
 use std::path::Path;
 

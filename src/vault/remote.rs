@@ -104,6 +104,7 @@ impl Vault {
             .recipient()
             .expect("age identities have a recipient");
         drop(identity);
+        self.sweep_unlogged_requests();
         let parsed = self.new_request_code(PURPOSE_UNSEAL, reason, ttl, actor, recipient)?;
         // Argon2id: computed once here, and once by each custodian.
         let read_back = parsed

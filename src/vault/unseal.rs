@@ -34,17 +34,77 @@ pub struct UnsealRequest {
     pub identities: Vec<(String, Vec<CustodianIdentity>)>,
     /// Passphrases given up front (`--passphrase-file NAME=PATH`).
     pub passphrases: Vec<(String, Passphrase)>,
-    pub reveal: Vec<String>,
+    /// The secrets to reveal, each in its own mode (`--reveal NAME` whole,
+    /// `--reveal-one NAME` one bypass code), all in this one quorum session.
+    pub reveal: Vec<Reveal>,
     pub ssh_key_prompt: SshKeyPassphrasePrompt,
     /// Approvals from remote custodians, for a request made on this machine.
     pub remote: Option<RemoteApprovals>,
     /// Skip the new epoch after a reveal (warned and logged).
     pub no_rekey: bool,
-    /// For bypass-codes: reveal only the next unused code and mark it used.
+    /// `--one` (compatibility): every bypass-codes secret named with
+    /// [`RevealMode::Whole`] hands out only its next unused code instead, as if
+    /// named with [`RevealMode::OneCode`]; other secrets are still revealed
+    /// whole. Refused when no secret to reveal is a bypass-codes secret.
     pub one_code: bool,
     /// The unendorsed versions and settings the user was shown and confirmed
     /// (`Vault::unendorsed`); only exactly these are endorsed by this session.
     pub endorse: super::Unendorsed,
+}
+
+/// How one named secret is revealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevealMode {
+    /// The whole value; the version is marked exposed (`--reveal NAME`).
+    Whole,
+    /// A bypass-codes secret only: its next unused code, which is marked used;
+    /// the other codes are not shown and stay unexposed (`--reveal-one NAME`).
+    OneCode,
+}
+
+impl RevealMode {
+    /// As shown in `unseal --json` (`mode`) and the `reveal` audit row.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RevealMode::Whole => "whole",
+            RevealMode::OneCode => "one-code",
+        }
+    }
+}
+
+/// One secret to reveal, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    pub name: String,
+    pub mode: RevealMode,
+}
+
+impl Reveal {
+    pub fn whole(name: impl Into<String>) -> Reveal {
+        Reveal {
+            name: name.into(),
+            mode: RevealMode::Whole,
+        }
+    }
+
+    pub fn one_code(name: impl Into<String>) -> Reveal {
+        Reveal {
+            name: name.into(),
+            mode: RevealMode::OneCode,
+        }
+    }
+}
+
+impl From<&str> for Reveal {
+    fn from(name: &str) -> Reveal {
+        Reveal::whole(name)
+    }
+}
+
+impl From<String> for Reveal {
+    fn from(name: String) -> Reveal {
+        Reveal::whole(name)
+    }
 }
 
 /// A request made here, as this machine recorded it when it was made (its exact
@@ -94,8 +154,12 @@ pub struct Revealed {
     pub username: Option<String>,
     pub version: u32,
     pub value: SecretValue,
-    /// With `--one`: which single-use code of the version this is.
+    /// The mode it was revealed in (after `--one` applied).
+    pub mode: RevealMode,
+    /// One code: which single-use code of the version this is (from 0).
     pub code_index: Option<usize>,
+    /// One code: how many unused codes of the version are left after this one.
+    pub codes_left: Option<usize>,
 }
 
 impl std::fmt::Debug for Revealed {
@@ -333,13 +397,7 @@ impl Vault {
         mut request: UnsealRequest,
         prompt: &mut dyn UnsealPrompt,
     ) -> Result<UnsealReport, VaultError> {
-        let mut reveal: Vec<String> = Vec::new();
-        for name in &request.reveal {
-            if !reveal.contains(name) {
-                reveal.push(name.clone());
-            }
-        }
-        request.reveal = reveal;
+        request.reveal = distinct_reveals(&request.reveal)?;
         let rekey = !request.reveal.is_empty() && !request.no_rekey;
         // Known before any share is gathered, so a bad entry drops no rows.
         let custodians = if rekey {
@@ -391,11 +449,8 @@ impl Vault {
         request: &mut UnsealRequest,
         prompt: &mut dyn UnsealPrompt,
     ) -> Result<Session, VaultError> {
-        for name in &request.reveal {
-            if self.store.read().active_version(name)?.is_none() {
-                return Err(VaultError::UnknownSecret(name.clone()));
-            }
-        }
+        // Checked before any share is gathered (again in the write transaction).
+        resolve_reveals(&self.store.read(), request)?;
         if let Some(remote) = &request.remote {
             // The reason logged is the one recorded when the request was made.
             request.reason = remote.request().request.reason.clone();
@@ -417,14 +472,8 @@ impl Vault {
                 )));
             }
             if remote.request().is_expired() {
-                let _ = pending::close(&r.request_id, "expired");
-                let _ = self.append_audit(vec![NewEntry::new(
-                    &request.actor,
-                    "request_expired",
-                    &r.request_id,
-                )
-                .reason(&r.reason)
-                .details(serde_json::json!({ "expires": r.expires }))]);
+                let expired = remote.request().clone();
+                self.request_expired(&expired, &request.actor);
                 return Err(VaultError::invalid(format!(
                     "request {} expired at {}; make a new request",
                     r.request_id, r.expires
@@ -626,7 +675,8 @@ fn write_session_in(
     let endorsed = Vault::endorsed_versions_in(tx, &m.vault_id, &fingerprint)?;
     let mut warnings: Vec<String> = endorsed.problem.iter().cloned().collect();
     let mut revealed = Vec::new();
-    for name in &request.reveal {
+    for (name, mode) in resolve_reveals(&read, request)? {
+        let name = &name;
         let version = read
             .active_version(name)?
             .ok_or_else(|| VaultError::UnknownSecret(name.clone()))?;
@@ -643,13 +693,7 @@ fn write_session_in(
             )),
             super::checkpoint::Endorsement::Endorsed => {}
         }
-        revealed.push(decrypt_secret(
-            &read,
-            &session.keys,
-            vault_id,
-            name,
-            request.one_code,
-        )?);
+        revealed.push(decrypt_secret(&read, &session.keys, vault_id, name, mode)?);
     }
     let mut entries = session.entries.clone();
     if request.no_rekey && !revealed.is_empty() {
@@ -678,6 +722,7 @@ fn write_session_in(
                 .details(serde_json::json!({
                     "version": r.version,
                     "custodians": session.used,
+                    "mode": r.mode.as_str(),
                     "code_index": r.code_index,
                 })),
         );
@@ -718,14 +763,91 @@ fn write_session_in(
     Ok((revealed, epoch_written, warnings))
 }
 
+/// The secrets to reveal, each once: a name given twice in the same mode
+/// counts once; in both modes it is refused, naming it.
+fn distinct_reveals(reveal: &[Reveal]) -> Result<Vec<Reveal>, VaultError> {
+    let mut distinct: Vec<Reveal> = Vec::new();
+    for r in reveal {
+        match distinct.iter().find(|d| d.name == r.name) {
+            Some(d) if d.mode == r.mode => {}
+            Some(_) => {
+                return Err(VaultError::Secret {
+                    name: r.name.clone(),
+                    detail: "is named by both --reveal and --reveal-one; give it once: --reveal for the whole value, --reveal-one for one bypass code".into(),
+                })
+            }
+            None => distinct.push(r.clone()),
+        }
+    }
+    Ok(distinct)
+}
+
+/// Each secret to reveal with the mode it is revealed in, from the kinds as
+/// `read` sees them: `--reveal-one` of a secret that is not bypass-codes is
+/// refused by name; `--one` turns the whole reveals of bypass-codes secrets
+/// into one code each, and is refused when no secret to reveal is one.
+fn resolve_reveals(
+    read: &Reader<'_>,
+    request: &UnsealRequest,
+) -> Result<Vec<(String, RevealMode)>, VaultError> {
+    let mut resolved = Vec::new();
+    let mut other_kinds = Vec::new();
+    let mut any_codes = false;
+    for r in distinct_reveals(&request.reveal)? {
+        let name = r.name;
+        let meta = read.secret(&name)?;
+        let (Some(meta), Some(_)) = (meta, read.active_version(&name)?) else {
+            return Err(VaultError::UnknownSecret(name));
+        };
+        let kind = SecretKind::parse(&meta.kind)?;
+        let mode = match (kind, r.mode) {
+            (SecretKind::BypassCodes, _) => {
+                any_codes = true;
+                if request.one_code {
+                    RevealMode::OneCode
+                } else {
+                    r.mode
+                }
+            }
+            (_, RevealMode::OneCode) => {
+                let detail = format!(
+                    "is a {} secret; --reveal-one hands out single bypass codes only — use --reveal {name} for the whole value",
+                    kind.as_str()
+                );
+                return Err(VaultError::Secret { name, detail });
+            }
+            (_, RevealMode::Whole) => {
+                other_kinds.push((name.clone(), kind));
+                RevealMode::Whole
+            }
+        };
+        resolved.push((name, mode));
+    }
+    if request.one_code && !any_codes {
+        return Err(match other_kinds.first() {
+            Some((name, kind)) => VaultError::Secret {
+                name: name.clone(),
+                detail: format!(
+                    "is a {} secret; --one hands out single bypass codes only, and no secret to reveal is one — drop --one, or name the bypass codes with --reveal-one NAME",
+                    kind.as_str()
+                ),
+            },
+            None => VaultError::invalid(
+                "--one hands out single bypass codes, but no secret is named to reveal; use --reveal-one NAME",
+            ),
+        });
+    }
+    Ok(resolved)
+}
+
 /// Open the active version of `name` with the vault key and check it is bound
-/// to its row; with `one_code`, hand out only the next unused bypass code.
+/// to its row; in [`RevealMode::OneCode`], hand out only the next unused code.
 fn decrypt_secret(
     read: &Reader<'_>,
     keys: &VaultKeys,
     vault_id: [u8; 16],
     name: &str,
-    one_code: bool,
+    mode: RevealMode,
 ) -> Result<Revealed, VaultError> {
     let tampered = |detail: &str| VaultError::Secret {
         name: name.into(),
@@ -755,10 +877,9 @@ fn decrypt_secret(
         )));
     }
     let kind = SecretKind::parse(&meta.kind)?;
-    let (value, code_index) = if one_code {
-        next_unused_code(read, name, kind, version.version, &value)?
-    } else {
-        (value, None)
+    let (value, code_index, codes_left) = match mode {
+        RevealMode::OneCode => next_unused_code(read, name, kind, version.version, &value)?,
+        RevealMode::Whole => (value, None, None),
     };
     Ok(Revealed {
         name: name.into(),
@@ -766,23 +887,26 @@ fn decrypt_secret(
         username: meta.username,
         version: version.version,
         value,
+        mode,
         code_index,
+        codes_left,
     })
 }
 
-/// For `--one`: the first code of a bypass-codes version not handed out yet.
+/// One code: the first code of a bypass-codes version not handed out yet,
+/// its index, and how many unused codes remain after it.
 fn next_unused_code(
     read: &Reader<'_>,
     name: &str,
     kind: SecretKind,
     version: u32,
     value: &SecretValue,
-) -> Result<(SecretValue, Option<usize>), VaultError> {
+) -> Result<(SecretValue, Option<usize>, Option<usize>), VaultError> {
     if kind != SecretKind::BypassCodes {
         return Err(VaultError::Secret {
             name: name.into(),
             detail: format!(
-                "is a {} secret; --one hands out single bypass codes only",
+                "is a {} secret; --reveal-one hands out single bypass codes only",
                 kind.as_str()
             ),
         });
@@ -801,7 +925,14 @@ fn next_unused_code(
                 codes.len()
             ),
         })?;
-    Ok((SecretValue::new(code.as_bytes().to_vec()), Some(index)))
+    let left = (0..codes.len())
+        .filter(|i| *i != index && !used.contains(i))
+        .count();
+    Ok((
+        SecretValue::new(code.as_bytes().to_vec()),
+        Some(index),
+        Some(left),
+    ))
 }
 
 /// Steps 1-5 of a quorum session: gather shares from every source, combine
