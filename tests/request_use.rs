@@ -70,15 +70,11 @@ fn expire(kit: &Kit, request_id: &str) {
     let path = record_path(kit, request_id);
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let mut r =
-        ParsedRequest::from_payload(record["request"].as_str().unwrap().as_bytes().to_vec())
-            .unwrap()
-            .request;
+    let recorded = ParsedRequest::parse(record["request"].as_str().unwrap()).unwrap();
+    let mut r = recorded.request.clone();
     r.expires = "2020-01-01T00:00:00Z".into();
-    let expired = ParsedRequest::new(r).unwrap();
-    record["request"] = String::from_utf8(expired.payload().to_vec())
-        .unwrap()
-        .into();
+    let expired = ParsedRequest::new(r, recorded.manifest, recorded.envelopes).unwrap();
+    record["request"] = expired.code.clone().into();
     record["request_sha256"] = hex(expired.hash()).into();
     record["expires"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
@@ -205,18 +201,13 @@ fn an_expired_request_of_another_vault_is_not_logged_here() {
     );
 }
 
-/// `approve` by `name` on their own machine (key and exported envelope only):
-/// the approval file, handed back to the requester's directory.
+/// `approve` by `name` on their own machine (their key only): the approval
+/// file, handed back to the requester's directory.
 fn approval(kit: &Kit, name: &str, request_file: &Path, words: &str) -> PathBuf {
     let home = kit.path(&format!("home-{name}"));
     if !home.exists() {
         std::fs::create_dir(&home).unwrap();
         std::fs::copy(kit.key(name), home.join("me.key")).unwrap();
-        kit.bg()
-            .args(["custodian", "export", name, "--out"])
-            .arg(home.join("envelope.age"))
-            .assert()
-            .success();
     }
     let _ = std::fs::remove_file(home.join("approval.txt"));
     std::fs::copy(request_file, home.join("request.txt")).unwrap();
@@ -227,8 +218,6 @@ fn approval(kit: &Kit, name: &str, request_file: &Path, words: &str) -> PathBuf 
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
             "--out",
             "approval.txt",
             "--words",

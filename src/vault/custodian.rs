@@ -373,6 +373,21 @@ fn open_own_share(
         .filter_map(|rc| m.custodians.iter().find(|c| c.recipient == rc))
         .map(|c| c.name.as_str())
         .collect();
+    let labels: Vec<&str> = match &input.key {
+        ApproverKey::Identities(files) => files.iter().map(|(l, _)| l.as_str()).collect(),
+        ApproverKey::Passphrase(name, _) => vec![name.as_str()],
+    };
+    // Keys whose public half is known and matches no custodian open nothing
+    // here: say so at once, without trying (or asking a key passphrase).
+    if mine.is_empty()
+        && input.envelope.is_none()
+        && candidates.iter().all(|id| id.recipient().is_some())
+    {
+        return Err(VaultError::Identity {
+            label: labels.join(", "),
+            detail: "matches no custodian of this vault; check it is your custodian key for this vault (vault fingerprint in the request)".into(),
+        });
+    }
     let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some((label, text)) = &input.envelope {
         envelopes.push((label.clone(), text.as_bytes().to_vec()));
@@ -443,10 +458,6 @@ fn open_own_share(
             tried.join(", ")
         )));
     }
-    let labels: Vec<&str> = match &input.key {
-        ApproverKey::Identities(files) => files.iter().map(|(l, _)| l.as_str()).collect(),
-        ApproverKey::Passphrase(name, _) => vec![name.as_str()],
-    };
     Err(VaultError::Identity {
         label: labels.join(", "),
         detail: "matches no custodian of this vault: it opens no envelope in this request; check it is your custodian key for this vault"
