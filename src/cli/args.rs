@@ -299,6 +299,9 @@ pub struct DrillArgs {
     /// A passphrase custodian's passphrase from a file (repeatable)
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
+    /// A passphrase custodian to ask for their passphrase on the terminal (repeatable)
+    #[arg(long = "custodian", value_name = "NAME")]
+    pub custodians: Vec<String>,
     /// Test this exported envelope instead of the vault's copy
     #[arg(long, value_name = "FILE", conflicts_with = "full")]
     pub envelope: Option<PathBuf>,

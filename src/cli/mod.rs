@@ -341,8 +341,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     actor,
                     identities: input::identity_files(&a.identities)?,
                     passphrases: input::passphrase_files(&a.passphrase_files)?,
+                    ask: a.custodians,
                     envelope,
-                    ssh_key_prompt: input::ssh_key_passphrase,
                     full: a.full,
                     endorse: if a.full {
                         endorsement(&vault, a.endorse)?
@@ -400,7 +400,6 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 reveal: a.reveal,
                 no_rekey: a.no_rekey,
                 one_code: a.one,
-                ssh_key_prompt: input::ssh_key_passphrase,
                 endorse: endorsement(&vault, a.endorse)?,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
@@ -433,7 +432,6 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 reveal: Vec::new(),
                 no_rekey: false,
                 one_code: false,
-                ssh_key_prompt: input::ssh_key_passphrase,
                 remote: None,
                 endorse: endorsement(&vault, a.endorse)?,
             };
@@ -719,13 +717,7 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
             .expect("one spec gives one passphrase");
         ApproverKey::Passphrase(name, passphrase)
     } else if let Some(name) = &a.custodian {
-        let passphrase =
-            input::existing_passphrase(name)?.ok_or_else(|| VaultError::Custodian {
-                name: name.clone(),
-                detail: "no terminal to ask for the passphrase; pass --passphrase-file NAME=PATH"
-                    .into(),
-            })?;
-        ApproverKey::Passphrase(name.clone(), passphrase)
+        ApproverKey::Passphrase(name.clone(), input::existing_passphrase(name)?)
     } else {
         return Err(VaultError::Invalid(
             "say who is approving: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME".into(),
@@ -754,7 +746,6 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
             typed_words: &words,
             key,
             envelope,
-            ssh_key_prompt: input::ssh_key_passphrase,
         },
         vault.as_ref(),
         &mut input::Terminal::default(),

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use super::records::ShareRecord;
 use super::{KdfProgress, Vault, VaultError};
 use crate::audit::{self, NewEntry};
-use crate::crypto::{
-    self, CustodianIdentity, CustodianRecipient, DecryptOutcome, Passphrase, SshKeyPassphrasePrompt,
-};
+use crate::crypto::{self, CustodianIdentity, CustodianRecipient, DecryptOutcome, Passphrase};
 use crate::remote::code::{self, CodeKind};
 use crate::remote::pins::{self, PinUse};
 use crate::remote::{pending, words, ParsedRequest, Request};
@@ -47,7 +45,6 @@ pub struct ApproveInput<'a> {
     pub key: ApproverKey,
     /// An exported envelope (label, armored text); else the vault's copy is used.
     pub envelope: Option<(String, String)>,
-    pub ssh_key_prompt: SshKeyPassphrasePrompt,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -310,7 +307,7 @@ fn open_own_share(
     let mut problems = Vec::new();
     for (env_label, text) in &envelopes {
         for id in &candidates {
-            match crypto::decrypt(text.as_bytes(), id, input.ssh_key_prompt) {
+            match crypto::decrypt(text.as_bytes(), id) {
                 DecryptOutcome::Plaintext(p) => {
                     return ShareRecord::decode(&p)
                         .map(|r| (r, expected_name.clone(), id.recipient()))
