@@ -256,11 +256,17 @@ impl UnsealPrompt for Terminal {
 }
 
 /// A visible line typed on the terminal (not secret), or `None` with no terminal.
-pub fn line(prompt: &str) -> Result<Option<String>, VaultError> {
+/// `about` is what the question is about, already written to stderr; when
+/// stderr is not a terminal (`2>/dev/null`, a log file) it is shown on the
+/// terminal too, so nobody answers about something they cannot see.
+pub fn line(about: &str, prompt: &str) -> Result<Option<String>, VaultError> {
     use std::io::{BufRead, BufReader};
     let Some(tty) = Tty::open() else {
         return Ok(None);
     };
+    if !about.is_empty() && !std::io::stderr().is_terminal() {
+        tty.say(&format!("{about}\n"));
+    }
     tty.say(prompt);
     let mut answer = String::new();
     BufReader::new(&tty.0)

@@ -700,10 +700,11 @@ fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, VaultEr
     let request = ParsedRequest::parse(&text)
         .map_err(|e| VaultError::Invalid(format!("{}: {e}", a.request)))?;
     refuse_existing(&a.out)?;
-    render::request_details(&request);
+    let details = render::request_details(&request);
+    errln!("{details}");
     let words = match a.words {
         Some(w) => w,
-        None => input::line("Type the read-back words you heard from the requester: ")?.ok_or_else(|| {
+        None => input::line(&details, "Type the read-back words you heard from the requester: ")?.ok_or_else(|| {
             VaultError::Invalid(
                 "read-back words are required; pass --words \"W1 W2 W3 W4 W5 W6\" as heard from the requester".into(),
             )
@@ -801,12 +802,16 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
     if pending.is_empty() {
         return Ok(pending);
     }
-    render::unendorsed(&pending);
+    let listed = render::unendorsed(&pending);
+    errln!("{listed}");
     if flag {
         errln!("--endorse: this session's checkpoint endorses them.");
         return Ok(pending);
     }
-    match input::line("Endorse all of the above in this session's checkpoint? [y/N] ")? {
+    match input::line(
+        &listed,
+        "Endorse all of the above in this session's checkpoint? [y/N] ",
+    )? {
         Some(answer) if answer.trim().eq_ignore_ascii_case("y") => Ok(pending),
         _ => {
             errln!("They stay unendorsed (endorse them in a later quorum session with --endorse).");
@@ -819,11 +824,12 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
 /// confirms on the terminal (or passed --trust-hook).
 fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
     let Some(cmd) = hook else { return Ok(false) };
-    errln!(
+    let warning = format!(
         "warning: the apply hook of {name} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {cmd}"
     );
+    errln!("{warning}");
     Ok(matches!(
-        input::line("Run this hook with the new value on its stdin? [y/N] ")?,
+        input::line(&warning, "Run this hook with the new value on its stdin? [y/N] ")?,
         Some(answer) if answer.trim().eq_ignore_ascii_case("y")
     ))
 }

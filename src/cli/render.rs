@@ -316,18 +316,17 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
 }
 
 /// What a custodian sees before approving.
-pub fn request_details(request: &ParsedRequest) {
+/// What a custodian is asked to approve, as lines for stderr (and the terminal).
+pub fn request_details(request: &ParsedRequest) -> String {
     let r = &request.request;
-    errln!(
-        "Vault:     {} (epoch {}, {} custodians needed)",
-        r.fingerprint,
-        r.epoch,
-        r.threshold
-    );
-    errln!("Requester: {}", r.requester);
-    errln!("Reason:    {}", r.reason);
-    errln!("Expires:   {}", r.expires);
-    errln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
+    format!(
+        "Vault:     {} (epoch {}, {} custodians needed)\n\
+         Requester: {}\n\
+         Reason:    {}\n\
+         Expires:   {}\n\
+         Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.",
+        r.fingerprint, r.epoch, r.threshold, r.requester, r.reason, r.expires
+    )
 }
 
 pub fn approval(
@@ -391,19 +390,18 @@ pub fn drill(report: &DrillReport, as_json: bool) {
 }
 
 /// What a quorum session would endorse, on stderr before it is asked.
-pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
+/// What a quorum session would endorse, as lines for stderr (and the terminal).
+pub fn unendorsed(pending: &breakglass::vault::Unendorsed) -> String {
+    let mut lines = Vec::new();
     if let Some(problem) = &pending.problem {
-        errln!("warning: {problem}");
+        lines.push(format!("warning: {problem}"));
     }
-    errln!("Written since the last signed checkpoint (unendorsed):");
+    lines.push("Written since the last signed checkpoint (unendorsed):".to_string());
     for v in &pending.versions {
-        errln!(
+        lines.push(format!(
             "  secret {} version {}, deposited by {} at {}",
-            v.secret,
-            v.version,
-            v.depositor,
-            v.created
-        );
+            v.secret, v.version, v.depositor, v.created
+        ));
     }
     for s in &pending.settings {
         let hook = s.apply_cmd.as_deref().unwrap_or("(none)");
@@ -415,11 +413,12 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
                 c.unwrap_or("alnum")
             ),
         };
-        errln!(
+        lines.push(format!(
             "  rotation settings of {}: apply hook `{hook}`, generator {generator}",
             s.secret
-        );
+        ));
     }
+    lines.join("\n")
 }
 
 pub fn rotated(outcome: &RotateOutcome, as_json: bool) {

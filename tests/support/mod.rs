@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: they drive the real binary.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
