@@ -223,6 +223,11 @@ impl KdfProgress for Terminal {
             ));
             spinner.enable_steady_tick(std::time::Duration::from_millis(100));
             self.spinner = Some(spinner);
+        } else {
+            // stderr is sent away: a typed passphrase still gets an answer on the terminal.
+            tell(&format!(
+                "deriving key for custodian {custodian} (Argon2id)…"
+            ));
         }
     }
 

@@ -352,4 +352,34 @@ mod tests {
         assert!(CustodianRecipient::parse_public_key("hello").is_err());
         assert!(CustodianRecipient::parse_public_key("age1qqqq").is_err());
     }
+
+    /// A throwaway test key: `ssh-keygen -t ed25519 -N "fixture passphrase"`.
+    const ENCRYPTED_SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCubuZ0c7\n+Z421CsgAtQbw5AAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIPGx1dN6GBF7z08p\ncUUjmp752ijK4b3nosnXvCBGt+AkAAAAkJnuinY/Flh3MHXHu9TmGhxjkTr8hakr51ipD/\nubLmifOzeV/7SrPugmgHuvJWOBkhjA6YlkXlp9pPgM06tJdbVgiQvH42DpDlbE9erFPCOd\nn/OGbui2Gh1EAdeKnQ0i2FHK+XykataX05gtOD+tcO4GwCcSrENzpEzfKf2xiVEhuUt1hd\nNzO/3Ht6s5okIAcw==\n-----END OPENSSH PRIVATE KEY-----\n";
+    const ENCRYPTED_SSH_PUB: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGx1dN6GBF7z08pcUUjmp752ijK4b3nosnXvCBGt+Ak";
+
+    #[test]
+    fn an_encrypted_ssh_key_opens_only_with_its_passphrase() {
+        let IdentityFile::EncryptedSsh(locked) =
+            CustodianIdentity::read_file(ENCRYPTED_SSH_KEY.as_bytes()).unwrap()
+        else {
+            panic!("an encrypted key must come back locked");
+        };
+        assert_eq!(format!("{locked:?}"), "EncryptedSshKey([redacted])");
+        // parse_file, for callers that cannot ask, says what it is.
+        assert!(CustodianIdentity::parse_file(ENCRYPTED_SSH_KEY.as_bytes())
+            .unwrap_err()
+            .contains("protected by a passphrase"));
+        assert!(locked.unlock(SecretString::from("wrong")).is_none());
+        assert!(locked.unlock(SecretString::from("")).is_none());
+        let identity = locked
+            .unlock(SecretString::from("fixture passphrase"))
+            .expect("the right passphrase unlocks it");
+        let recipient = CustodianRecipient::parse_public_key(ENCRYPTED_SSH_PUB).unwrap();
+        assert_eq!(identity.recipient().as_deref(), Some(recipient.text()));
+        let file = encrypt_armored(&recipient, b"share").unwrap();
+        assert!(
+            matches!(decrypt(file.as_bytes(), &identity), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share")
+        );
+    }
 }
