@@ -182,7 +182,12 @@ fn drill_asks_a_passphrase_custodian_like_unseal() {
     screen.type_line("not it");
     screen.wait_for_screen_text("Wrong passphrase for custodian carol; try again.", WAIT);
     screen.wait_for_count("Passphrase for custodian carol: ", 2, WAIT);
-    screen.type_line(CAROL);
+    // A slip mended with Backspace, and an arrow key that is not text.
+    screen.type_text(&format!("{CAROL}xy"));
+    screen.press("BSpace");
+    screen.press("BSpace");
+    screen.press("Left");
+    screen.press("Enter");
     let (code, text) = screen.wait_exit(WAIT);
     assert_eq!(code, 0, "{text}");
     let log = kit.json(&["audit", "log"]);
@@ -195,6 +200,68 @@ fn drill_asks_a_passphrase_custodian_like_unseal() {
     assert_eq!(drills.len(), 1, "{drills:?}");
     assert_eq!(drills[0]["subject"], "carol");
     assert_eq!(drills[0]["details"]["outcome"], "pass");
+}
+
+#[test]
+fn ctrl_c_at_a_hidden_prompt_leaves_the_terminal_echoing() {
+    if !tmux::available() {
+        return;
+    }
+    let kit = vault(None);
+    let alice = kit.key("alice").display().to_string();
+    // After the command, the shell prints whether the terminal echoes again.
+    let line = format!(
+        "{}; code=$?; if stty -a | tr ' ' '\\n' | grep -qx echo; then echo 'echo is on'; else echo 'echo is OFF'; fi; (exit $code)",
+        breakglass(
+            &kit.vault,
+            &["unseal", "--reason", "outage", "--reveal", "vpn", "--endorse", "--identity", &alice],
+            ""
+        )
+    );
+    let env = env_for(&kit.vault);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let screen = Screen::spawn(kit.dir.path(), &env, &line);
+    screen.wait_for_screen_text("Passphrase for custodian carol", WAIT);
+    screen.type_text("half a pass");
+    screen.press("C-c");
+    let (code, text) = screen.wait_exit(WAIT);
+    assert_eq!(code, 130, "{text}");
+    assert!(text.contains("echo is on"), "{text}");
+    assert!(
+        !text.contains("half a pass") && !text.contains("terminal-vpn-password"),
+        "{text}"
+    );
+}
+
+#[test]
+fn put_reads_a_hidden_value_twice_on_the_terminal() {
+    if !tmux::available() {
+        return;
+    }
+    let kit = vault(None);
+    let screen = spawn(&kit, &["put", "typed", "--kind", "password"], "2>/dev/null");
+    screen.wait_for_screen_text("Value for typed (hidden): ", WAIT);
+    screen.type_line("typed-at-the-terminal");
+    screen.wait_for_screen_text("Same value again for typed: ", WAIT);
+    screen.type_line("typed-at-the-terminal");
+    let (code, text) = screen.wait_exit(WAIT);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Deposited typed version 1"), "{text}");
+    assert!(!text.contains("typed-at-the-terminal"), "{text}");
+    let out = kit
+        .unseal(&["alice"], &["typed"])
+        .arg("--passphrase-file")
+        .arg(format!("carol={}", kit.path("carol.pass").display()))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revealed"][0]["value"], "typed-at-the-terminal", "{v}");
 }
 
 /// A custodian at home with their key, their envelope and the request code.

@@ -110,12 +110,115 @@ pub fn bytes(file: Option<&Path>, what: &str) -> Result<Vec<u8>, VaultError> {
     })
 }
 
-/// A hidden answer typed on the controlling terminal (rpassword prompts and
-/// reads on `/dev/tty`, with echo off).
+/// A hidden answer typed on the controlling terminal: the prompt is written
+/// there, echo is off while it is typed, and the terminal is restored after,
+/// whatever happens. Ctrl-C ends the process (exit 130) as it always would,
+/// but only once echo is back on: a custodian's terminal is never left blind.
 fn hidden_text(prompt: &str) -> Result<Zeroizing<String>, VaultError> {
-    rpassword::prompt_password(prompt)
-        .map(Zeroizing::new)
-        .map_err(|e| VaultError::Invalid(format!("terminal: cannot read input ({e})")))
+    use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex};
+    let fail =
+        |e: std::io::Error| VaultError::Invalid(format!("terminal: cannot read input ({e})"));
+    let tty = Tty::open().ok_or_else(|| {
+        VaultError::Invalid("no terminal to ask on; give the value in a file instead".into())
+    })?;
+    tty.say(prompt);
+    let original = termios::tcgetattr(&tty.0).map_err(|e| fail(e.into()))?;
+    let mut quiet = original.clone();
+    // No echo, byte by byte, and Ctrl-C read as a byte so it is handled here.
+    quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG);
+    quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
+    quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
+    termios::tcsetattr(&tty.0, OptionalActions::Now, &quiet).map_err(|e| fail(e.into()))?;
+    let typed = {
+        let _restore = Restore {
+            tty: &tty,
+            original,
+        };
+        read_hidden_line(&tty)
+    };
+    tty.say("\n");
+    match typed {
+        Ok(Typed::Line(bytes)) => std::str::from_utf8(&bytes)
+            .map(|text| Zeroizing::new(text.to_string()))
+            .map_err(|_| VaultError::Invalid("terminal: the answer is not UTF-8 text".into())),
+        Ok(Typed::Interrupted) => std::process::exit(EXIT_INTERRUPTED),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// The exit code of a process ended by Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Puts the terminal back as it was when dropped.
+struct Restore<'a> {
+    tty: &'a Tty,
+    original: rustix::termios::Termios,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            &self.tty.0,
+            rustix::termios::OptionalActions::Now,
+            &self.original,
+        );
+    }
+}
+
+enum Typed {
+    Line(Zeroizing<Vec<u8>>),
+    Interrupted,
+}
+
+/// The longest hidden answer kept; the buffer never grows, so no copy of what
+/// was typed is left behind in freed memory. Longer values belong in a file.
+const HIDDEN_MAX: usize = 16 * 1024;
+
+/// Read keys until Enter (or end of input): Backspace and Ctrl-U edit, Ctrl-C
+/// interrupts, escape sequences (arrow keys) and other control keys are ignored.
+fn read_hidden_line(tty: &Tty) -> std::io::Result<Typed> {
+    let mut reader = &tty.0;
+    let mut line = Zeroizing::new(Vec::with_capacity(HIDDEN_MAX));
+    let mut next = || -> std::io::Result<Option<u8>> {
+        let mut byte = [0u8; 1];
+        loop {
+            match reader.read(&mut byte) {
+                Ok(0) => return Ok(None),
+                Ok(_) => return Ok(Some(byte[0])),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    while let Some(byte) = next()? {
+        match byte {
+            b'\r' | b'\n' => break,
+            0x03 => return Ok(Typed::Interrupted),
+            0x04 if line.is_empty() => break,
+            0x7f | 0x08 => {
+                // One character back: its UTF-8 continuation bytes, then its first byte.
+                while line.last().is_some_and(|b| b & 0xC0 == 0x80) {
+                    line.pop();
+                }
+                line.pop();
+            }
+            0x15 => line.clear(),
+            0x1b => {
+                // ESC [ … final byte, or ESC O x: a key that is not text.
+                if let Some(b'[' | b'O') = next()? {
+                    while let Some(b) = next()? {
+                        if (0x40..=0x7e).contains(&b) {
+                            break;
+                        }
+                    }
+                }
+            }
+            b if b < 0x20 => {}
+            b if line.len() < HIDDEN_MAX => line.push(b),
+            _ => {}
+        }
+    }
+    Ok(Typed::Line(line))
 }
 
 fn hidden(prompt: &str) -> Result<Passphrase, VaultError> {

@@ -118,6 +118,12 @@ impl Screen {
     /// Type `text` and Enter, as a person would once the prompt is there. The
     /// short pause lets a hidden prompt turn echo off after it shows itself.
     pub fn type_line(&self, text: &str) {
+        self.type_text(text);
+        self.press("Enter");
+    }
+
+    /// Type `text` without Enter (after the same short pause as [`Screen::type_line`]).
+    pub fn type_text(&self, text: &str) {
         std::thread::sleep(Duration::from_millis(200));
         let status = self
             .tmux()
@@ -125,9 +131,13 @@ impl Screen {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Press one key by its tmux name: `Enter`, `BSpace`, `C-c`, `C-u`, `Up`…
+    pub fn press(&self, key: &str) {
         let status = self
             .tmux()
-            .args(["send-keys", "-t", SESSION, "Enter"])
+            .args(["send-keys", "-t", SESSION, key])
             .status()
             .unwrap();
         assert!(status.success());
