@@ -264,6 +264,44 @@ fn put_reads_a_hidden_value_twice_on_the_terminal() {
     assert_eq!(v["revealed"][0]["value"], "typed-at-the-terminal", "{v}");
 }
 
+/// A hook planted in the file with an escape sequence that would erase its own
+/// line: on the terminal (stderr sent away) it is shown escaped, so what is
+/// confirmed is what is seen; answering no runs nothing.
+#[test]
+fn a_planted_hook_is_shown_escaped_before_the_question() {
+    if !tmux::available() {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "pw-1");
+    kit.unseal(&["alice", "bob"], &[])
+        .arg("--endorse")
+        .assert()
+        .success();
+    kit.put("vpn", "password", "attacker-value");
+    let pwned = kit.path("pwned");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&kit.vault)
+        .arg(format!(
+            "UPDATE rotation_settings SET apply_cmd = char(27) || '[2K' || 'cat > {}' WHERE secret = 'vpn';",
+            pwned.display()
+        ))
+        .output()
+        .expect("sqlite3 is installed (.ci/run installs it)");
+    assert!(out.status.success());
+    let screen = spawn(&kit, &["rotate", "vpn", "--generate"], "2>/dev/null");
+    let text =
+        screen.wait_for_screen_text("Run this hook with the new value on its stdin? [y/N]", WAIT);
+    assert!(
+        text.contains(&format!("\\u{{1b}}[2Kcat > {}", pwned.display())),
+        "{text}"
+    );
+    assert!(text.contains("no quorum endorsed it"), "{text}");
+    screen.type_line("n");
+    let (_, text) = screen.wait_exit(WAIT);
+    assert!(!pwned.exists(), "a hook ran that was not confirmed: {text}");
+}
+
 /// A custodian at home with their key, their envelope and the request code.
 struct Approver {
     kit: Kit,
@@ -272,6 +310,10 @@ struct Approver {
 }
 
 fn request_to_approve() -> Approver {
+    request_with_reason("Duo outage INC-9")
+}
+
+fn request_with_reason(reason: &str) -> Approver {
     let kit = Kit::init(&["alice", "bob", "carol"], 2);
     kit.put("vpn", "password", "remote-terminal-password");
     let home = kit.path("home-bob");
@@ -285,7 +327,7 @@ fn request_to_approve() -> Approver {
     let v = kit.json(&[
         "request",
         "--reason",
-        "Duo outage INC-9",
+        reason,
         "--out",
         &kit.path("request.txt").display().to_string(),
     ]);
@@ -469,4 +511,34 @@ fn no_terminal_approve_with_custodian_says_what_to_give() {
         "{err}"
     );
     assert!(!a.home.join("approval.txt").exists());
+}
+
+/// A reason with an escape sequence (here: erase the line) cannot redraw what a
+/// custodian reads before approving: it is shown escaped.
+#[test]
+fn a_request_reason_cannot_redraw_the_screen() {
+    let a = request_with_reason("\u{1b}[2K\rroutine check");
+    let out = support::bg_without_vault(&a.home)
+        .args([
+            "approve",
+            "--request",
+            "request.txt",
+            "--identity",
+            "me.key",
+            "--envelope",
+            "envelope.age",
+            "--out",
+            "approval.txt",
+            "--words",
+            &a.words,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Reason:    \\u{1b}[2K\\rroutine check"),
+        "{stderr}"
+    );
+    assert!(!out.stderr.contains(&0x1b), "{stderr}");
 }

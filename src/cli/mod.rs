@@ -824,8 +824,12 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
 /// confirms on the terminal (or passed --trust-hook).
 fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
     let Some(cmd) = hook else { return Ok(false) };
+    // The command comes from the file: shown with any control characters escaped,
+    // so what is confirmed is what is seen.
     let warning = format!(
-        "warning: the apply hook of {name} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {cmd}"
+        "warning: the apply hook of {} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {}",
+        render::visible(name),
+        render::visible(cmd)
     );
     errln!("{warning}");
     Ok(matches!(

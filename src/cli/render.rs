@@ -315,8 +315,23 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
     );
 }
 
-/// What a custodian sees before approving.
+/// Text from a vault file or a code, safe to show next to a question: control
+/// characters (an escape sequence could redraw or hide what the user is asked
+/// about) are shown escaped, e.g. `\u{1b}`.
+pub fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// What a custodian is asked to approve, as lines for stderr (and the terminal).
+/// Everything in it comes from the request code, so it is shown [`visible`].
 pub fn request_details(request: &ParsedRequest) -> String {
     let r = &request.request;
     format!(
@@ -325,7 +340,12 @@ pub fn request_details(request: &ParsedRequest) -> String {
          Reason:    {}\n\
          Expires:   {}\n\
          Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.",
-        r.fingerprint, r.epoch, r.threshold, r.requester, r.reason, r.expires
+        visible(&r.fingerprint),
+        r.epoch,
+        r.threshold,
+        visible(&r.requester),
+        visible(&r.reason),
+        visible(&r.expires)
     )
 }
 
@@ -418,7 +438,12 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) -> String {
             s.secret
         ));
     }
-    lines.join("\n")
+    // Names, depositors and hooks come from the file: shown visible.
+    lines
+        .iter()
+        .map(|l| visible(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn rotated(outcome: &RotateOutcome, as_json: bool) {
