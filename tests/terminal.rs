@@ -416,7 +416,7 @@ fn no_terminal_encrypted_ssh_key_says_so() {
     let err = support::one_line_error(&out);
     assert!(
         err.contains(&format!(
-            "SSH key {} is protected by a passphrase and there is no terminal to ask for it",
+            "SSH key {} is encrypted (protected by a passphrase) and there is no terminal to ask for its passphrase",
             key.display()
         )),
         "{err}"
@@ -431,7 +431,8 @@ fn no_terminal_encrypted_ssh_key_says_so() {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(support::one_line_error(&out).contains("no terminal to ask for it"));
+    assert!(support::one_line_error(&out)
+        .contains("is encrypted (protected by a passphrase) and there is no terminal"));
     assert_eq!(kit.audit_actions(), before);
 }
 

@@ -292,7 +292,7 @@ pub fn identity_files(
 fn unlock_ssh_key(key: &EncryptedSshKey, label: &str) -> Result<CustodianIdentity, VaultError> {
     if !interactive() {
         return Err(VaultError::Invalid(format!(
-            "SSH key {label} is protected by a passphrase and there is no terminal to ask for it; run this on a terminal"
+            "SSH key {label} is encrypted (protected by a passphrase) and there is no terminal to ask for its passphrase; run this on a terminal"
         )));
     }
     for attempt in 1..=SSH_KEY_TRIES {
