@@ -27,7 +27,10 @@ pub fn available() -> bool {
     if !ci.is_empty() && ci != "false" && ci != "0" {
         panic!("tmux is not installed but CI={ci}: .ci/run installs it (apt-get install tmux)");
     }
-    eprintln!(
+    // Straight to stderr, past the test harness's capture, so a skip is seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "skipped: tmux is not installed (apt-get install tmux); the terminal tests did not run"
     );
     false
