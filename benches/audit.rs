@@ -25,10 +25,6 @@ impl UnsealPrompt for NoPrompt {
     }
 }
 
-fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
-    None
-}
-
 /// A 2-of-2 vault where each of `sessions` rounds deposits a secret and then
 /// opens a quorum session (an unseal revealing nothing), which signs a checkpoint.
 fn grown_vault(path: &Path, sessions: usize) {
@@ -85,7 +81,6 @@ fn grown_vault(path: &Path, sessions: usize) {
                         .collect(),
                     passphrases: vec![],
                     reveal: vec![],
-                    ssh_key_prompt: no_ssh_prompt,
                     remote: None,
                     endorse: Default::default(),
                     no_rekey: false,

@@ -90,7 +90,6 @@ fn vault_with(path: &Path, secrets: usize) {
                     .collect(),
                 passphrases: vec![],
                 reveal: vec![],
-                ssh_key_prompt: |_| None,
                 remote: None,
                 no_rekey: true,
                 one_code: false,

@@ -19,10 +19,6 @@ impl UnsealPrompt for NoPrompt {
     }
 }
 
-fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
-    None
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("demo-vault.db");
@@ -86,7 +82,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             identities: chosen,
             passphrases: vec![],
             reveal: vec!["vpn-breakglass".into()],
-            ssh_key_prompt: no_ssh_prompt,
             remote: None,
             no_rekey: false,
             one_code: false,

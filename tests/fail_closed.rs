@@ -1,13 +1,16 @@
 //! Nothing is revealed that is not logged first: if the audit rows cannot be
 //! committed, unseal prints no value and exits 1.
 
+mod support;
+
 use std::path::Path;
 
 use age::secrecy::ExposeSecret;
 use assert_cmd::Command;
 
 fn bg(vault: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    // No controlling terminal: the unseal below must not stop at a prompt.
+    let mut cmd = Command::from_std(support::detached_binary());
     cmd.arg("--vault")
         .arg(vault)
         .env_remove("BREAKGLASS_VAULT")

@@ -105,7 +105,6 @@ fn a_quorum_whose_epoch_moved_on_writes_and_reveals_nothing() {
                 identities: vec![("alice".into(), alice)],
                 passphrases: vec![],
                 reveal: vec!["vpn".into()],
-                ssh_key_prompt: |_| None,
                 remote: None,
                 no_rekey: false,
                 one_code: false,

@@ -398,7 +398,6 @@ fn a_kill_at_any_point_of_the_epoch_rekey_leaves_one_whole_epoch() {
     for i in 0..4 {
         kit.put(&format!("s{i}"), "password", &format!("value-{i}"));
     }
-    let binary = assert_cmd::cargo::cargo_bin("breakglass");
     // How long one whole unseal + re-key takes on this machine: the kills are
     // spread from its start to well past its end (timing varies run to run).
     let started = std::time::Instant::now();
@@ -409,7 +408,7 @@ fn a_kill_at_any_point_of_the_epoch_rekey_leaves_one_whole_epoch() {
     let steps = 10;
     for step in 0..=steps {
         let delay_ms = full_run * 3 * step / steps;
-        let mut child = std::process::Command::new(&binary)
+        let mut child = support::detached_binary()
             .arg("--vault")
             .arg(&kit.vault)
             .env("BREAKGLASS_STATE_DIR", kit.path("state"))
@@ -473,7 +472,7 @@ fn a_kill_at_any_point_of_the_epoch_rekey_leaves_one_whole_epoch() {
 
 /// The binary on the kit's vault as a child this test can wait for or kill.
 fn spawn(kit: &Kit, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+    support::detached_binary()
         .arg("--vault")
         .arg(&kit.vault)
         .args(args)
@@ -836,7 +835,7 @@ fn a_rotation_seals_to_the_epoch_in_force_when_it_writes() {
     use std::io::Write;
     let kit = Kit::init(&["alice", "bob"], 2);
     kit.put("vpn", "password", "one");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+    let mut child = support::detached_binary()
         .arg("--vault")
         .arg(&kit.vault)
         .args(["rotate", "vpn", "--apply", "cat >/dev/null", "--json"])

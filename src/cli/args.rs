@@ -364,12 +364,12 @@ pub struct DrillArgs {
     /// A passphrase custodian's passphrase from a file (repeatable)
     #[arg(long = "passphrase-file", value_name = "NAME=PATH")]
     pub passphrase_files: Vec<String>,
+    /// A passphrase custodian to ask for their passphrase on the terminal (repeatable)
+    #[arg(long = "custodian", value_name = "NAME")]
+    pub custodians: Vec<String>,
     /// Test this exported envelope instead of the vault's copy
     #[arg(long, value_name = "FILE", conflicts_with = "full")]
     pub envelope: Option<PathBuf>,
-    /// A passphrase custodian's name, to be asked for the passphrase on the terminal
-    #[arg(long, value_name = "NAME")]
-    pub custodian: Option<String>,
     /// With K or more custodians: also combine the shares in memory, check they
     /// rebuild the vault key, and sign an audit checkpoint (nothing is revealed)
     #[arg(long)]
@@ -399,7 +399,7 @@ impl DrillArgs {
             out: self.out.as_ref(),
             identities: &self.identities,
             passphrase_file: self.passphrase_files.first(),
-            custodian: self.custodian.as_ref(),
+            custodian: self.custodians.first(),
             envelope: self.envelope.as_ref(),
             json: self.json,
         })

@@ -31,12 +31,7 @@ fn approver_key(
         return Ok(ApproverKey::Passphrase(name, passphrase));
     }
     if let Some(name) = custodian {
-        let passphrase =
-            input::existing_passphrase(name)?.ok_or_else(|| VaultError::Custodian {
-                name: name.clone(),
-                detail: "no terminal to ask for the passphrase; pass --passphrase-file NAME=PATH"
-                    .into(),
-            })?;
+        let passphrase = input::existing_passphrase(name)?;
         return Ok(ApproverKey::Passphrase(name.clone(), passphrase));
     }
     Err(VaultError::Invalid(
@@ -69,7 +64,6 @@ fn check<'a>(
             request,
             key,
             envelope,
-            ssh_key_prompt: input::ssh_key_passphrase,
         },
         vault,
         &mut input::Terminal::default(),
@@ -101,7 +95,8 @@ pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, Vau
     )?;
     let vault = vault_copy(vault_flag, path)?;
     let checked = check(&request, key, a.envelope.as_ref(), vault.as_ref())?;
-    render::request_details(&request, &checked.custodian);
+    let details = render::request_details(&request, &checked.custodian);
+    errln!("{details}");
     let id = &request.request.request_id;
     let approval = match &a.words {
         Some(words) => checked.approve(words).map_err(|e| match e {
@@ -112,8 +107,10 @@ pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, Vau
         })?,
         None => {
             let mut attempt = 1;
+            // What the question is about: the request, then why it is asked again.
+            let mut about = details.clone();
             loop {
-                let typed = input::line("Type the read-back words you heard from the requester: ")?
+                let typed = input::line(&about, "Type the read-back words you heard from the requester: ")?
                     .ok_or_else(|| {
                         VaultError::Invalid(
                             "no terminal to type the read-back words; pass --words \"W1 W2 W3 W4 W5 W6\" as heard from the requester".into(),
@@ -122,7 +119,8 @@ pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, Vau
                 match checked.approve(&typed) {
                     Ok(approval) => break approval,
                     Err(VaultError::WordsMismatch(_)) if attempt < WORD_TRIES => {
-                        render::words_mismatch(attempt, WORD_TRIES);
+                        about = render::words_mismatch(attempt, WORD_TRIES);
+                        errln!("{about}");
                         attempt += 1;
                     }
                     Err(VaultError::WordsMismatch(_)) => {

@@ -1,17 +1,54 @@
 //! Everything that reads from the user: files, stdin, hidden prompts. Secrets
 //! never come from argv or the environment.
+//!
+//! Prompts and the answers to them go through the controlling terminal
+//! (`/dev/tty`), whatever stdin, stdout and stderr are: `2>/dev/null` or a
+//! pipe never hides a prompt. With no controlling terminal nothing is asked,
+//! and a value that is needed is a one-line error saying what to give instead.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use breakglass::crypto::{CustodianIdentity, Passphrase};
+use breakglass::crypto::{CustodianIdentity, EncryptedSshKey, IdentityFile, Passphrase};
 use breakglass::vault::{KdfProgress, SecretValue, UnsealPrompt};
 use breakglass::VaultError;
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
+/// Tries at an encrypted SSH key's passphrase before giving up.
+const SSH_KEY_TRIES: usize = 3;
+
+/// The controlling terminal, opened for reading and writing.
+struct Tty(std::fs::File);
+
+impl Tty {
+    fn open() -> Option<Tty> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()
+            .map(Tty)
+    }
+
+    /// Show `text` on the terminal (a prompt, or a line about the prompts).
+    fn say(&self, text: &str) {
+        let mut writer = &self.0;
+        let _ = writer.write_all(text.as_bytes());
+        let _ = writer.flush();
+    }
+}
+
+/// Whether there is a terminal to ask: a controlling terminal can be opened.
 pub fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    Tty::open().is_some()
+}
+
+/// A line about the prompts (a retry, how many are still needed), on the terminal.
+fn tell(text: &str) {
+    if let Some(tty) = Tty::open() {
+        tty.say(&format!("{text}\n"));
+    }
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, VaultError> {
@@ -128,10 +165,115 @@ pub fn bytes(file: Option<&Path>, what: &str) -> Result<Vec<u8>, VaultError> {
     })
 }
 
+/// A hidden answer typed on the controlling terminal: the prompt is written
+/// there, echo is off while it is typed, and the terminal is restored after,
+/// whatever happens. Ctrl-C ends the process (exit 130) as it always would,
+/// but only once echo is back on: a custodian's terminal is never left blind.
 fn hidden_text(prompt: &str) -> Result<Zeroizing<String>, VaultError> {
-    rpassword::prompt_password(prompt)
-        .map(Zeroizing::new)
-        .map_err(|e| VaultError::Invalid(format!("terminal: cannot read input ({e})")))
+    use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex};
+    let fail =
+        |e: std::io::Error| VaultError::Invalid(format!("terminal: cannot read input ({e})"));
+    let tty = Tty::open().ok_or_else(|| {
+        VaultError::Invalid("no terminal to ask on; give the value in a file instead".into())
+    })?;
+    tty.say(prompt);
+    let original = termios::tcgetattr(&tty.0).map_err(|e| fail(e.into()))?;
+    let mut quiet = original.clone();
+    // No echo, byte by byte, and Ctrl-C read as a byte so it is handled here.
+    quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG);
+    quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
+    quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
+    termios::tcsetattr(&tty.0, OptionalActions::Now, &quiet).map_err(|e| fail(e.into()))?;
+    let typed = {
+        let _restore = Restore {
+            tty: &tty,
+            original,
+        };
+        read_hidden_line(&tty)
+    };
+    tty.say("\n");
+    match typed {
+        Ok(Typed::Line(bytes)) => std::str::from_utf8(&bytes)
+            .map(|text| Zeroizing::new(text.to_string()))
+            .map_err(|_| VaultError::Invalid("terminal: the answer is not UTF-8 text".into())),
+        Ok(Typed::Interrupted) => std::process::exit(EXIT_INTERRUPTED),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// The exit code of a process ended by Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Puts the terminal back as it was when dropped.
+struct Restore<'a> {
+    tty: &'a Tty,
+    original: rustix::termios::Termios,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            &self.tty.0,
+            rustix::termios::OptionalActions::Now,
+            &self.original,
+        );
+    }
+}
+
+enum Typed {
+    Line(Zeroizing<Vec<u8>>),
+    Interrupted,
+}
+
+/// The longest hidden answer kept; the buffer never grows, so no copy of what
+/// was typed is left behind in freed memory. Longer values belong in a file.
+const HIDDEN_MAX: usize = 16 * 1024;
+
+/// Read keys until Enter (or end of input): Backspace and Ctrl-U edit, Ctrl-C
+/// interrupts, escape sequences (arrow keys) and other control keys are ignored.
+fn read_hidden_line(tty: &Tty) -> std::io::Result<Typed> {
+    let mut reader = &tty.0;
+    let mut line = Zeroizing::new(Vec::with_capacity(HIDDEN_MAX));
+    let mut next = || -> std::io::Result<Option<u8>> {
+        let mut byte = [0u8; 1];
+        loop {
+            match reader.read(&mut byte) {
+                Ok(0) => return Ok(None),
+                Ok(_) => return Ok(Some(byte[0])),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    while let Some(byte) = next()? {
+        match byte {
+            b'\r' | b'\n' => break,
+            0x03 => return Ok(Typed::Interrupted),
+            0x04 if line.is_empty() => break,
+            0x7f | 0x08 => {
+                // One character back: its UTF-8 continuation bytes, then its first byte.
+                while line.last().is_some_and(|b| b & 0xC0 == 0x80) {
+                    line.pop();
+                }
+                line.pop();
+            }
+            0x15 => line.clear(),
+            0x1b => {
+                // ESC [ … final byte, or ESC O x: a key that is not text.
+                if let Some(b'[' | b'O') = next()? {
+                    while let Some(b) = next()? {
+                        if (0x40..=0x7e).contains(&b) {
+                            break;
+                        }
+                    }
+                }
+            }
+            b if b < 0x20 => {}
+            b if line.len() < HIDDEN_MAX => line.push(b),
+            _ => {}
+        }
+    }
+    Ok(Typed::Line(line))
 }
 
 fn hidden(prompt: &str) -> Result<Passphrase, VaultError> {
@@ -179,7 +321,8 @@ pub fn new_passphrase(custodian: &str) -> Result<Option<Passphrase>, VaultError>
     Ok(Some(first))
 }
 
-/// Load every `--identity` file, labelled by its path.
+/// Load every `--identity` file, labelled by its path. An SSH key protected by
+/// a passphrase is unlocked here, on the terminal, before anything else runs.
 pub fn identity_files(
     paths: &[PathBuf],
 ) -> Result<Vec<(String, Vec<CustodianIdentity>)>, VaultError> {
@@ -188,24 +331,41 @@ pub fn identity_files(
         .map(|path| {
             let label = path.display().to_string();
             let bytes = read_file(path, "identity file")?;
-            let identities =
-                CustodianIdentity::parse_file(&bytes).map_err(|detail| VaultError::Identity {
+            let file =
+                CustodianIdentity::read_file(&bytes).map_err(|detail| VaultError::Identity {
                     label: label.clone(),
                     detail,
                 })?;
+            let identities = match file {
+                IdentityFile::Keys(keys) => keys,
+                IdentityFile::EncryptedSsh(key) => vec![unlock_ssh_key(&key, &label)?],
+            };
             Ok((label, identities))
         })
         .collect()
 }
 
-/// Prompt for an encrypted SSH key's passphrase, only on a terminal.
-pub fn ssh_key_passphrase(description: &str) -> Option<age::secrecy::SecretString> {
+/// Ask for an encrypted SSH key's passphrase on the terminal, up to
+/// `SSH_KEY_TRIES` times.
+fn unlock_ssh_key(key: &EncryptedSshKey, label: &str) -> Result<CustodianIdentity, VaultError> {
     if !interactive() {
-        return None;
+        return Err(VaultError::Invalid(format!(
+            "SSH key {label} is encrypted (protected by a passphrase) and there is no terminal to ask for its passphrase; run this on a terminal"
+        )));
     }
-    rpassword::prompt_password(format!("{description}: "))
-        .ok()
-        .map(age::secrecy::SecretString::from)
+    for attempt in 1..=SSH_KEY_TRIES {
+        let passphrase = hidden_text(&format!("Passphrase for SSH key {label}: "))?;
+        let passphrase = age::secrecy::SecretString::from(passphrase.as_str());
+        if let Some(identity) = key.unlock(passphrase) {
+            return Ok(identity);
+        }
+        if attempt < SSH_KEY_TRIES {
+            tell(&format!("Wrong passphrase for SSH key {label}; try again."));
+        }
+    }
+    Err(VaultError::Invalid(format!(
+        "wrong passphrase for SSH key {label} ({SSH_KEY_TRIES} tries); check it with `ssh-keygen -y -f {label}`"
+    )))
 }
 
 /// Terminal side of KDF feedback and passphrase prompts.
@@ -224,6 +384,11 @@ impl KdfProgress for Terminal {
             ));
             spinner.enable_steady_tick(std::time::Duration::from_millis(100));
             self.spinner = Some(spinner);
+        } else {
+            // stderr is sent away: a typed passphrase still gets an answer on the terminal.
+            tell(&format!(
+                "deriving key for custodian {custodian} (Argon2id)…"
+            ));
         }
     }
 
@@ -235,50 +400,54 @@ impl KdfProgress for Terminal {
 }
 
 impl UnsealPrompt for Terminal {
+    fn can_ask(&self) -> bool {
+        interactive()
+    }
+
     fn passphrase(&mut self, custodian: &str, still_needed: usize) -> Option<Passphrase> {
-        if !interactive() {
-            return None;
-        }
-        errln!("{still_needed} more share(s) needed.");
-        hidden(&format!(
-            "Passphrase for custodian {custodian} (empty to skip): "
-        ))
-        .ok()
-        .filter(|p| !p.is_empty())
+        let prompt = if still_needed > 0 {
+            tell(&format!("{still_needed} more share(s) needed."));
+            format!("Passphrase for custodian {custodian} (empty to skip): ")
+        } else {
+            format!("Passphrase for custodian {custodian}: ")
+        };
+        hidden(&prompt).ok().filter(|p| !p.is_empty())
     }
 
     fn wrong_passphrase(&mut self, custodian: &str) {
-        errln!("Wrong passphrase for custodian {custodian}; try again.");
+        tell(&format!(
+            "Wrong passphrase for custodian {custodian}; try again."
+        ));
     }
 }
 
 /// A visible line typed on the terminal (not secret), or `None` with no terminal.
-pub fn line(prompt: &str) -> Result<Option<String>, VaultError> {
+/// `about` is what the question is about, already written to stderr; when
+/// stderr is not a terminal (`2>/dev/null`, a log file) it is shown on the
+/// terminal too, so nobody answers about something they cannot see.
+pub fn line(about: &str, prompt: &str) -> Result<Option<String>, VaultError> {
     use std::io::{BufRead, BufReader};
-    if !std::io::stderr().is_terminal() {
-        return Ok(None);
-    }
-    let Ok(tty) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-    else {
+    let Some(tty) = Tty::open() else {
         return Ok(None);
     };
-    let mut writer = &tty;
-    let _ = writer.write_all(prompt.as_bytes());
-    let _ = writer.flush();
+    if !about.is_empty() && !std::io::stderr().is_terminal() {
+        tty.say(&format!("{about}\n"));
+    }
+    tty.say(prompt);
     let mut answer = String::new();
-    BufReader::new(&tty)
+    BufReader::new(&tty.0)
         .read_line(&mut answer)
         .map_err(|e| VaultError::Invalid(format!("terminal: cannot read input ({e})")))?;
     Ok(Some(answer.trim().to_string()))
 }
 
-/// Ask once for an existing custodian's passphrase, only on a terminal.
-pub fn existing_passphrase(custodian: &str) -> Result<Option<Passphrase>, VaultError> {
+/// Ask once for an existing custodian's passphrase on the terminal; with no
+/// terminal, say what to give instead.
+pub fn existing_passphrase(custodian: &str) -> Result<Passphrase, VaultError> {
     if !interactive() {
-        return Ok(None);
+        return Err(VaultError::Invalid(format!(
+            "no terminal to ask for custodian {custodian}'s passphrase; give --passphrase-file {custodian}=PATH"
+        )));
     }
-    hidden(&format!("Passphrase for custodian {custodian}: ")).map(Some)
+    hidden(&format!("Passphrase for custodian {custodian}: "))
 }

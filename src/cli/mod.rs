@@ -394,8 +394,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     actor,
                     identities: input::identity_files(&a.identities)?,
                     passphrases: input::passphrase_files(&a.passphrase_files)?,
+                    ask: a.custodians,
                     envelope,
-                    ssh_key_prompt: input::ssh_key_passphrase,
                     full: a.full,
                     endorse: if a.full {
                         endorsement(&vault, a.endorse)?
@@ -458,7 +458,6 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     .collect(),
                 no_rekey: a.no_rekey,
                 one_code: a.one,
-                ssh_key_prompt: input::ssh_key_passphrase,
                 endorse: endorsement(&vault, a.endorse)?,
             };
             let report = vault.unseal(request, &mut input::Terminal::default())?;
@@ -491,7 +490,6 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 reveal: Vec::new(),
                 no_rekey: false,
                 one_code: false,
-                ssh_key_prompt: input::ssh_key_passphrase,
                 remote: None,
                 endorse: endorsement(&vault, a.endorse)?,
             };
@@ -849,12 +847,16 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
     if pending.is_empty() {
         return Ok(pending);
     }
-    render::unendorsed(&pending);
+    let listed = render::unendorsed(&pending);
+    errln!("{listed}");
     if flag {
         errln!("--endorse: this session's checkpoint endorses them.");
         return Ok(pending);
     }
-    match input::line("Endorse all of the above in this session's checkpoint? [y/N] ")? {
+    match input::line(
+        &listed,
+        "Endorse all of the above in this session's checkpoint? [y/N] ",
+    )? {
         Some(answer) if answer.trim().eq_ignore_ascii_case("y") => Ok(pending),
         _ => {
             errln!("They stay unendorsed (endorse them in a later quorum session with --endorse).");
@@ -867,11 +869,16 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
 /// confirms on the terminal (or passed --trust-hook).
 fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
     let Some(cmd) = hook else { return Ok(false) };
-    errln!(
-        "warning: the apply hook of {name} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {cmd}"
+    // The command comes from the file: shown with any control characters escaped,
+    // so what is confirmed is what is seen.
+    let warning = format!(
+        "warning: the apply hook of {} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {}",
+        render::visible(name),
+        render::visible(cmd)
     );
+    errln!("{warning}");
     Ok(matches!(
-        input::line("Run this hook with the new value on its stdin? [y/N] ")?,
+        input::line(&warning, "Run this hook with the new value on its stdin? [y/N] ")?,
         Some(answer) if answer.trim().eq_ignore_ascii_case("y")
     ))
 }

@@ -385,28 +385,49 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
     }
 }
 
-/// What a custodian sees once every check has passed, before the words.
-pub fn request_details(request: &ParsedRequest, custodian: &str) {
-    let r = &request.request;
-    errln!("Checked: the vault's signed manifest and key chain, your envelope and your share's commitment.");
-    errln!(
-        "Vault:     {} (epoch {}, {} custodians needed)",
-        r.fingerprint,
-        r.epoch,
-        r.threshold
-    );
-    errln!("You:       custodian {custodian}");
-    errln!("Requester: {}", r.requester);
-    errln!("Reason:    {}", r.reason);
-    errln!("Expires:   {}", r.expires);
-    errln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
+/// Text from a vault file or a code, safe to show next to a question: control
+/// characters (an escape sequence could redraw or hide what the user is asked
+/// about) are shown escaped, e.g. `\u{1b}`.
+pub fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
-/// A mistyped or misheard word: say so and ask again.
-pub fn words_mismatch(attempt: usize, tries: usize) {
-    errln!(
+/// What a custodian is asked to approve once every check has passed, as lines
+/// for stderr (and the terminal). It comes from the request code, so it is
+/// shown [`visible`].
+pub fn request_details(request: &ParsedRequest, custodian: &str) -> String {
+    let r = &request.request;
+    format!(
+        "Checked: the vault's signed manifest and key chain, your envelope and your share's commitment.\n\
+         Vault:     {} (epoch {}, {} custodians needed)\n\
+         You:       custodian {}\n\
+         Requester: {}\n\
+         Reason:    {}\n\
+         Expires:   {}\n\
+         Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.",
+        visible(&r.fingerprint),
+        r.epoch,
+        r.threshold,
+        visible(custodian),
+        visible(&r.requester),
+        visible(&r.reason),
+        visible(&r.expires)
+    )
+}
+
+/// A mistyped or misheard word: why the words are asked again.
+pub fn words_mismatch(attempt: usize, tries: usize) -> String {
+    format!(
         "The words do not match (try {attempt} of {tries}). Compare them with the requester by voice, word by word, then type them again."
-    );
+    )
 }
 
 pub fn drill_challenge(issued: &DrillChallengeIssued, out: &std::path::Path, as_json: bool) {
@@ -516,19 +537,18 @@ pub fn drill(report: &DrillReport, as_json: bool) {
 }
 
 /// What a quorum session would endorse, on stderr before it is asked.
-pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
+/// What a quorum session would endorse, as lines for stderr (and the terminal).
+pub fn unendorsed(pending: &breakglass::vault::Unendorsed) -> String {
+    let mut lines = Vec::new();
     if let Some(problem) = &pending.problem {
-        errln!("warning: {problem}");
+        lines.push(format!("warning: {problem}"));
     }
-    errln!("Written since the last signed checkpoint (unendorsed):");
+    lines.push("Written since the last signed checkpoint (unendorsed):".to_string());
     for v in &pending.versions {
-        errln!(
+        lines.push(format!(
             "  secret {} version {}, deposited by {} at {}",
-            v.secret,
-            v.version,
-            v.depositor,
-            v.created
-        );
+            v.secret, v.version, v.depositor, v.created
+        ));
     }
     for s in &pending.settings {
         let hook = s.apply_cmd.as_deref().unwrap_or("(none)");
@@ -540,11 +560,17 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) {
                 c.unwrap_or("alnum")
             ),
         };
-        errln!(
+        lines.push(format!(
             "  rotation settings of {}: apply hook `{hook}`, generator {generator}",
             s.secret
-        );
+        ));
     }
+    // Names, depositors and hooks come from the file: shown visible.
+    lines
+        .iter()
+        .map(|l| visible(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn rotated(outcome: &RotateOutcome, as_json: bool) {

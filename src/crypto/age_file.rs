@@ -139,8 +139,33 @@ impl std::fmt::Debug for CustodianIdentity {
     }
 }
 
-/// Asks for the passphrase of an encrypted SSH key; `None` means "not available".
-pub type SshKeyPassphrasePrompt = fn(&str) -> Option<SecretString>;
+/// What an identity file holds: keys ready to use, or one OpenSSH private key
+/// that its passphrase must unlock first.
+pub enum IdentityFile {
+    Keys(Vec<CustodianIdentity>),
+    EncryptedSsh(EncryptedSshKey),
+}
+
+/// An OpenSSH private key protected by a passphrase (`ssh-keygen -N`). Only
+/// [`EncryptedSshKey::unlock`] turns it into a usable identity, so a locked key
+/// never reaches an envelope. No Clone; redacted Debug.
+pub struct EncryptedSshKey(age::ssh::EncryptedKey);
+
+impl std::fmt::Debug for EncryptedSshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptedSshKey([redacted])")
+    }
+}
+
+impl EncryptedSshKey {
+    /// The unlocked key, or `None` when `passphrase` is not this key's.
+    pub fn unlock(&self, passphrase: SecretString) -> Option<CustodianIdentity> {
+        self.0
+            .decrypt(passphrase)
+            .ok()
+            .map(|key| CustodianIdentity(IdentityInner::Ssh(age::ssh::Identity::Unencrypted(key))))
+    }
+}
 
 impl CustodianIdentity {
     pub(crate) fn from_x25519(identity: age::x25519::Identity) -> Self {
@@ -154,17 +179,39 @@ impl CustodianIdentity {
         (Self::from_x25519(identity), text)
     }
 
-    /// Parse an identity file: age `AGE-SECRET-KEY-1…` lines, or one OpenSSH private key.
+    /// Parse an identity file whose keys need no passphrase: age
+    /// `AGE-SECRET-KEY-1…` lines, or one unencrypted OpenSSH private key.
     pub fn parse_file(contents: &[u8]) -> Result<Vec<Self>, String> {
+        match Self::read_file(contents)? {
+            IdentityFile::Keys(keys) => Ok(keys),
+            IdentityFile::EncryptedSsh(_) => {
+                Err("is an SSH key protected by a passphrase; unlock it first".into())
+            }
+        }
+    }
+
+    /// Parse an identity file: age `AGE-SECRET-KEY-1…` lines, or one OpenSSH
+    /// private key, which may be protected by a passphrase.
+    pub fn read_file(contents: &[u8]) -> Result<IdentityFile, String> {
         let text =
             std::str::from_utf8(contents).map_err(|_| "is not a text identity file".to_string())?;
         if text.contains("-----BEGIN") {
             let identity = age::ssh::Identity::from_buffer(text.as_bytes(), None)
                 .map_err(|e| format!("is not a usable SSH private key ({e})"))?;
-            if let age::ssh::Identity::Unsupported(_) = identity {
-                return Err("holds an SSH key type breakglass cannot use".into());
-            }
-            return Ok(vec![Self(IdentityInner::Ssh(identity))]);
+            return match identity {
+                age::ssh::Identity::Unencrypted(_) => {
+                    Ok(IdentityFile::Keys(vec![Self(IdentityInner::Ssh(identity))]))
+                }
+                age::ssh::Identity::Encrypted(key) => {
+                    Ok(IdentityFile::EncryptedSsh(EncryptedSshKey(key)))
+                }
+                age::ssh::Identity::Unsupported(age::ssh::UnsupportedKey::EncryptedPem) => Err(
+                    "is an SSH key encrypted in the old PEM format, which breakglass cannot open; convert it with `ssh-keygen -p -o -f FILE`".into(),
+                ),
+                age::ssh::Identity::Unsupported(_) => {
+                    Err("holds an SSH key type breakglass cannot use".into())
+                }
+            };
         }
         let mut identities = Vec::new();
         for line in text.lines().map(str::trim) {
@@ -179,7 +226,7 @@ impl CustodianIdentity {
         if identities.is_empty() {
             return Err("holds no identity".into());
         }
-        Ok(identities)
+        Ok(IdentityFile::Keys(identities))
     }
 
     /// The public recipient text of this identity, comparable with `CustodianRecipient::text`.
@@ -243,16 +290,9 @@ pub enum DecryptOutcome {
 }
 
 /// Try to open an age file (armored or binary) with one identity.
-pub fn decrypt(
-    ciphertext: &[u8],
-    identity: &CustodianIdentity,
-    ssh_prompt: SshKeyPassphrasePrompt,
-) -> DecryptOutcome {
+pub fn decrypt(ciphertext: &[u8], identity: &CustodianIdentity) -> DecryptOutcome {
     match &identity.0 {
         IdentityInner::X25519(id) => decrypt_with(ciphertext, id),
-        IdentityInner::Ssh(id @ age::ssh::Identity::Encrypted(_)) => {
-            decrypt_with(ciphertext, &id.clone().with_callbacks(Prompt(ssh_prompt)))
-        }
         IdentityInner::Ssh(id) => decrypt_with(ciphertext, id),
     }
 }
@@ -280,29 +320,9 @@ pub(crate) fn decrypt_with(ciphertext: &[u8], identity: &dyn age::Identity) -> D
     }
 }
 
-#[derive(Clone, Copy)]
-struct Prompt(SshKeyPassphrasePrompt);
-
-impl age::Callbacks for Prompt {
-    fn display_message(&self, _message: &str) {}
-    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
-        None
-    }
-    fn request_public_string(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        (self.0)(description)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn no_prompt(_: &str) -> Option<SecretString> {
-        None
-    }
 
     #[test]
     fn three_way_outcome() {
@@ -312,19 +332,16 @@ mod tests {
         let file = encrypt_armored(&recipient, b"share").unwrap();
         assert!(file.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(
-            matches!(decrypt(file.as_bytes(), &mine, no_prompt), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share")
+            matches!(decrypt(file.as_bytes(), &mine), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share")
         );
         assert!(matches!(
-            decrypt(file.as_bytes(), &other, no_prompt),
+            decrypt(file.as_bytes(), &other),
             DecryptOutcome::NotMine
         ));
         let mut bad = file.into_bytes();
         let mid = bad.len() - 60;
         bad[mid] = if bad[mid] == b'A' { b'B' } else { b'A' };
-        assert!(matches!(
-            decrypt(&bad, &mine, no_prompt),
-            DecryptOutcome::Failed(_)
-        ));
+        assert!(matches!(decrypt(&bad, &mine), DecryptOutcome::Failed(_)));
     }
 
     #[test]
@@ -345,5 +362,35 @@ mod tests {
         );
         assert!(CustodianRecipient::parse_public_key("hello").is_err());
         assert!(CustodianRecipient::parse_public_key("age1qqqq").is_err());
+    }
+
+    /// A throwaway test key: `ssh-keygen -t ed25519 -N "fixture passphrase"`.
+    const ENCRYPTED_SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCubuZ0c7\n+Z421CsgAtQbw5AAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIPGx1dN6GBF7z08p\ncUUjmp752ijK4b3nosnXvCBGt+AkAAAAkJnuinY/Flh3MHXHu9TmGhxjkTr8hakr51ipD/\nubLmifOzeV/7SrPugmgHuvJWOBkhjA6YlkXlp9pPgM06tJdbVgiQvH42DpDlbE9erFPCOd\nn/OGbui2Gh1EAdeKnQ0i2FHK+XykataX05gtOD+tcO4GwCcSrENzpEzfKf2xiVEhuUt1hd\nNzO/3Ht6s5okIAcw==\n-----END OPENSSH PRIVATE KEY-----\n";
+    const ENCRYPTED_SSH_PUB: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGx1dN6GBF7z08pcUUjmp752ijK4b3nosnXvCBGt+Ak";
+
+    #[test]
+    fn an_encrypted_ssh_key_opens_only_with_its_passphrase() {
+        let IdentityFile::EncryptedSsh(locked) =
+            CustodianIdentity::read_file(ENCRYPTED_SSH_KEY.as_bytes()).unwrap()
+        else {
+            panic!("an encrypted key must come back locked");
+        };
+        assert_eq!(format!("{locked:?}"), "EncryptedSshKey([redacted])");
+        // parse_file, for callers that cannot ask, says what it is.
+        assert!(CustodianIdentity::parse_file(ENCRYPTED_SSH_KEY.as_bytes())
+            .unwrap_err()
+            .contains("protected by a passphrase"));
+        assert!(locked.unlock(SecretString::from("wrong")).is_none());
+        assert!(locked.unlock(SecretString::from("")).is_none());
+        let identity = locked
+            .unlock(SecretString::from("fixture passphrase"))
+            .expect("the right passphrase unlocks it");
+        let recipient = CustodianRecipient::parse_public_key(ENCRYPTED_SSH_PUB).unwrap();
+        assert_eq!(identity.recipient().as_deref(), Some(recipient.text()));
+        let file = encrypt_armored(&recipient, b"share").unwrap();
+        assert!(
+            matches!(decrypt(file.as_bytes(), &identity), DecryptOutcome::Plaintext(p) if p.as_slice() == b"share")
+        );
     }
 }

@@ -12,7 +12,7 @@ mod strength;
 
 pub use age_file::{
     dearmor, decrypt, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
-    CustodianRecipient, DecryptOutcome, RecipientKind, SshKeyPassphrasePrompt,
+    CustodianRecipient, DecryptOutcome, EncryptedSshKey, IdentityFile, RecipientKind,
 };
 pub use kdf::{read_back_hash, READ_BACK_PARAMS};
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};

@@ -8,7 +8,7 @@ use super::unseal::{check_share, derive, passphrase_custodian};
 use super::{KdfProgress, Vault, VaultError};
 use crate::crypto::{
     self, CustodianIdentity, CustodianRecipient, DecryptOutcome, Passphrase, ShareProofKey,
-    SshKeyPassphrasePrompt, VerifyKey,
+    VerifyKey,
 };
 use crate::manifest::{self, ChainError, Manifest, SignedManifest};
 use crate::remote::code::{self, CodeKind};
@@ -29,7 +29,6 @@ pub struct ApproveInput<'a> {
     /// An exported envelope (label, armored text); else the one the request
     /// carries, else a `--vault` copy's.
     pub envelope: Option<(String, String)>,
-    pub ssh_key_prompt: SshKeyPassphrasePrompt,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -427,7 +426,7 @@ fn open_own_share(
     let mut problems = Vec::new();
     for (label, bytes) in &envelopes {
         for id in &candidates {
-            match crypto::decrypt(bytes, id, input.ssh_key_prompt) {
+            match crypto::decrypt(bytes, id) {
                 DecryptOutcome::Plaintext(p) => {
                     let record = ShareRecord::decode(&p).ok_or_else(|| {
                         VaultError::invalid(format!("{label} does not hold a breakglass share"))

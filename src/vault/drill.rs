@@ -7,12 +7,12 @@ use serde::Serialize;
 
 use super::records::ShareRecord;
 use super::remote_drill::DrillProof;
-use super::unseal::{check_share, derive, passphrase_custodian};
-use super::{KdfProgress, Vault, VaultError};
-use crate::audit::{self, NewEntry};
-use crate::crypto::{
-    self, CustodianIdentity, DecryptOutcome, Passphrase, Share, SshKeyPassphrasePrompt,
+use super::unseal::{
+    ask_passphrase, check_share, derive, no_terminal_note, passphrase_custodian, Asked,
 };
+use super::{UnsealPrompt, Vault, VaultError};
+use crate::audit::{self, NewEntry};
+use crate::crypto::{self, CustodianIdentity, DecryptOutcome, Passphrase, Share};
 use crate::manifest::CustodianEntry;
 use crate::remote::pins::{self, PinUse};
 
@@ -20,9 +20,11 @@ pub struct DrillRequest {
     pub actor: String,
     pub identities: Vec<(String, Vec<CustodianIdentity>)>,
     pub passphrases: Vec<(String, Passphrase)>,
+    /// Passphrase custodians to ask for their passphrase (`--custodian NAME`),
+    /// as unseal asks: through the prompt, a few tries each.
+    pub ask: Vec<String>,
     /// An exported envelope to test instead of the vault's copy.
     pub envelope: Option<(String, String)>,
-    pub ssh_key_prompt: SshKeyPassphrasePrompt,
     /// Also combine the shares (K or more) and sign a checkpoint with the rebuilt key.
     pub full: bool,
     /// With `full`: the unendorsed items the user confirmed (see `Vault::unendorsed`).
@@ -63,11 +65,12 @@ impl Vault {
     pub fn drill(
         &mut self,
         request: DrillRequest,
-        progress: &mut dyn KdfProgress,
+        prompt: &mut dyn UnsealPrompt,
     ) -> Result<DrillReport, VaultError> {
-        if request.identities.is_empty() && request.passphrases.is_empty() {
+        if request.identities.is_empty() && request.passphrases.is_empty() && request.ask.is_empty()
+        {
             return Err(VaultError::invalid(
-                "nothing to drill: give --identity FILE or --passphrase-file NAME=PATH for each custodian",
+                "nothing to drill: give --identity FILE, --passphrase-file NAME=PATH or --custodian NAME for each custodian",
             ));
         }
         if request.full && request.envelope.is_some() {
@@ -76,6 +79,16 @@ impl Vault {
             ));
         }
         let manifest = self.manifest().clone();
+        // Every custodian to ask is checked, and a terminal found, before anything runs.
+        for name in &request.ask {
+            passphrase_custodian(manifest.custodian(name), name)?;
+        }
+        if !prompt.can_ask() {
+            let names: Vec<&str> = request.ask.iter().map(String::as_str).collect();
+            if let Some(note) = no_terminal_note(&names) {
+                return Err(VaultError::Invalid(note));
+            }
+        }
         let mut results: Vec<DrillOutcome> = Vec::new();
         let mut drilled: Vec<String> = Vec::new();
         let mut shares: Vec<Share> = Vec::new();
@@ -140,7 +153,7 @@ impl Vault {
                 custodian,
                 passphrase,
                 manifest.insecure_test_only_kdf,
-                progress,
+                prompt,
             )? {
                 None => Err("wrong passphrase".to_string()),
                 Some(identity) => {
@@ -148,6 +161,28 @@ impl Vault {
                     self.drill_one(custodian, &identity, &request)
                 }
             };
+            record(name, outcome);
+        }
+        for name in &request.ask {
+            let custodian = passphrase_custodian(manifest.custodian(name), name)?;
+            if drilled.contains(name) {
+                continue;
+            }
+            let outcome =
+                match ask_passphrase(custodian, 0, manifest.insecure_test_only_kdf, prompt)? {
+                    Asked::Skipped => {
+                        return Err(VaultError::Custodian {
+                            name: name.clone(),
+                            detail: "no passphrase given; nothing was drilled".into(),
+                        })
+                    }
+                    Asked::Wrong => Err("wrong passphrase".to_string()),
+                    Asked::Identity(identity) => {
+                        pin_custodian_key(custodian, &manifest.fingerprint())?;
+                        self.drill_one(custodian, &identity, &request)
+                    }
+                };
+            drilled.push(name.clone());
             record(name, outcome);
         }
 
@@ -258,7 +293,7 @@ impl Vault {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        let plaintext = match crypto::decrypt(text.as_bytes(), identity, request.ssh_key_prompt) {
+        let plaintext = match crypto::decrypt(text.as_bytes(), identity) {
             DecryptOutcome::Plaintext(p) => p,
             DecryptOutcome::NotMine => {
                 return Err(format!(

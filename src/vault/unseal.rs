@@ -8,8 +8,7 @@ use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{
-    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share, SshKeyPassphrasePrompt,
-    VaultKeys,
+    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share, VaultKeys,
 };
 use crate::manifest::CustodianEntry;
 use crate::manifest::SignedManifest;
@@ -19,8 +18,14 @@ use crate::store::{EnvelopeRow, ExposureRow, Reader, Tx};
 
 /// Prompting is the caller's job; the vault asks through this.
 pub trait UnsealPrompt: KdfProgress {
-    /// Passphrase of `custodian`, while `still_needed` shares are missing.
-    /// `None` means none is available (no terminal): the vault never waits.
+    /// Whether anyone can be asked at all (a terminal is there). When not, the
+    /// vault never calls [`UnsealPrompt::passphrase`] and says what to give instead.
+    fn can_ask(&self) -> bool {
+        true
+    }
+    /// Passphrase of `custodian`, while `still_needed` shares are missing (0
+    /// outside a quorum: a drill). `None`: none was given (skipped); the vault
+    /// never waits.
     fn passphrase(&mut self, custodian: &str, still_needed: usize) -> Option<Passphrase>;
     /// A passphrase just given for `custodian` was wrong.
     fn wrong_passphrase(&mut self, _custodian: &str) {}
@@ -37,7 +42,6 @@ pub struct UnsealRequest {
     /// The secrets to reveal, each in its own mode (`--reveal NAME` whole,
     /// `--reveal-one NAME` one bypass code), all in this one quorum session.
     pub reveal: Vec<Reveal>,
-    pub ssh_key_prompt: SshKeyPassphrasePrompt,
     /// Approvals from remote custodians, for a request made on this machine.
     pub remote: Option<RemoteApprovals>,
     /// Skip the new epoch after a reveal (warned and logged).
@@ -219,12 +223,7 @@ impl Gathering<'_> {
 
     /// Open this custodian's envelope and check the share inside. A bad share is
     /// recorded by name and skipped; the caller decides whether enough remain.
-    fn take_share(
-        &mut self,
-        custodian: &CustodianEntry,
-        identity: &CustodianIdentity,
-        ssh: SshKeyPassphrasePrompt,
-    ) {
+    fn take_share(&mut self, custodian: &CustodianEntry, identity: &CustodianIdentity) {
         let Some(envelope) = self
             .envelopes
             .iter()
@@ -233,7 +232,7 @@ impl Gathering<'_> {
             self.reject(custodian, "the vault holds no envelope for this custodian");
             return;
         };
-        match crypto::decrypt(envelope.envelope.as_bytes(), identity, ssh) {
+        match crypto::decrypt(envelope.envelope.as_bytes(), identity) {
             DecryptOutcome::NotMine => self.reject(
                 custodian,
                 "envelope is not sealed to this custodian's key (replaced?)",
@@ -292,7 +291,7 @@ impl Gathering<'_> {
             .request_id_bytes()
             .ok_or_else(|| fail("request record has a malformed request id".into()))?;
         let sealed = code::decode(CodeKind::Approval, text).map_err(|e| fail(e.to_string()))?;
-        let plaintext = match crypto::decrypt(&sealed, &request.identity, no_ssh_prompt) {
+        let plaintext = match crypto::decrypt(&sealed, &request.identity) {
             DecryptOutcome::Plaintext(p) => p,
             DecryptOutcome::NotMine => {
                 return Err(fail(
@@ -957,7 +956,7 @@ fn gather_shares(
             };
             matched = true;
             g.claim(&custodian.name)?;
-            g.take_share(custodian, identity, request.ssh_key_prompt);
+            g.take_share(custodian, identity);
         }
         if !matched {
             return Err(VaultError::Identity {
@@ -985,7 +984,7 @@ fn gather_shares(
             prompt,
         )?
         .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
-        g.take_share(custodian, &identity, request.ssh_key_prompt);
+        g.take_share(custodian, &identity);
     }
     // 4. Prompt passphrase custodians, only while shares are still missing.
     let waiting: Vec<&CustodianEntry> = g
@@ -993,40 +992,47 @@ fn gather_shares(
         .iter()
         .filter(|c| c.kdf.is_some() && !g.tried.contains(&c.name))
         .collect();
-    'custodians: for custodian in waiting {
-        for _ in 0..MAX_PASSPHRASE_TRIES {
-            if g.missing() == 0 {
-                break 'custodians;
-            }
-            let Some(passphrase) = prompt.passphrase(&custodian.name, g.missing()) else {
-                break 'custodians;
-            };
-            match derive(
-                custodian,
-                &passphrase,
-                manifest.insecure_test_only_kdf,
-                prompt,
-            )? {
-                Some(identity) => {
-                    g.claim(&custodian.name)?;
-                    g.take_share(custodian, &identity, request.ssh_key_prompt);
-                    continue 'custodians;
-                }
-                None => prompt.wrong_passphrase(&custodian.name),
-            }
+    let mut unasked = Vec::new();
+    for custodian in waiting {
+        if g.missing() == 0 {
+            break;
         }
-        return Err(VaultError::WrongPassphrase(custodian.name.clone()));
+        if !prompt.can_ask() {
+            unasked.push(custodian.name.as_str());
+            continue;
+        }
+        let asked = ask_passphrase(
+            custodian,
+            g.missing(),
+            manifest.insecure_test_only_kdf,
+            prompt,
+        )?;
+        match asked {
+            Asked::Identity(identity) => {
+                g.claim(&custodian.name)?;
+                g.take_share(custodian, &identity);
+            }
+            Asked::Skipped => {}
+            Asked::Wrong => return Err(VaultError::WrongPassphrase(custodian.name.clone())),
+        }
     }
     if g.missing() > 0 {
-        let rejected = if g.rejected.is_empty() {
-            String::new()
-        } else {
+        let mut notes: Vec<String> = Vec::new();
+        if !g.rejected.is_empty() {
             let named: Vec<String> = g
                 .rejected
                 .iter()
                 .map(|r| format!("{}: {}", r.who, r.why))
                 .collect();
-            format!(" (rejected {})", named.join("; "))
+            notes.push(format!("rejected {}", named.join("; ")));
+        }
+        if let Some(note) = no_terminal_note(&unasked) {
+            notes.push(note);
+        }
+        let rejected = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         };
         return Err(VaultError::NotEnoughShares {
             have: g.good.len(),
@@ -1046,6 +1052,51 @@ fn gather_shares(
         return Err(VaultError::KeyMismatch);
     }
     Ok(keys)
+}
+
+/// How asking a passphrase custodian ended.
+pub(crate) enum Asked {
+    Identity(CustodianIdentity),
+    /// Nothing was given (an empty answer).
+    Skipped,
+    /// Wrong every time it was asked.
+    Wrong,
+}
+
+/// Ask for a passphrase custodian's passphrase until it derives their key, at
+/// most `MAX_PASSPHRASE_TRIES` times, saying so after each wrong one. Shared by
+/// unseal (and rekey) and drill, so both ask alike.
+pub(crate) fn ask_passphrase(
+    custodian: &CustodianEntry,
+    still_needed: usize,
+    allow_test_only_kdf: bool,
+    prompt: &mut dyn UnsealPrompt,
+) -> Result<Asked, VaultError> {
+    for _ in 0..MAX_PASSPHRASE_TRIES {
+        let Some(passphrase) = prompt.passphrase(&custodian.name, still_needed) else {
+            return Ok(Asked::Skipped);
+        };
+        match derive(custodian, &passphrase, allow_test_only_kdf, prompt)? {
+            Some(identity) => return Ok(Asked::Identity(identity)),
+            None => prompt.wrong_passphrase(&custodian.name),
+        }
+    }
+    Ok(Asked::Wrong)
+}
+
+/// "no terminal to ask for custodian X's passphrase; give --passphrase-file X=PATH",
+/// for the passphrase custodians that could not be asked.
+pub(crate) fn no_terminal_note(names: &[&str]) -> Option<String> {
+    match names {
+        [] => None,
+        [name] => Some(format!(
+            "no terminal to ask for custodian {name}'s passphrase; give --passphrase-file {name}=PATH"
+        )),
+        names => Some(format!(
+            "no terminal to ask for the passphrase of custodian {}; give --passphrase-file NAME=PATH",
+            names.join(" or ")
+        )),
+    }
 }
 
 pub(crate) fn passphrase_custodian<'m>(
@@ -1091,10 +1142,6 @@ pub(crate) fn derive(
     progress.kdf_finished();
     let identity = identity.map_err(bad)?;
     Ok((identity.recipient().as_deref() == Some(custodian.recipient.as_str())).then_some(identity))
-}
-
-fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
-    None
 }
 
 /// Check a decrypted share against the manifest: vault, epoch, custodian, index,

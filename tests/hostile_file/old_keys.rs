@@ -30,12 +30,10 @@ fn rebuild_epoch_keys(backup: &Path, epoch: u64, key_files: &[&Path]) -> VaultKe
             .unwrap();
         let record = envelopes
             .iter()
-            .find_map(
-                |e| match crypto::decrypt(e.as_bytes(), &identity, |_| None) {
-                    DecryptOutcome::Plaintext(p) => Some(p),
-                    _ => None,
-                },
-            )
+            .find_map(|e| match crypto::decrypt(e.as_bytes(), &identity) {
+                DecryptOutcome::Plaintext(p) => Some(p),
+                _ => None,
+            })
             .expect("the backup holds this custodian's envelope");
         // Share record: magic(8) vault(16) epoch(8) threshold index name_len name share.
         let name_len = usize::from(record[34]);

@@ -251,7 +251,6 @@ fn an_endorsement_covers_only_what_was_shown() {
                 identities,
                 passphrases: vec![],
                 reveal: vec![],
-                ssh_key_prompt: |_| None,
                 remote: None,
                 no_rekey: true,
                 one_code: false,

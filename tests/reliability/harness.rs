@@ -163,13 +163,20 @@ impl Rig {
 
     /// The binary on `vault`, with this rig's state directory and no ambient settings.
     pub fn command_on(&self, vault: &Path) -> Command {
-        let mut cmd = match self.wrapper.split_first() {
-            None => Command::new(&self.bin),
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&self.bin);
-                c
-            }
+        // In a session of its own, without a controlling terminal (as
+        // support::detached_binary does): a run from a terminal never stops
+        // at a prompt. setsid execs in place, so the child's pid stays the
+        // binary's (the kill loop kills that pid).
+        let mut argv: Vec<std::ffi::OsString> = self.wrapper.iter().map(Into::into).collect();
+        argv.push(self.bin.clone().into());
+        let mut cmd = if Path::new("/usr/bin/setsid").exists() {
+            let mut c = Command::new("/usr/bin/setsid");
+            c.arg("--wait").args(&argv);
+            c
+        } else {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
         };
         cmd.arg("--vault")
             .arg(vault)

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: they drive the real binary.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
@@ -113,9 +115,25 @@ impl Kit {
     }
 }
 
+/// The binary in a session of its own, without a controlling terminal (via
+/// util-linux `setsid`), so it never prompts: breakglass asks on `/dev/tty`
+/// whatever its standard streams are, and a test run from a terminal must not
+/// stop at a prompt there. Where `setsid` is missing, the binary itself.
+/// (tests/terminal.rs runs the binary on a real terminal, in tmux, instead.)
+pub fn detached_binary() -> std::process::Command {
+    let binary = assert_cmd::cargo::cargo_bin("breakglass");
+    if Path::new("/usr/bin/setsid").exists() {
+        let mut cmd = std::process::Command::new("/usr/bin/setsid");
+        cmd.arg("--wait").arg(binary);
+        cmd
+    } else {
+        std::process::Command::new(binary)
+    }
+}
+
 /// The binary for `vault`, with its per-machine state (request keys) kept beside it.
 pub fn bg(vault: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    let mut cmd = Command::from_std(detached_binary());
     let state = vault.parent().unwrap().join("state");
     cmd.arg("--vault")
         .arg(vault)
@@ -129,7 +147,7 @@ pub fn bg(vault: &Path) -> Command {
 /// (all standard streams piped).
 pub fn spawnable(vault: &Path) -> std::process::Command {
     use std::process::Stdio;
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"));
+    let mut cmd = detached_binary();
     cmd.arg("--vault")
         .arg(vault)
         .env_remove("BREAKGLASS_VAULT")
@@ -196,7 +214,7 @@ pub fn ssh_ed25519_key(dir: &Path, name: &str) -> PathBuf {
 
 /// The binary with no vault at all, run in `dir`: a remote custodian's laptop.
 pub fn bg_without_vault(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("breakglass").unwrap();
+    let mut cmd = Command::from_std(detached_binary());
     cmd.current_dir(dir)
         .env_remove("BREAKGLASS_VAULT")
         .env("BREAKGLASS_STATE_DIR", dir.join("state"))
