@@ -20,10 +20,6 @@ impl UnsealPrompt for NoPrompt {
     }
 }
 
-fn no_ssh_prompt(_: &str) -> Option<age::secrecy::SecretString> {
-    None
-}
-
 /// A custodian at home: only their key and the pasted code. Everything is
 /// checked before the words are compared.
 fn custodian_approves(
@@ -38,7 +34,6 @@ fn custodian_approves(
             request: &request,
             key: ApproverKey::Identities(vec![(format!("{name}.key"), vec![key])]),
             envelope: None,
-            ssh_key_prompt: no_ssh_prompt,
         },
         None,
         &mut Quiet,
@@ -118,7 +113,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             identities: vec![],
             passphrases: vec![],
             reveal: vec!["vpn-breakglass".into()],
-            ssh_key_prompt: no_ssh_prompt,
             remote: Some(remote),
             no_rekey: false,
             one_code: false,
@@ -148,7 +142,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             request: &parsed,
             key: ApproverKey::Identities(vec![("carol.key".into(), vec![keys.next().unwrap()])]),
             envelope: None,
-            ssh_key_prompt: no_ssh_prompt,
         },
         None,
         &mut Quiet,

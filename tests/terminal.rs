@@ -302,7 +302,7 @@ fn a_planted_hook_is_shown_escaped_before_the_question() {
     assert!(!pwned.exists(), "a hook ran that was not confirmed: {text}");
 }
 
-/// A custodian at home with their key, their envelope and the request code.
+/// A custodian at home with only their key and the request code.
 struct Approver {
     kit: Kit,
     home: std::path::PathBuf,
@@ -319,11 +319,6 @@ fn request_with_reason(reason: &str) -> Approver {
     let home = kit.path("home-bob");
     std::fs::create_dir(&home).unwrap();
     std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
-    kit.bg()
-        .args(["custodian", "export", "bob", "--out"])
-        .arg(home.join("envelope.age"))
-        .assert()
-        .success();
     let v = kit.json(&[
         "request",
         "--reason",
@@ -350,7 +345,7 @@ impl Approver {
     fn spawn(&self, tail: &str) -> Screen {
         let binary = assert_cmd::cargo::cargo_bin("breakglass");
         let line = format!(
-            "unset BREAKGLASS_VAULT; {} approve --request request.txt --identity me.key --envelope envelope.age --out approval.txt {tail}",
+            "unset BREAKGLASS_VAULT; {} approve --request request.txt --identity me.key --out approval.txt {tail}",
             quote(&binary.display().to_string())
         );
         let state = self.home.join("state").display().to_string();
@@ -396,6 +391,62 @@ fn approve_reads_the_words_typed_on_the_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("remote-terminal-password"));
+}
+
+#[test]
+fn approve_gives_a_mistyped_word_another_try_and_says_to_compare_by_voice() {
+    if !tmux::available() {
+        return;
+    }
+    let a = request_to_approve();
+    let screen = a.spawn("2>/dev/null");
+    screen.wait_for_screen_text("Type the read-back words", WAIT);
+    // One word misheard: asked again, with the hint to compare by voice.
+    let mut misheard: Vec<&str> = a.words.split(' ').collect();
+    misheard[2] = "zebra";
+    screen.type_line(&misheard.join(" "));
+    let text = screen.wait_for_screen_text("try 1 of 3", WAIT);
+    assert!(
+        text.contains("Compare them with the requester by voice"),
+        "{text}"
+    );
+    assert!(!text.contains("altered"), "{text}");
+    screen.type_line(&a.words);
+    let (code, text) = screen.wait_exit(WAIT);
+    assert_eq!(code, 0, "{text}");
+    assert!(a.home.join("approval.txt").exists());
+
+    // Three wrong tries: only now does it say the request may have been altered.
+    std::fs::remove_file(a.home.join("approval.txt")).unwrap();
+    let screen = a.spawn("");
+    for attempt in 1..=3 {
+        screen.wait_for_count("Type the read-back words", attempt, WAIT);
+        screen.type_line("alpha bravo charlie delta echo foxtrot");
+    }
+    let (code, text) = screen.wait_exit(WAIT);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("still do not match after 3 tries") && text.contains("altered in transit"),
+        "{text}"
+    );
+    assert!(!a.home.join("approval.txt").exists());
+}
+
+#[test]
+fn approve_names_a_wrong_key_before_asking_for_words() {
+    if !tmux::available() {
+        return;
+    }
+    let a = request_to_approve();
+    // carol's key in bob's directory would be fine; a stranger's key is not.
+    let stranger = Kit::new(&["zed"]);
+    std::fs::remove_file(a.home.join("me.key")).unwrap();
+    std::fs::copy(stranger.key("zed"), a.home.join("me.key")).unwrap();
+    let screen = a.spawn("");
+    let (code, text) = screen.wait_exit(WAIT);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("me.key: matches no custodian"), "{text}");
+    assert!(!text.contains("Type the read-back words"), "{text}");
 }
 
 // With no controlling terminal (support spawns the binary via setsid), a value
@@ -495,8 +546,6 @@ fn no_terminal_approve_with_custodian_says_what_to_give() {
             "request.txt",
             "--custodian",
             "carol",
-            "--envelope",
-            "envelope.age",
             "--out",
             "approval.txt",
             "--words",
@@ -526,8 +575,6 @@ fn a_request_reason_cannot_redraw_the_screen() {
             "request.txt",
             "--identity",
             "me.key",
-            "--envelope",
-            "envelope.age",
             "--out",
             "approval.txt",
             "--words",
