@@ -14,7 +14,7 @@ Secret values are never read from arguments or the environment: they come from -
 stdin (when not a terminal) or a hidden prompt. Exit codes: 0 ok, 1 failure or failed check, 2 usage."
 )]
 pub struct Cli {
-    /// Vault file [default: ./breakglass.db]
+    /// Vault file [default: ./breakglass.db]; with approve or drill --challenge, an optional trusted copy
     #[arg(long, global = true, env = "BREAKGLASS_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
 
@@ -45,11 +45,11 @@ pub enum Command {
     Runbook(RunbookArgs),
     /// Start a remote request: a one-line request code and read-back words to send to custodians
     Request(RequestArgs),
-    /// Custodian side: check the read-back words and turn your share into a one-line approval code
+    /// Custodian side, with only your key: check the request, then the read-back words, and write a one-line approval code
     Approve(ApproveArgs),
     /// Gather K custodian shares (local keys and remote approvals), reveal named secrets, start a new epoch
     Unseal(UnsealArgs),
-    /// Each custodian given proves their share still decrypts and matches its commitment (logged)
+    /// Each custodian given proves their share still decrypts and matches its commitment (logged); --remote/--challenge/--proof drill custodians at home
     Drill(DrillArgs),
     /// With a quorum, move to a new key epoch, optionally changing threshold or custodians
     Rekey(RekeyArgs),
@@ -311,7 +311,7 @@ pub struct RequestArgs {
 
 #[derive(Args)]
 pub struct ApproveArgs {
-    /// The request code file, or - for stdin
+    /// The request code file, or - for stdin (it carries your envelope: no vault copy needed)
     #[arg(long, value_name = "FILE|-")]
     pub request: String,
     /// Your age identity file or OpenSSH private key
