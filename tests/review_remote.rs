@@ -58,7 +58,11 @@ fn approve(kit: &Kit, name: &str, code: &str, words: &str) -> std::process::Outp
 }
 
 fn words_of(code: &str) -> String {
-    ParsedRequest::parse(code).unwrap().words().unwrap().join(" ")
+    ParsedRequest::parse(code)
+        .unwrap()
+        .words()
+        .unwrap()
+        .join(" ")
 }
 
 /// Finding: `check_request` assumes a parsed manifest's vault id is 32 hex

@@ -386,6 +386,24 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
 }
 
 /// What a custodian sees once every check has passed, before the words.
+/// Free text from a code (requester, reason) as it may be shown on a
+/// terminal: control characters and bidi overrides escaped, so a code cannot
+/// move the cursor or rewrite the lines the custodian checks.
+fn shown(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let unsafe_char = c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let escaped: Vec<char> = if unsafe_char {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 pub fn request_details(request: &ParsedRequest, custodian: &str) {
     let r = &request.request;
     errln!("Checked: the vault's signed manifest and key chain, your envelope and your share's commitment.");
@@ -396,9 +414,9 @@ pub fn request_details(request: &ParsedRequest, custodian: &str) {
         r.threshold
     );
     errln!("You:       custodian {custodian}");
-    errln!("Requester: {}", r.requester);
-    errln!("Reason:    {}", r.reason);
-    errln!("Expires:   {}", r.expires);
+    errln!("Requester: {}", shown(&r.requester));
+    errln!("Reason:    {}", shown(&r.reason));
+    errln!("Expires:   {}", shown(&r.expires));
     errln!("Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.");
 }
 

@@ -113,7 +113,9 @@ pub fn check_request<'a>(
             record.epoch, r.epoch
         )));
     }
-    let vault_id = m.vault_id_bytes().expect("checked by parse_self_signed");
+    let vault_id = m
+        .vault_id_bytes()
+        .ok_or_else(|| refuse("the manifest it carries has a malformed vault id".into()))?;
     let share =
         check_share(vault_id, m.epoch, usize::from(m.threshold), entry, record).map_err(|why| {
             VaultError::invalid(format!(
