@@ -182,3 +182,34 @@ fn an_unverified_drill_challenge_does_not_make_the_first_pin() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Finding: with no pin and no `--vault` copy, the key chain starts only from
+/// the genesis key, which `check_key_chain` takes as always parseable
+/// (`expect("a parsed manifest has a genesis key")`); a self-signed manifest
+/// with a malformed `genesis_verify_key` made `approve` panic.
+#[test]
+fn a_request_whose_manifest_has_a_malformed_genesis_key_is_refused_not_a_panic() {
+    let kit = vault();
+    let code = request(&kit, "req.txt");
+    let parsed = ParsedRequest::parse(&code).unwrap();
+    let mut m: breakglass::manifest::Manifest =
+        serde_json::from_str(&parsed.manifest.body).unwrap();
+    let attacker = breakglass::crypto::VaultSeed::generate().derive_keys();
+    m.verify_key = attacker.verify_key().to_hex();
+    m.genesis_verify_key = "not-a-key".into();
+    let mut r = parsed.request.clone();
+    r.fingerprint = m.fingerprint();
+    let row = breakglass::manifest::sign(m, &attacker, None).to_row();
+    let section = ManifestSection {
+        body: row.body,
+        signatures: row.signatures,
+        links: vec![],
+    };
+    let forged = ParsedRequest::new(r, section, parsed.envelopes.clone())
+        .unwrap()
+        .code;
+    let out = approve(&kit, "bob", &forged, &words_of(&forged));
+    let err = one_line_error(&out);
+    assert!(err.contains("do not approve"), "{err}");
+    assert!(!home(&kit, "bob").join("approval.txt").exists());
+}
