@@ -308,6 +308,12 @@ impl SignedManifest {
                 detail: "vault_id is malformed".into(),
             });
         }
+        if VerifyKey::from_hex(&signed.manifest.genesis_verify_key).is_none() {
+            return Err(ManifestError::Unreadable {
+                epoch,
+                detail: "genesis_verify_key is malformed".into(),
+            });
+        }
         let key = signed
             .manifest
             .verify_key()

@@ -229,7 +229,11 @@ fn check_key_chain(
         .into_iter()
         .flatten()
         .max_by_key(|(epoch, _)| *epoch)
-        .expect("a parsed manifest has a genesis key");
+        .ok_or_else(|| {
+            VaultError::invalid(format!(
+                "{who}: the request's manifest has a malformed genesis key; do not approve — call the requester back"
+            ))
+        })?;
     match manifest::follow_links(&m.vault_id, start.0, start.1, &parsed.manifest.links, m.epoch) {
         Ok(key) if Some(key) == m.verify_key() => Ok(()),
         Ok(_) => Err(VaultError::invalid(format!(
