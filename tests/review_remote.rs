@@ -213,3 +213,49 @@ fn a_request_whose_manifest_has_a_malformed_genesis_key_is_refused_not_a_panic()
     assert!(err.contains("do not approve"), "{err}");
     assert!(!home(&kit, "bob").join("approval.txt").exists());
 }
+
+mod parser {
+    use super::*;
+    use breakglass::remote::code::{self, CodeKind};
+    use proptest::prelude::*;
+
+    /// A real request payload from a real vault (made once).
+    fn payload() -> &'static [u8] {
+        static PAYLOAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        PAYLOAD.get_or_init(|| {
+            let kit = vault();
+            code::decode(CodeKind::Request, &request(&kit, "req.txt")).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Hostile bytes anywhere (length fields, counts, names, links) in a
+        /// checksummed code are refused by name, never a panic or a hang.
+        #[test]
+        fn any_overwritten_bytes_are_refused_or_parse_never_panic(
+            at in any::<usize>(),
+            bytes in proptest::collection::vec(any::<u8>(), 1..6),
+            cut in any::<bool>(),
+        ) {
+            let mut p = payload().to_vec();
+            let at = at % p.len();
+            for (i, b) in bytes.iter().enumerate() {
+                if at + i < p.len() {
+                    p[at + i] = *b;
+                }
+            }
+            if cut {
+                p.truncate(at);
+            }
+            let _ = ParsedRequest::parse(&code::encode(CodeKind::Request, &p));
+            let _ = ParsedRequest::parse_challenge(&code::encode(CodeKind::DrillChallenge, &p));
+        }
+
+        #[test]
+        fn random_payloads_never_panic(p in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ParsedRequest::parse(&code::encode(CodeKind::Request, &p));
+            let _ = breakglass::vault::DrillProof::parse(&code::encode(CodeKind::DrillProof, &p));
+        }
+    }
+}
