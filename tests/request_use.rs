@@ -70,15 +70,11 @@ fn expire(kit: &Kit, request_id: &str) {
     let path = record_path(kit, request_id);
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let mut r =
-        ParsedRequest::from_payload(record["request"].as_str().unwrap().as_bytes().to_vec())
-            .unwrap()
-            .request;
+    let parsed = ParsedRequest::parse(record["request"].as_str().unwrap()).unwrap();
+    let mut r = parsed.request.clone();
     r.expires = "2020-01-01T00:00:00Z".into();
-    let expired = ParsedRequest::new(r).unwrap();
-    record["request"] = String::from_utf8(expired.payload().to_vec())
-        .unwrap()
-        .into();
+    let expired = ParsedRequest::new(r, parsed.manifest.clone(), parsed.envelopes.clone()).unwrap();
+    record["request"] = expired.code.clone().into();
     record["request_sha256"] = hex(expired.hash()).into();
     record["expires"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
