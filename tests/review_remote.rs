@@ -259,3 +259,24 @@ mod parser {
         }
     }
 }
+
+/// Finding: the encoder has no size limit but every decoder refuses a payload
+/// over 256 KiB ("its length field is implausible"). A vault whose manifest and
+/// envelopes are that large (many custodians with ssh-rsa keys: each adds about
+/// 2 KB to both) made request and challenge codes that no custodian could read,
+/// and `request` still logged the request and printed words. Too large must be
+/// refused when the code is made, by name.
+#[test]
+fn a_request_too_large_for_a_code_is_refused_when_made_not_when_read() {
+    let kit = vault();
+    let parsed = ParsedRequest::parse(&request(&kit, "req.txt")).unwrap();
+    let mut envelopes = parsed.envelopes.clone();
+    envelopes.insert("bob".into(), vec![7u8; 300 * 1024]);
+    match ParsedRequest::new(parsed.request.clone(), parsed.manifest.clone(), envelopes) {
+        Err(e) => assert!(e.to_string().contains("too large"), "{e}"),
+        Ok(made) => {
+            let read = ParsedRequest::parse(&made.code);
+            assert!(read.is_ok(), "made a code that cannot be read: {:?}", read.err());
+        }
+    }
+}
