@@ -276,7 +276,11 @@ fn a_request_too_large_for_a_code_is_refused_when_made_not_when_read() {
         Err(e) => assert!(e.to_string().contains("too large"), "{e}"),
         Ok(made) => {
             let read = ParsedRequest::parse(&made.code);
-            assert!(read.is_ok(), "made a code that cannot be read: {:?}", read.err());
+            assert!(
+                read.is_ok(),
+                "made a code that cannot be read: {:?}",
+                read.err()
+            );
         }
     }
 }
