@@ -301,6 +301,19 @@ impl SignedManifest {
             body: body.to_string(),
             signatures: signatures.to_string(),
         })?;
+        // Callers rely on a well-formed vault id (a code is hostile input).
+        if signed.manifest.vault_id_bytes().is_none() {
+            return Err(ManifestError::Unreadable {
+                epoch,
+                detail: "vault_id is malformed".into(),
+            });
+        }
+        if VerifyKey::from_hex(&signed.manifest.genesis_verify_key).is_none() {
+            return Err(ManifestError::Unreadable {
+                epoch,
+                detail: "genesis_verify_key is malformed".into(),
+            });
+        }
         let key = signed
             .manifest
             .verify_key()

@@ -386,12 +386,14 @@ pub fn request(issued: &RequestIssued, out: &std::path::Path, as_json: bool) {
 }
 
 /// Text from a vault file or a code, safe to show next to a question: control
-/// characters (an escape sequence could redraw or hide what the user is asked
-/// about) are shown escaped, e.g. `\u{1b}`.
+/// characters and bidi overrides (which could redraw, hide or reorder what the
+/// user is asked about) are shown escaped, e.g. `\u{1b}`.
 pub fn visible(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            let unsafe_char = c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if unsafe_char {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

@@ -7,7 +7,8 @@ use base64::Engine;
 
 use crate::crypto;
 
-const MAX_PAYLOAD: usize = 256 * 1024;
+/// The largest payload any code may carry; decoders refuse more.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeKind {

@@ -468,6 +468,12 @@ pub fn custodian_pin(recipient: &str) -> Result<Option<CustodianPin>, CustodianP
 /// pinned. Re-checked under the lock: another run may have pinned meanwhile.
 /// A first pin that cannot be saved is not fatal (nothing was pinned to
 /// compare against); an unreadable pins file or a mismatch is.
+///
+/// A drill makes no first pin: a drill challenge asks for no read-back words,
+/// so anyone who knows a custodian's public key could otherwise pin that key
+/// to a vault of their own, and the genuine vault's requests would then be
+/// refused as a fingerprint mismatch. A drill only moves an existing pin's
+/// epoch forward.
 pub fn record_custodian(
     recipient: &str,
     fingerprint: &str,
@@ -478,6 +484,9 @@ pub fn record_custodian(
     let key = custodian_key_id(recipient);
     locked(|| {
         let mut pins = custodian_pins()?;
+        if use_ == PinUse::Drill && !pins.contains_key(&key) {
+            return Ok(());
+        }
         let pin = pins.entry(key.clone()).or_insert_with(|| CustodianPin {
             fingerprint: fingerprint.to_string(),
             pinned_at: crate::audit::now(),

@@ -80,6 +80,8 @@ pub enum RequestError {
     Altered(String, String),
     #[error("request {0}: could not compute the read-back words ({1})")]
     Words(String, String),
+    #[error("this vault's signed manifest and envelopes are too large for one code ({0} bytes, at most {max}); custodians with ssh-rsa keys add about 2 KB each — use age or ssh-ed25519 keys (`breakglass rekey`), or unseal with the custodians' keys at hand", max = code::MAX_PAYLOAD)]
+    TooLarge(usize),
 }
 
 impl ParsedRequest {
@@ -96,6 +98,11 @@ impl ParsedRequest {
             .map(|(name, env)| (name.clone(), hex::encode(crypto::sha256(&[env]))))
             .collect();
         let core = canonical_bytes(&request)?;
+        // Refused when made, not when read: every decoder refuses more.
+        let size = encode_payload(&core, &manifest, &envelopes).len();
+        if size > code::MAX_PAYLOAD {
+            return Err(RequestError::TooLarge(size));
+        }
         Ok(Self::from_parts(request, core, manifest, envelopes))
     }
 

@@ -112,7 +112,9 @@ pub fn check_request<'a>(
             record.epoch, r.epoch
         )));
     }
-    let vault_id = m.vault_id_bytes().expect("checked by parse_self_signed");
+    let vault_id = m
+        .vault_id_bytes()
+        .ok_or_else(|| refuse("the manifest it carries has a malformed vault id".into()))?;
     let share =
         check_share(vault_id, m.epoch, usize::from(m.threshold), entry, record).map_err(|why| {
             VaultError::invalid(format!(
@@ -226,7 +228,11 @@ fn check_key_chain(
         .into_iter()
         .flatten()
         .max_by_key(|(epoch, _)| *epoch)
-        .expect("a parsed manifest has a genesis key");
+        .ok_or_else(|| {
+            VaultError::invalid(format!(
+                "{who}: the request's manifest has a malformed genesis key; do not approve — call the requester back"
+            ))
+        })?;
     match manifest::follow_links(&m.vault_id, start.0, start.1, &parsed.manifest.links, m.epoch) {
         Ok(key) if Some(key) == m.verify_key() => Ok(()),
         Ok(_) => Err(VaultError::invalid(format!(
