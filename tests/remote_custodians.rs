@@ -307,6 +307,12 @@ fn a_manifest_not_chained_to_the_fingerprint_is_refused() {
         "{err}"
     );
     assert!(!home(&kit, "bob").join("approval.txt").exists());
+    // Refused before the passphrase custodian's KDF runs: the chain, not "wrong passphrase".
+    let err = one_line_error(&approve(&kit, "erin", &forged_file, &forged_words));
+    assert!(
+        err.contains("key chain ends at epoch 1's key") && !err.contains("passphrase"),
+        "{err}"
+    );
     // The genuine request still approves (the test can fail).
     let (_, words) = (req.clone(), {
         let p = breakglass::remote::ParsedRequest::parse(code.trim()).unwrap();
@@ -329,7 +335,15 @@ fn after_approving_epoch_two_an_epoch_one_request_is_stale() {
         .assert()
         .success();
     let (new, words) = request(&kit, "new.txt", &[]);
-    approval(&kit, "carol", &new, &words);
+    // The first approval with a key on a machine says to compare the fingerprint now.
+    let first = approve(&kit, "carol", &new, &words);
+    assert!(first.status.success());
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("FIRST USE of your key on this machine")
+    );
+    let again = approve(&kit, "carol", &new, &words);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("FIRST USE"));
     let out = approve(&kit, "carol", &old, &old_words);
     let err = one_line_error(&out);
     assert!(err.contains("stale or replayed"), "{err}");

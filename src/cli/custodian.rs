@@ -95,7 +95,7 @@ pub fn approve(a: ApproveArgs, vault_flag: bool, path: &Path) -> Result<i32, Vau
     )?;
     let vault = vault_copy(vault_flag, path)?;
     let checked = check(&request, key, a.envelope.as_ref(), vault.as_ref())?;
-    let details = render::request_details(&request, &checked.custodian);
+    let details = render::request_details(&request, &checked.custodian, checked.first_use);
     errln!("{details}");
     let id = &request.request.request_id;
     let approval = match &a.words {

@@ -405,8 +405,13 @@ pub fn visible(text: &str) -> String {
 /// What a custodian is asked to approve once every check has passed, as lines
 /// for stderr (and the terminal). It comes from the request code, so it is
 /// shown [`visible`].
-pub fn request_details(request: &ParsedRequest, custodian: &str) -> String {
+pub fn request_details(request: &ParsedRequest, custodian: &str, first_use: bool) -> String {
     let r = &request.request;
+    let first = if first_use {
+        "\nFIRST USE of your key on this machine: compare the vault fingerprint above with the one recorded at init NOW; from here on this machine holds you to it."
+    } else {
+        ""
+    };
     format!(
         "Checked: the vault's signed manifest and key chain, your envelope and your share's commitment.\n\
          Vault:     {} (epoch {}, {} custodians needed)\n\
@@ -414,14 +419,15 @@ pub fn request_details(request: &ParsedRequest, custodian: &str) -> String {
          Requester: {}\n\
          Reason:    {}\n\
          Expires:   {}\n\
-         Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.",
+         Check the vault fingerprint against the one you recorded, and the read-back words with the requester by voice.{}",
         visible(&r.fingerprint),
         r.epoch,
         r.threshold,
         visible(custodian),
         visible(&r.requester),
         visible(&r.reason),
-        visible(&r.expires)
+        visible(&r.expires),
+        first
     )
 }
 

@@ -499,8 +499,10 @@ pub fn record_custodian(
         if pin.epoch.is_none_or(|seen| seen < epoch) {
             pin.epoch = Some(epoch);
             pin.verify_key = Some(verify_key.to_string());
+            // Not saved is said (the caller warns): until it is, an older
+            // epoch's request is not refused here as stale.
+            save_custodian_pins(&pins)?;
         }
-        let _ = save_custodian_pins(&pins);
         Ok(())
     })
 }

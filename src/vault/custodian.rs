@@ -42,6 +42,9 @@ pub struct Approval {
 pub struct CheckedRequest<'a> {
     pub request: &'a ParsedRequest,
     pub custodian: String,
+    /// No pin for this custodian key on this machine yet: the fingerprint is
+    /// trusted on first use, so the custodian must compare it now.
+    pub first_use: bool,
     /// The custodian's key, as pinned on this machine.
     key_recipient: String,
     manifest: Manifest,
@@ -92,6 +95,18 @@ pub fn check_request<'a>(
         )));
     }
     let copy = vault.map(|v| check_copy(v, &signed)).transpose()?;
+    // Before any key is used (a KDF run, an envelope opened): a chain from the
+    // genesis key that is broken, not merely missing links from older epochs,
+    // is forged whatever this machine pinned.
+    if let Some(genesis) = VerifyKey::from_hex(&m.genesis_verify_key) {
+        match manifest::follow_links(&m.vault_id, 1, genesis, &parsed.manifest.links, m.epoch) {
+            Ok(key) if Some(key) != m.verify_key() => {
+                return Err(refuse(ChainError::WrongEnd(m.epoch).to_string()))
+            }
+            Err(e @ ChainError::BadLink(_)) => return Err(refuse(e.to_string())),
+            _ => {}
+        }
+    }
 
     let (record, key_recipient) = open_own_share(&input, &m, vault, progress)?;
     let who = format!("custodian {}", record.custodian);
@@ -132,7 +147,7 @@ pub fn check_request<'a>(
             )));
         }
     }
-    check_key_chain(&key_recipient, &signed, parsed, copy, &who)?;
+    let first_use = check_key_chain(&key_recipient, &signed, parsed, copy, &who)?;
     let record = ShareRecord {
         vault_id,
         epoch: m.epoch,
@@ -143,6 +158,7 @@ pub fn check_request<'a>(
     };
     Ok(CheckedRequest {
         request: parsed,
+        first_use,
         custodian: entry.name.clone(),
         key_recipient,
         manifest: m,
@@ -183,14 +199,15 @@ fn check_copy(vault: &Vault, signed: &SignedManifest) -> Result<(u64, VerifyKey)
 
 /// The request's epoch key must follow, by signed key links, from a key this
 /// custodian already trusts: the genesis key the pinned fingerprint commits to,
-/// the newest epoch key pinned with it, or a `--vault` copy's key.
+/// the newest epoch key pinned with it, or a `--vault` copy's key. Returns
+/// whether this key has no pin here yet (first use).
 fn check_key_chain(
     key_recipient: &str,
     signed: &SignedManifest,
     parsed: &ParsedRequest,
     copy: Option<(u64, VerifyKey)>,
     who: &str,
-) -> Result<(), VaultError> {
+) -> Result<bool, VaultError> {
     let m = &signed.manifest;
     let fingerprint = m.fingerprint();
     let pin = pins::custodian_pin(key_recipient)
@@ -234,7 +251,7 @@ fn check_key_chain(
             ))
         })?;
     match manifest::follow_links(&m.vault_id, start.0, start.1, &parsed.manifest.links, m.epoch) {
-        Ok(key) if Some(key) == m.verify_key() => Ok(()),
+        Ok(key) if Some(key) == m.verify_key() => Ok(pin.is_none()),
         Ok(_) => Err(VaultError::invalid(format!(
             "{who}: {}; do not approve — call the requester back",
             ChainError::WrongEnd(m.epoch)

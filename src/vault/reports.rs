@@ -437,6 +437,40 @@ impl Vault {
 /// merged from a copy) carries a proof signed by that custodian's share, and
 /// its time is the earlier of the signed one and the row's: an edited or
 /// replayed row can make a drill look older, never fresher.
+/// The earlier of two RFC 3339 times, compared as times (an offset edited into
+/// one cannot make it look later). An unreadable one is kept, so `status` names it.
+fn earlier(a: String, b: String) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (parse(&a), parse(&b)) {
+        (Some(x), Some(y)) => {
+            if x <= y {
+                a
+            } else {
+                b
+            }
+        }
+        (None, _) => a,
+        (_, None) => b,
+    }
+}
+
+/// The later of two drill times, compared as times; a readable one wins over
+/// an unreadable one (which is kept only if it is all there is, so `status` names it).
+fn newer(a: String, b: String) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (parse(&a), parse(&b)) {
+        (Some(x), Some(y)) => {
+            if y > x {
+                b
+            } else {
+                a
+            }
+        }
+        (None, Some(_)) => b,
+        _ => a,
+    }
+}
+
 fn last_successful_drills(
     entries: &[crate::audit::Entry],
     m: &crate::manifest::Manifest,
@@ -469,7 +503,7 @@ fn last_successful_drills(
                             .unwrap_or_else(|| e.time.clone()),
                         _ => e.time.clone(),
                     };
-                    p.statement.at.min(row_time)
+                    earlier(p.statement.at, row_time)
                 }
                 _ => continue,
             }
@@ -479,10 +513,28 @@ fn last_successful_drills(
             continue;
         };
         match last.iter_mut().find(|(n, _)| n == &e.subject) {
-            Some(slot) if slot.1 < time => slot.1 = time,
-            Some(_) => {}
+            Some(slot) => slot.1 = newer(std::mem::take(&mut slot.1), time),
             None => last.push((e.subject.clone(), time)),
         }
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{earlier, newer};
+
+    #[test]
+    fn drill_times_are_compared_as_times_not_text() {
+        // 10:00+05:00 is 05:00 UTC: earlier than 09:00Z although its text sorts later.
+        let east = "2026-11-23T10:00:00+05:00".to_string();
+        let utc = "2026-11-23T09:00:00Z".to_string();
+        assert_eq!(earlier(east.clone(), utc.clone()), east);
+        assert_eq!(newer(east.clone(), utc.clone()), utc);
+        // An unreadable time is kept by `earlier` (so status names it), never by `newer`
+        // when a readable one exists.
+        let bad = "2026-05-0é…".to_string();
+        assert_eq!(earlier(utc.clone(), bad.clone()), bad);
+        assert_eq!(newer(bad.clone(), utc.clone()), utc);
+    }
 }
