@@ -433,6 +433,15 @@ fn a_remote_drill_counts_and_a_forged_drill_row_does_not() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("is not signed by alice's share"));
+    // Logged under its file, not under the name it claims.
+    let log = kit.json(&["audit", "log"]);
+    let last = log["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "drill");
+    assert!(
+        last["subject"].as_str().unwrap().ends_with("edited.txt"),
+        "{last}"
+    );
+    assert_eq!(last["details"]["claimed_custodian"], "alice");
     assert!(last_drill(&kit, "alice").is_null());
 
     // A passing drill row for carol typed into the file with sqlite3 (and the

@@ -476,10 +476,10 @@ pub fn drill_proofs(checks: &[ProofCheck], as_json: bool) {
         }));
     }
     for c in checks {
-        let who = c.custodian.as_deref().unwrap_or(&c.label);
+        let who = visible(c.custodian.as_deref().unwrap_or(&c.label));
         match &c.problem {
             None => outln!("custodian {who}: pass (remote drill)"),
-            Some(p) => outln!("custodian {who}: FAIL: {p}"),
+            Some(p) => outln!("proof claiming custodian {who}: FAIL: {}", visible(p)),
         }
     }
 }

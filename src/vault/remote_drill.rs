@@ -243,12 +243,19 @@ impl Vault {
             });
             let custodian = proof.as_ref().ok().map(|p| p.statement.custodian.clone());
             let problem = outcome.as_ref().err().map(|e| format!("{label}: {e}"));
-            let subject = custodian.clone().unwrap_or_else(|| label.clone());
+            // Only a proof that verified names its custodian as the subject: an
+            // unverified one claims a name it may not own, so it is logged under
+            // its file, with the claim in the details.
+            let subject = match (&outcome, &custodian) {
+                (Ok(_), Some(name)) => name.clone(),
+                _ => label.clone(),
+            };
             let mut details = serde_json::json!({
                 "outcome": if problem.is_none() { "pass" } else { "fail" },
                 "problem": problem,
                 "epoch": m.epoch,
                 "envelope": "remote",
+                "claimed_custodian": custodian,
             });
             if let (Ok(challenge), Ok(p)) = (&outcome, &proof) {
                 details["challenge"] = challenge.clone().into();
