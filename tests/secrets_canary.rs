@@ -120,3 +120,153 @@ fn hex_nonce() -> String {
         .as_nanos();
     format!("{nanos:x}{:x}", std::process::id())
 }
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The remote flow (request, approvals by an age and a passphrase custodian,
+/// a remote drill) leaks neither the canary value nor the passphrase: not in
+/// any code, any output but the unseal's, the vault, or any file on any of the
+/// machines involved; and an approval's share travels only age-encrypted.
+#[test]
+fn remote_codes_and_state_hold_no_secret() {
+    let canary = format!("CANARY-{}", hex_nonce());
+    let passphrase = format!("canary passphrase {} orbit lantern", hex_nonce());
+    let kit = Kit::new(&["alice", "bob"]);
+    support::write_private(&kit.path("erin.pass"), &passphrase);
+    let mut init = kit.bg();
+    init.args(["init", "--threshold", "2", "--insecure-test-only-kdf"]);
+    for name in ["alice", "bob"] {
+        init.arg("--custodian")
+            .arg(format!("{name}={}", kit.public(name)));
+    }
+    init.args(["--custodian", "erin=passphrase", "--passphrase-file"])
+        .arg(format!("erin={}", kit.path("erin.pass").display()));
+    init.assert().success();
+    kit.put("vpn", "password", &canary);
+
+    let mut outputs: Vec<u8> = Vec::new();
+    let mut keep = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.extend_from_slice(&out.stdout);
+        outputs.extend_from_slice(&out.stderr);
+    };
+    let out = kit
+        .bg()
+        .args(["request", "--reason", "r", "--json", "--out"])
+        .arg(kit.path("req.txt"))
+        .output()
+        .unwrap();
+    keep(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let words: Vec<&str> = v["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let words = words.join(" ");
+    for name in ["bob", "erin"] {
+        let home = kit.path(&format!("home-{name}"));
+        std::fs::create_dir(&home).unwrap();
+        std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
+        let mut cmd = support::bg_without_vault(&home);
+        cmd.args([
+            "approve",
+            "--request",
+            "req.txt",
+            "--out",
+            "a.txt",
+            "--words",
+            &words,
+        ]);
+        if name == "erin" {
+            std::fs::copy(kit.path("erin.pass"), home.join("pass")).unwrap();
+            cmd.args(["--passphrase-file", "erin=pass"]);
+        } else {
+            std::fs::copy(kit.key(name), home.join("me.key")).unwrap();
+            cmd.args(["--identity", "me.key"]);
+        }
+        keep(&cmd.output().unwrap());
+        // The share inside an approval is age-encrypted.
+        let code = std::fs::read_to_string(home.join("a.txt")).unwrap();
+        let payload =
+            breakglass::remote::code::decode(breakglass::remote::code::CodeKind::Approval, &code)
+                .unwrap();
+        assert!(payload.starts_with(b"age-encryption.org/v1"));
+    }
+    // A remote drill by erin.
+    keep(
+        &kit.bg()
+            .args(["drill", "--remote", "--out"])
+            .arg(kit.path("ch.txt"))
+            .output()
+            .unwrap(),
+    );
+    let erin = kit.path("home-erin");
+    std::fs::copy(kit.path("ch.txt"), erin.join("ch.txt")).unwrap();
+    keep(
+        &support::bg_without_vault(&erin)
+            .args([
+                "drill",
+                "--challenge",
+                "ch.txt",
+                "--passphrase-file",
+                "erin=pass",
+                "--out",
+                "proof.txt",
+            ])
+            .output()
+            .unwrap(),
+    );
+    keep(
+        &kit.bg()
+            .args(["drill", "--proof"])
+            .arg(erin.join("proof.txt"))
+            .output()
+            .unwrap(),
+    );
+    // The unseal with both approvals is the one place the value appears.
+    let out = kit
+        .bg()
+        .args(["unseal", "--reveal", "vpn", "--request"])
+        .arg(kit.path("req.txt"))
+        .arg("--approval")
+        .arg(kit.path("home-bob/a.txt"))
+        .arg(kit.path("home-erin/a.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&canary));
+    outputs.extend_from_slice(&out.stderr);
+
+    for needle in [canary.as_bytes(), passphrase.as_bytes()] {
+        assert!(!contains(&outputs, needle), "a secret in command output");
+        for file in all_files(kit.dir.path()) {
+            if file.ends_with("erin.pass") || file.ends_with("home-erin/pass") {
+                continue;
+            }
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(!contains(&bytes, needle), "a secret in {}", file.display());
+        }
+    }
+}
