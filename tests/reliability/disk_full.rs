@@ -80,6 +80,9 @@ struct World {
     words: String,
     request: String,
     applied: PathBuf,
+    /// A drill challenge, and bob's proof answering it.
+    challenge: String,
+    proof: String,
 }
 
 fn build_world(rig: &mut Rig) -> World {
@@ -111,10 +114,24 @@ fn build_world(rig: &mut Rig) -> World {
         .map(|w| w.as_str().unwrap())
         .collect::<Vec<_>>()
         .join(" ");
+    let challenge = rig.home.join("challenge.txt").display().to_string();
+    rig.ok(&strings(&["drill", "--remote", "--out", &challenge]));
+    let proof = rig.home.join("proof.txt").display().to_string();
+    rig.ok(&strings(&[
+        "drill",
+        "--challenge",
+        &challenge,
+        "--identity",
+        &rig.key("bob"),
+        "--out",
+        &proof,
+    ]));
     World {
         words,
         request,
         applied: rig.home.join("applied"),
+        challenge,
+        proof,
     }
 }
 
@@ -263,6 +280,45 @@ fn cases(rig: &mut Rig, world: &World, out: &Path) -> Vec<Case> {
             &approval.display().to_string(),
         ]),
         expect: Expect::File(approval, &[]),
+        canary: None,
+    });
+
+    let challenge_out = out_path("out-challenge.txt");
+    cases.push(Case {
+        name: "drill --remote",
+        vault: None,
+        args: strings(&[
+            "drill",
+            "--remote",
+            "--out",
+            &challenge_out.display().to_string(),
+        ]),
+        expect: Expect::File(challenge_out, &["drill_challenge"]),
+        canary: None,
+    });
+
+    let proof_out = out_path("out-proof.txt");
+    cases.push(Case {
+        name: "drill --challenge",
+        vault: None,
+        args: strings(&[
+            "drill",
+            "--challenge",
+            &world.challenge,
+            "--identity",
+            &rig.key("bob"),
+            "--out",
+            &proof_out.display().to_string(),
+        ]),
+        expect: Expect::File(proof_out, &[]),
+        canary: None,
+    });
+
+    cases.push(Case {
+        name: "drill --proof",
+        vault: None,
+        args: strings(&["drill", "--proof", &world.proof]),
+        expect: Expect::Rows(&["drill"]),
         canary: None,
     });
 
