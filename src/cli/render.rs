@@ -320,7 +320,7 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
     if let Some(epoch) = report.new_epoch {
         writeln!(
             out,
-            "The vault moved to epoch {epoch}: the shares just used are dead. Custodians re-export their envelopes (`breakglass custodian export --all --out-dir DIR`)."
+            "The vault moved to epoch {epoch}: the shares just used are dead. Custodians need nothing new: the next request carries their new envelopes (refresh any offline backups with `breakglass custodian export --all --out-dir DIR`)."
         )?;
     }
     Ok(())
@@ -534,7 +534,7 @@ pub fn drill(report: &DrillReport, as_json: bool) {
     match (failed.is_empty(), full_problem) {
         (true, None) => {}
         (false, _) => error(&format!(
-            "drill failed for {}; re-export the envelope or check the key{}",
+            "drill failed for {}; check the key (and an --envelope backup's epoch){}",
             failed.join("; "),
             full_problem
                 .map(|p| format!(" (full drill: {p})"))
@@ -655,7 +655,7 @@ pub fn rekeyed(report: &RekeyReport, as_json: bool) {
         report.custodians.len(),
         report.custodians.join(", ")
     );
-    outln!("Every custodian re-exports their envelope: `breakglass custodian export --all --out-dir DIR`.");
+    outln!("Custodians need nothing new: the next request or drill challenge carries their new envelopes (refresh offline backups with `breakglass custodian export --all --out-dir DIR`).");
 }
 
 pub fn copy_comparison(report: &CopyComparison, other: &std::path::Path, as_json: bool) {
