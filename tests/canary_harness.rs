@@ -420,8 +420,10 @@ fn core_dump_attempt(h: &mut Harness, kit: &Kit, value: &str, as_nobody: bool) -
         for p in [scratch.path(), &cores, &vault] {
             chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
         }
-        let runs = as_runner(true, binary.to_str().unwrap())
-            .arg("--version")
+        // Through sh, as below (setpriv itself may still exec it).
+        let runs = as_runner(true, "sh")
+            .args(["-c", "exec \"$0\" --version"])
+            .arg(&binary)
             .output()
             .is_ok_and(|o| o.status.success());
         if !runs {
@@ -481,10 +483,16 @@ fn core_dump_attempt(h: &mut Harness, kit: &Kit, value: &str, as_nobody: bool) -
     let deadline = Instant::now() + Duration::from_secs(20);
     // Through setpriv and sh, the pid ends up as breakglass (each execs).
     while !h.scan_proc_tree(number, pid) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "breakglass ended early"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("breakglass ended early: {err}");
+        }
         assert!(Instant::now() < deadline, "breakglass did not start");
         std::thread::sleep(Duration::from_millis(5));
     }
