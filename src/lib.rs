@@ -1,11 +1,13 @@
 //! breakglass: an offline K-of-N emergency-access vault with a verifiable audit log.
 //!
 //! Layout: `crypto` (all primitives), `manifest` (signed epoch chain), `vault`
-//! (domain operations), `audit` (hash-chained log), `store` (the only SQL).
+//! (domain operations), `audit` (hash-chained log), `store` (the only SQL),
+//! `hygiene` (non-dumpable, no core, locked memory: the only OS-level calls).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod crypto;
+pub mod hygiene;
 pub mod manifest;
 pub mod notify;
 pub mod remote;

@@ -4,5 +4,8 @@
 mod cli;
 
 fn main() {
-    std::process::exit(cli::run());
+    // Before anything else: no core dump, no ptrace by peers, memory locked
+    // where the OS allows (see src/hygiene.rs).
+    let hygiene = breakglass::hygiene::protect_process();
+    std::process::exit(cli::run(&hygiene));
 }

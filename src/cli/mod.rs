@@ -60,8 +60,13 @@ static EXPECTED_FINGERPRINT: std::sync::OnceLock<Option<String>> = std::sync::On
 const EXIT_OK: i32 = 0;
 const EXIT_FAILURE: i32 = 1;
 
-pub fn run() -> i32 {
+pub fn run(hygiene: &breakglass::hygiene::Hygiene) -> i32 {
     let cli = Cli::parse();
+    if handles_secrets(&cli.command) {
+        if let Some(warning) = hygiene.warning() {
+            errln!("{warning}");
+        }
+    }
     let vault_path = cli
         .vault
         .clone()
@@ -91,6 +96,27 @@ pub fn run() -> i32 {
         return EXIT_FAILURE;
     }
     code
+}
+
+/// Commands that hold key material, shares, passphrases or secret values in
+/// memory: before them, a failed memory lock (or core-dump setting) is warned
+/// about, once. Read-only commands see only public data and stay quiet.
+fn handles_secrets(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::List(_)
+            | Command::Status(_)
+            | Command::Runbook(_)
+            | Command::Repin { .. }
+            | Command::VerifyCopy { .. }
+            | Command::Audit(_)
+            | Command::Alerts(_)
+            | Command::Completions { .. }
+            | Command::Man
+    ) && !matches!(
+        command,
+        Command::Custodian(CustodianCommand::List(_) | CustodianCommand::Export { .. })
+    )
 }
 
 /// Commands that may queue alerts; after them, queued alerts are delivered.
