@@ -3,6 +3,7 @@
 //! Layout: `crypto` (all primitives), `manifest` (signed epoch chain), `vault`
 //! (domain operations), `audit` (hash-chained log), `store` (the only SQL).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod audit;
 pub mod crypto;
