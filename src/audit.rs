@@ -13,29 +13,43 @@ const HASH_LABEL: &[u8] = b"breakglass/v1/audit-row\0";
 /// One stored audit row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Entry {
+    /// Position in the log, from 1, with no gaps.
     pub seq: u64,
+    /// When the row was written (RFC 3339, UTC, milliseconds).
     pub time: String,
+    /// Who did it: the login name and host (`user@host`).
     pub actor: String,
+    /// What was done (`unseal`, `put`, `rekey`…).
     pub action: String,
+    /// What it was done to (a secret, custodian or request), or empty.
     pub subject: String,
+    /// Why, as the user gave it, or empty.
     pub reason: String,
     /// Structured details as canonical JSON text (hashed exactly as stored).
     pub details: String,
+    /// The previous row's hash (hex), chaining the rows.
     pub prev_hash: String,
+    /// SHA-256 over the label, `prev_hash` and this row (hex).
     pub hash: String,
 }
 
 /// A row about to be appended.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
+    /// Who does it.
     pub actor: String,
+    /// The action's name.
     pub action: &'static str,
+    /// What it is done to.
     pub subject: String,
+    /// Why, as the user gave it.
     pub reason: String,
+    /// Structured details; never a secret.
     pub details: serde_json::Value,
 }
 
 impl NewEntry {
+    /// A row with no reason and empty details.
     pub fn new(actor: &str, action: &'static str, subject: &str) -> Self {
         Self {
             actor: actor.to_string(),
@@ -46,11 +60,13 @@ impl NewEntry {
         }
     }
 
+    /// Sets the reason.
     pub fn reason(mut self, reason: &str) -> Self {
         self.reason = reason.to_string();
         self
     }
 
+    /// Sets the details.
     pub fn details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
         self
@@ -155,6 +171,7 @@ pub fn epochs_in_force(entries: &[Entry], start: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The action of the row that starts a new epoch (its details name the epochs).
 pub const NEW_EPOCH: &str = "new_epoch";
 
 /// The `to` epoch a `new_epoch` row names.
@@ -165,6 +182,7 @@ fn new_epoch_target(entry: &Entry) -> Option<u64> {
         .as_u64()
 }
 
+/// The current time as stored in rows: RFC 3339, UTC, milliseconds.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -172,9 +190,13 @@ pub fn now() -> String {
 /// The result of checking the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// The chain, every checkpoint and every manifest link check out.
     pub ok: bool,
+    /// Rows checked.
     pub entries: u64,
+    /// The first row that fails, if any.
     pub first_bad_seq: Option<u64>,
+    /// What failed, in one line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The seq of the last valid checkpoint: the log up to it is signed.
@@ -307,9 +329,13 @@ mod tests {
 /// omitted when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CheckpointBody {
+    /// The vault's id (hex).
     pub vault_id: String,
+    /// The epoch whose key signs the checkpoint.
     pub epoch: u64,
+    /// The seq of the last row covered.
     pub seq: u64,
+    /// That row's hash (hex): the whole log up to it is signed.
     pub head: String,
     /// Inline format: every endorsed version. `None` in the digest format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,24 +370,32 @@ impl CheckpointBody {
 /// What a checkpoint says was endorsed, in either format.
 #[derive(Debug, Clone, Copy)]
 pub enum Endorsements<'a> {
+    /// Every endorsed version and setting, listed in the checkpoint.
     Inline {
+        /// The endorsed secret versions.
         versions: &'a [EndorsedVersion],
+        /// The endorsed rotation settings.
         settings: &'a [EndorsedSetting],
     },
+    /// Only counts and digests of the endorsed sets.
     Digest(&'a EndorsedDigests),
 }
 
 /// The digests a digest-format checkpoint signs instead of the endorsed sets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndorsedDigests {
+    /// Digest of the endorsed versions.
     pub versions: SetDigest,
+    /// Digest of the endorsed (non-default) settings.
     pub settings: SetDigest,
 }
 
 /// How many items a set holds and the SHA-256 of its canonical bytes (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SetDigest {
+    /// Items in the set.
     pub count: u64,
+    /// SHA-256 of the set's canonical bytes (hex).
     pub sha256: String,
 }
 
@@ -369,11 +403,17 @@ pub struct SetDigest {
 /// may run (the hook) or shape a generated password without a new confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct EndorsedSetting {
+    /// The secret.
     pub secret: String,
+    /// The apply hook's command, if any.
     pub apply_cmd: Option<String>,
+    /// Generated password length, if set.
     pub gen_length: Option<u32>,
+    /// Generated password charset, if set.
     pub gen_charset: Option<String>,
+    /// Rotate after this many days, if set.
     pub max_age_days: Option<u32>,
+    /// The secret's expiry date, if set.
     pub expires: Option<String>,
 }
 
@@ -389,11 +429,16 @@ impl EndorsedSetting {
     }
 }
 
+/// A secret version as a quorum session endorsed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndorsedVersion {
+    /// The secret.
     pub secret: String,
+    /// The version.
     pub version: u32,
+    /// SHA-256 of its ciphertext (hex), so exactly this version is endorsed.
     pub ciphertext_sha256: String,
+    /// Who deposited it.
     pub depositor: String,
 }
 
@@ -522,10 +567,13 @@ pub fn settings_digest(settings: &[EndorsedSetting]) -> SetDigest {
 /// What a checkpoint row's `details` hold.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CheckpointDetails {
+    /// What the checkpoint signs.
     pub body: CheckpointBody,
+    /// The epoch key's Ed25519 signature over it (hex).
     pub signature: String,
 }
 
+/// The action of a checkpoint row.
 pub const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_LABEL: &[u8] = b"breakglass/v1/checkpoint\0";
 
@@ -555,7 +603,9 @@ pub fn checkpoint_entry(
 /// and the log head its manifest committed to when it began.
 #[derive(Debug, Clone)]
 pub struct EpochInfo {
+    /// The epoch.
     pub epoch: u64,
+    /// Its verify key.
     pub key: crypto::VerifyKey,
     /// (seq, hash) of the last row before this epoch's `new_epoch` row; `None`
     /// for epoch 1 and for manifests from before epochs bound the log.
@@ -565,6 +615,7 @@ pub struct EpochInfo {
 /// Every epoch of a vault, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct EpochChain {
+    /// The epochs, oldest first.
     pub epochs: Vec<EpochInfo>,
 }
 
@@ -585,6 +636,7 @@ impl EpochChain {
         Self { epochs }
     }
 
+    /// The verify key of `epoch`, if the chain has it.
     pub fn key(&self, epoch: u64) -> Option<crypto::VerifyKey> {
         self.info(epoch).map(|i| i.key)
     }
@@ -593,6 +645,7 @@ impl EpochChain {
         self.epochs.iter().find(|i| i.epoch == epoch)
     }
 
+    /// The newest epoch (1 for an empty chain).
     pub fn latest(&self) -> u64 {
         self.epochs.last().map_or(1, |i| i.epoch)
     }
@@ -871,8 +924,11 @@ pub fn anchor_message(fingerprint: &str, epoch: u64, seq: u64, hash: &str) -> Ve
 /// A `BGANCHOR1` line, parsed: only its syntax is checked here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchor {
+    /// The vault fingerprint the anchor names.
     pub fingerprint: String,
+    /// The seq of the anchored head.
     pub seq: u64,
+    /// The anchored head's hash (hex).
     pub hash: String,
     /// `(epoch, hex signature)` when a quorum session signed that head.
     pub signature: Option<(u64, String)>,
@@ -934,9 +990,19 @@ impl Anchor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnchorMismatch {
     /// The anchor names another vault: the wrong anchor file, not a bad log.
-    OtherVault { anchor: String, this: String },
+    OtherVault {
+        /// The anchor's fingerprint.
+        anchor: String,
+        /// This vault's fingerprint.
+        this: String,
+    },
     /// The anchor is past this log's head: an older copy (or a truncated one).
-    OlderCopy { anchored: u64, head: u64 },
+    OlderCopy {
+        /// The seq the anchor names.
+        anchored: u64,
+        /// This log's last seq.
+        head: u64,
+    },
     /// The log (or the anchor's signature) was altered or forged.
     Altered(String),
 }
@@ -1042,17 +1108,24 @@ pub fn check_anchor(
 /// The first line of a JSONL export: enough to verify it with no vault present.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ExportHeader {
+    /// Export format version.
     pub breakglass_audit_export: u32,
+    /// The vault fingerprint.
     pub fingerprint: String,
+    /// The vault id (hex).
     pub vault_id: String,
     /// Every manifest (body and signatures): the epoch keys checkpoints are checked against.
     pub manifests: Vec<ExportedManifest>,
 }
 
+/// One manifest in an export.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ExportedManifest {
+    /// Its epoch.
     pub epoch: u64,
+    /// Its exact signed body.
     pub body: String,
+    /// Its signatures as stored (JSON).
     pub signatures: String,
 }
 

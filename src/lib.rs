@@ -4,6 +4,7 @@
 //! (domain operations), `audit` (hash-chained log), `store` (the only SQL),
 //! `hygiene` (non-dumpable, no core, locked memory: the only OS-level calls).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod audit;
 pub mod crypto;

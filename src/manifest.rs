@@ -20,18 +20,24 @@ const BASE32: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 /// A passphrase custodian's Argon2id salt and cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfSpec {
+    /// The Argon2id salt (hex).
     pub salt: String,
+    /// The Argon2id cost.
     pub params: KdfParams,
 }
 
+/// One custodian of an epoch, as signed into its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustodianEntry {
+    /// The custodian's name.
     pub name: String,
     /// age | ssh-ed25519 | ssh-rsa | passphrase
     pub kind: String,
     /// The public recipient the envelope is encrypted to.
     pub recipient: String,
+    /// The Argon2id salt and cost, for a `passphrase` custodian.
     pub kdf: Option<KdfSpec>,
+    /// The custodian's share index (1..=N, never 0).
     pub index: u8,
     /// SHA-256 commitment to this custodian's share (hex).
     pub commitment: String,
@@ -45,19 +51,29 @@ pub struct CustodianEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Manifest format version.
     pub format: u32,
+    /// The vault's random 128-bit id (hex).
     pub vault_id: String,
+    /// The epoch this manifest starts; each rekey or quorum change makes a new one.
     pub epoch: u64,
+    /// When the epoch began (RFC 3339, UTC).
     pub created: String,
+    /// K: shares needed to open the vault.
     pub threshold: u8,
+    /// The N custodians, in index order.
     pub custodians: Vec<CustodianEntry>,
+    /// The age recipient every secret of this epoch is sealed to.
     pub vault_recipient: String,
+    /// This epoch's Ed25519 verify key (hex), which signs the manifest, checkpoints and links.
     pub verify_key: String,
     /// The epoch-1 verify key; with vault_id it fixes the fingerprint for life.
     pub genesis_verify_key: String,
     /// Passphrase custodians use the cheap test-only KDF. Never for real vaults.
     pub insecure_test_only_kdf: bool,
+    /// Where alerts go (signed, so a copy cannot silence them).
     pub alerts: Vec<serde_json::Value>,
+    /// SHA-256 of the previous epoch's manifest body, chaining the epochs.
     pub prev_manifest_hash: Option<String>,
     /// The audit head just before this epoch's `new_epoch` row (format 2, epoch
     /// 2 on): rewriting the history before it breaks this signed manifest.
@@ -74,8 +90,11 @@ pub struct Manifest {
 /// `epoch - 1`'s key. Public, and checkable with nothing but the previous key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochLink {
+    /// The epoch whose key this link certifies.
     pub epoch: u64,
+    /// That epoch's verify key.
     pub verify_key: VerifyKey,
+    /// The previous epoch's signature over it.
     pub signature: [u8; 64],
 }
 
@@ -83,6 +102,7 @@ pub struct EpochLink {
 pub const LINK_LEN: usize = 8 + 32 + 64;
 
 impl EpochLink {
+    /// The link as `LINK_LEN` bytes: epoch (big-endian), key, signature.
     pub fn encode(&self) -> [u8; LINK_LEN] {
         let mut out = [0u8; LINK_LEN];
         out[..8].copy_from_slice(&self.epoch.to_be_bytes());
@@ -91,6 +111,7 @@ impl EpochLink {
         out
     }
 
+    /// Reads a link from `LINK_LEN` bytes; `None` if the length or key is wrong.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != LINK_LEN {
             return None;
@@ -118,10 +139,13 @@ pub fn link_message(vault_id: &str, epoch: u64, verify_key: &VerifyKey) -> Vec<u
 /// Why a key chain could not be followed to the manifest's key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
+    /// An epoch with no key link.
     #[error("epoch {0} has no key link (made by an older breakglass)")]
     MissingLink(u64),
+    /// A link whose signature does not verify.
     #[error("the key link of epoch {0} is not signed by epoch {prev}'s key", prev = .0 - 1)]
     BadLink(u64),
+    /// The chain ends at another key than the one expected.
     #[error("the key chain ends at epoch {0}'s key, not the request's epoch key")]
     WrongEnd(u64),
 }
@@ -150,54 +174,93 @@ pub fn follow_links(
     Ok(key)
 }
 
+/// The last audit row before an epoch began: its seq and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditHead {
+    /// The row's seq.
     pub seq: u64,
+    /// The row's hash (hex).
     pub hash: String,
 }
 
+/// One signature over a manifest body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
+    /// The signing verify key (hex).
     pub key: String,
+    /// The Ed25519 signature (hex).
     pub sig: String,
 }
 
 /// A manifest with its exact stored body and signatures, verified.
 #[derive(Debug, Clone)]
 pub struct SignedManifest {
+    /// The parsed manifest.
     pub manifest: Manifest,
+    /// The exact body the signatures cover.
     pub body: String,
+    /// The epoch key's signature, and from epoch 2 the previous epoch key's.
     pub signatures: Vec<Signature>,
 }
 
+/// Why the manifest chain was refused; each message says what to do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
+    /// The file holds no manifest.
     #[error("vault has no manifest; the file is not a complete vault — restore it from a copy")]
     Empty,
+    /// A manifest could not be parsed.
     #[error("manifest of epoch {epoch} is unreadable ({detail}); restore the vault from a copy")]
-    Unreadable { epoch: u64, detail: String },
+    Unreadable {
+        /// The epoch.
+        epoch: u64,
+        /// What could not be read.
+        detail: String,
+    },
+    /// A manifest of a format this build does not know.
     #[error("manifest of epoch {epoch} has format {found}; upgrade breakglass")]
-    UnknownFormat { epoch: u64, found: u32 },
+    UnknownFormat {
+        /// The epoch.
+        epoch: u64,
+        /// The format found.
+        found: u32,
+    },
+    /// A manifest whose signature does not verify.
     #[error("manifest of epoch {epoch} fails its signature check ({detail}); the vault file was tampered with — restore it from a trusted copy")]
-    BadSignature { epoch: u64, detail: String },
+    BadSignature {
+        /// The epoch.
+        epoch: u64,
+        /// Which signature failed.
+        detail: String,
+    },
+    /// A manifest that does not chain to the one before it.
     #[error("manifest chain is broken at epoch {epoch} ({detail}); the vault file was tampered with — restore it from a trusted copy")]
-    BrokenChain { epoch: u64, detail: String },
+    BrokenChain {
+        /// The epoch.
+        epoch: u64,
+        /// What does not chain.
+        detail: String,
+    },
 }
 
 impl Manifest {
+    /// The vault id as 16 bytes; `None` if malformed.
     pub fn vault_id_bytes(&self) -> Option<[u8; 16]> {
         hex::decode(&self.vault_id).ok()?.try_into().ok()
     }
 
+    /// This epoch's verify key; `None` if malformed.
     pub fn verify_key(&self) -> Option<VerifyKey> {
         VerifyKey::from_hex(&self.verify_key)
     }
 
+    /// The vault fingerprint (`BG-…`), from the vault id and the genesis key.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.vault_id, &self.genesis_verify_key)
     }
 
+    /// The custodian of this name, if any.
     pub fn custodian(&self, name: &str) -> Option<&CustodianEntry> {
         self.custodians.iter().find(|c| c.name == name)
     }
@@ -267,6 +330,7 @@ pub fn sign(
 }
 
 impl SignedManifest {
+    /// The manifest as a store row.
     pub fn to_row(&self) -> ManifestRow {
         ManifestRow {
             epoch: self.manifest.epoch,

@@ -34,6 +34,7 @@ const GRACE: Duration = Duration::from_millis(300);
 /// A sink that failed waits this long before the next automatic try, doubling
 /// with each further failure up to [`BACKOFF_MAX`]. `alerts flush` ignores it.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(60);
+/// The longest wait between automatic retries of a failing sink.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
 /// How long a sink that failed `failures` times in a row is left alone.
@@ -66,6 +67,7 @@ pub const ALERT_ACTIONS: &[&str] = &[
     "hook_trusted",
 ];
 
+/// True when an audit action of this name queues an alert.
 pub fn raises_alert(action: &str) -> bool {
     ALERT_ACTIONS.contains(&action)
 }
@@ -100,6 +102,7 @@ impl AlertSink {
         Ok(AlertSink::Webhook(url.to_string()))
     }
 
+    /// Parses an `--alert-syslog` address (`host:port`, `udp:`/`tcp:` prefixed, or `unix:PATH`).
     pub fn syslog(addr: &str) -> Result<Self, String> {
         let ok = match addr.split_once(':') {
             Some(("unix", path)) => !path.is_empty(),
@@ -114,6 +117,7 @@ impl AlertSink {
             .ok_or_else(|| format!("--alert-syslog {addr}: expected host:port, udp:host:port, tcp:host:port or unix:/dev/log"))
     }
 
+    /// A short, secret-free name for the sink, used in reports and errors.
     pub fn label(&self) -> String {
         match self {
             AlertSink::Exec(c) => format!("exec {c}"),
@@ -281,12 +285,15 @@ fn send_udp(hostport: &str, line: &str) -> Result<(), String> {
 
 /// One queued alert to deliver: its queue row id and its event.
 pub struct Job {
+    /// Row id in the alert queue.
     pub id: i64,
+    /// The alert event as JSON, as delivered.
     pub payload: String,
 }
 
 /// What became of one sink's alerts in one delivery run.
 pub struct SinkRun {
+    /// The sink these alerts were sent to.
     pub sink: AlertSink,
     /// Attempts that ended in time, in order: (queue row id, outcome).
     pub results: Vec<(i64, Result<(), String>)>,
@@ -298,6 +305,7 @@ pub struct SinkRun {
 }
 
 impl SinkRun {
+    /// True when at least one alert reached this sink.
     pub fn delivered_any(&self) -> bool {
         self.results.iter().any(|(_, r)| r.is_ok())
     }

@@ -10,13 +10,18 @@ use zeroize::Zeroizing;
 /// How a custodian receives their envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecipientKind {
+    /// An age X25519 recipient (`age1…`).
     Age,
+    /// An OpenSSH `ssh-ed25519` public key.
     SshEd25519,
+    /// An OpenSSH `ssh-rsa` public key.
     SshRsa,
+    /// An X25519 key derived from the custodian's passphrase with Argon2id.
     Passphrase,
 }
 
 impl RecipientKind {
+    /// The kind's name as stored in the manifest and shown to users.
     pub fn as_str(&self) -> &'static str {
         match self {
             RecipientKind::Age => "age",
@@ -26,6 +31,7 @@ impl RecipientKind {
         }
     }
 
+    /// Parses a kind's stored name; `None` if unknown.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Age, Self::SshEd25519, Self::SshRsa, Self::Passphrase]
             .into_iter()
@@ -101,10 +107,12 @@ impl CustodianRecipient {
         }
     }
 
+    /// The kind of this recipient.
     pub fn kind(&self) -> RecipientKind {
         self.kind
     }
 
+    /// The recipient as text (`age1…` or the OpenSSH public key line).
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -142,7 +150,9 @@ impl std::fmt::Debug for CustodianIdentity {
 /// What an identity file holds: keys ready to use, or one OpenSSH private key
 /// that its passphrase must unlock first.
 pub enum IdentityFile {
+    /// Keys that can be used as they are.
     Keys(Vec<CustodianIdentity>),
+    /// An OpenSSH private key that its passphrase must unlock first.
     EncryptedSsh(EncryptedSshKey),
 }
 
@@ -286,6 +296,7 @@ pub enum DecryptOutcome {
     NotMine,
     /// It is addressed to this identity but did not open: corrupted or tampered.
     Failed(String),
+    /// It opened: the plaintext, zeroized on drop.
     Plaintext(Zeroizing<Vec<u8>>),
 }
 

@@ -48,10 +48,12 @@ impl KdfParams {
         p: 64,
     };
 
+    /// True when any parameter is below [`KdfParams::FLOOR`]: such a file is refused.
     pub fn is_below_floor(&self) -> bool {
         self.m_kib < Self::FLOOR.m_kib || self.t < Self::FLOOR.t || self.p < Self::FLOOR.p
     }
 
+    /// True when any parameter is above [`KdfParams::CAP`]: such a file is refused (it would exhaust memory or time).
     pub fn is_above_cap(&self) -> bool {
         self.m_kib > Self::CAP.m_kib || self.t > Self::CAP.t || self.p > Self::CAP.p
     }
@@ -159,6 +161,7 @@ impl Passphrase {
         Self(Zeroizing::new(text))
     }
 
+    /// True for an empty passphrase.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

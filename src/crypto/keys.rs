@@ -69,10 +69,12 @@ impl VaultKeys {
         self.identity.to_public().to_string()
     }
 
+    /// The public half of this epoch's signing key, which verifies manifests and checkpoints.
     pub fn verify_key(&self) -> VerifyKey {
         VerifyKey::from_dalek(self.signing.verifying_key())
     }
 
+    /// Signs `message` with this epoch's Ed25519 key (64-byte signature).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
     }

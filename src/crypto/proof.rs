@@ -33,10 +33,12 @@ impl ShareProofKey {
         Self(SigningKey::from_bytes(&bytes))
     }
 
+    /// The public key a drill proof is checked against.
     pub fn public_key(&self) -> VerifyKey {
         VerifyKey::from_dalek(self.0.verifying_key())
     }
 
+    /// Signs a drill proof statement with the derived Ed25519 key.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }

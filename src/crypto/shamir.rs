@@ -39,18 +39,35 @@ impl fmt::Debug for Share {
     }
 }
 
+/// Why a split or combine was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShamirError {
+    /// K below 2.
     #[error("a threshold of {0} is not a quorum: use at least 2 (1-of-N would let any single custodian open the vault alone)")]
     ThresholdTooLow(usize),
+    /// K larger than N.
     #[error("threshold {threshold} is larger than the {custodians} custodians; lower --threshold or add custodians")]
-    ThresholdAboveCount { threshold: usize, custodians: usize },
+    ThresholdAboveCount {
+        /// K asked for.
+        threshold: usize,
+        /// N custodians.
+        custodians: usize,
+    },
+    /// More than 255 custodians.
     #[error("{0} custodians is more than the 255 that GF(256) shares allow")]
     TooManyCustodians(usize),
+    /// Fewer than K shares to combine.
     #[error("{have} shares given but {need} are needed")]
-    NotEnoughShares { have: usize, need: usize },
+    NotEnoughShares {
+        /// Shares given.
+        have: usize,
+        /// Shares needed (K).
+        need: usize,
+    },
+    /// Two shares with the same index.
     #[error("two shares have the same index {0}")]
     DuplicateIndex(u8),
+    /// The shares did not combine into a secret.
     #[error("shares could not be combined")]
     CombineFailed,
 }
@@ -68,6 +85,7 @@ pub fn split(seed: &VaultSeed, threshold: usize, count: usize) -> Result<Vec<Sha
     shares
 }
 
+/// Checks 2 ≤ K ≤ N ≤ 255.
 pub fn check_threshold(threshold: usize, count: usize) -> Result<(), ShamirError> {
     if count > 255 {
         return Err(ShamirError::TooManyCustodians(count));

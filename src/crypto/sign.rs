@@ -11,15 +11,18 @@ impl VerifyKey {
         Self(key)
     }
 
+    /// Parses a key from 64 hex digits; `None` if malformed or not a valid Ed25519 point.
     pub fn from_hex(text: &str) -> Option<Self> {
         let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
         VerifyingKey::from_bytes(&bytes).ok().map(Self)
     }
 
+    /// The key as 64 lowercase hex digits, as stored in manifests.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.as_bytes())
     }
 
+    /// The raw 32-byte key.
     pub fn as_bytes(&self) -> &[u8; 32] {
         self.0.as_bytes()
     }

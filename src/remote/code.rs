@@ -10,11 +10,16 @@ use crate::crypto;
 /// The largest payload any code may carry; decoders refuse more.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
 
+/// Which kind of code a line is; each has its own prefix, so a code pasted in the wrong place is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeKind {
+    /// A remote unseal request (`BGREQ2:`).
     Request,
+    /// A custodian's approval of a request (`BGAPR1:`).
     Approval,
+    /// A remote drill challenge (`BGDRC1:`).
     DrillChallenge,
+    /// A custodian's drill proof (`BGDRP1:`).
     DrillProof,
     /// A passphrase custodian's public enrolment (`custodian enroll`).
     Enrolment,
@@ -74,21 +79,35 @@ impl CodeKind {
     }
 }
 
+/// Why a pasted code was refused; each message says what to do.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CodeError {
+    /// A code of another kind than the one expected.
     #[error("is {found}, not {expected}; paste the right one")]
     WrongKind {
+        /// The kind pasted.
         found: &'static str,
+        /// The kind expected.
         expected: &'static str,
     },
+    /// No known prefix (expected noun, expected prefix).
     #[error("is not a breakglass {0}; paste the whole line starting with {1}")]
     NotACode(&'static str, &'static str),
+    /// A newer format version than this build reads.
     #[error("is a {0} from a newer breakglass; upgrade breakglass")]
     NewerVersion(&'static str),
+    /// An older format version this build no longer reads.
     #[error("is a {0} from an older breakglass; ask its sender to upgrade and make a new one")]
     OlderVersion(&'static str),
+    /// The code is shorter than its length field says.
     #[error("is cut short ({have} of {need} bytes); copy the whole code again")]
-    CutShort { have: usize, need: usize },
+    CutShort {
+        /// Bytes present.
+        have: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// Bad base64 or a checksum mismatch.
     #[error("is damaged ({0}); copy the code again")]
     Damaged(&'static str),
 }
@@ -98,6 +117,7 @@ fn checksum(kind: CodeKind, payload: &[u8]) -> [u8; 4] {
     digest[..4].try_into().expect("4 bytes")
 }
 
+/// Frames `payload` as a code of `kind`: prefix, base64url of (length, payload, 4-byte checksum).
 pub fn encode(kind: CodeKind, payload: &[u8]) -> String {
     let mut raw = Vec::with_capacity(payload.len() + 8);
     raw.extend_from_slice(&(payload.len() as u32).to_be_bytes());

@@ -11,6 +11,7 @@ use super::code::{self, CodeError, CodeKind};
 use crate::crypto::{CustodianRecipient, KdfParams, RecipientKind};
 use crate::manifest::KdfSpec;
 
+/// The enrolment code format this build writes and reads.
 pub const ENROLMENT_FORMAT: u32 = 1;
 /// Salt length, as for a passphrase custodian made at the admin's terminal.
 pub const SALT_LEN: usize = 16;
@@ -19,26 +20,39 @@ pub const SALT_LEN: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enrolment {
+    /// Format version ([`ENROLMENT_FORMAT`]).
     pub v: u32,
     /// The custodian name the code was made for.
     pub name: String,
     /// The `age1…` recipient derived from the passphrase.
     pub recipient: String,
+    /// The Argon2id salt and cost the recipient was derived with.
     pub kdf: KdfSpec,
     /// Made with `--insecure-test-only-kdf`: only a test-only vault accepts it.
     pub insecure_test_only_kdf: bool,
 }
 
+/// Why an enrolment code was refused; each message names the custodian and what to do.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnrolError {
+    /// The code's framing (prefix, checksum, length) is wrong.
     #[error("enrolment code {0}")]
     Code(#[from] CodeError),
+    /// The payload is not a valid enrolment.
     #[error("enrolment code is not a readable enrolment ({0}); ask the custodian to run `breakglass custodian enroll` again and send the new code")]
     Unreadable(String),
+    /// The code was made for another custodian name than the one it is given for.
     #[error("enrolment code is for custodian {in_code}, not {given}; give it as {in_code}=BGENR1:… or ask {given} for their own code")]
-    OtherName { in_code: String, given: String },
+    OtherName {
+        /// The name inside the code.
+        in_code: String,
+        /// The name it was given for.
+        given: String,
+    },
+    /// Made with the test-only KDF, which a real vault refuses.
     #[error("enrolment code was made with --insecure-test-only-kdf, which a real vault refuses; ask {0} to enrol again without it")]
     TestOnly(String),
+    /// The salt or Argon2id cost is unusable (malformed, below the floor or above the cap).
     #[error("enrolment code is unusable: {0}; ask the custodian to enrol again with `breakglass custodian enroll --passphrase` (no test-only option)")]
     Params(String),
 }

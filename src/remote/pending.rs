@@ -59,9 +59,13 @@ struct PendingFile {
 /// A summary of one request made on this machine, for `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenRequest {
+    /// The request's random id (hex).
     pub request_id: String,
+    /// The reason the requester gave.
     pub reason: String,
+    /// When it expires (RFC 3339, UTC).
     pub expires: String,
+    /// It has expired already.
     pub expired: bool,
 }
 
@@ -69,26 +73,36 @@ pub struct OpenRequest {
 /// request itself (reason, expiry, threshold, recipient…), its hash, and the
 /// ephemeral key approvals are sealed to.
 pub struct PendingRequest {
+    /// The request as made.
     pub request: ParsedRequest,
+    /// The ephemeral key approvals for it are sealed to.
     pub identity: CustodianIdentity,
 }
 
+/// Why an open request cannot be used; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PendingError {
+    /// No record of this request on this machine (request id, state directory).
     #[error("request {0} was not made on this machine (no key for it in {1}); run `breakglass unseal --request` where `breakglass request` ran")]
     Unknown(String, String),
+    /// The request was already used or cancelled (request id, how it was closed).
     #[error(
         "request {0} was already {1}; approvals for it cannot be used again — make a new request"
     )]
     Closed(String, String),
+    /// The request expired (request id, when).
     #[error("request {0} expired at {1}; make a new request")]
     Expired(String, String),
+    /// The request's record is unreadable (request id, file, detail).
     #[error("request {0}: its record {1} is damaged or from an older breakglass ({2}); make a new request")]
     Damaged(String, String, String),
+    /// The state directory could not be read or written (path, detail).
     #[error("state directory {0}: {1}")]
     Io(String, String),
+    /// The vault's log holds no row for the request (request id).
     #[error("request {0} was never logged in this vault (the `breakglass request` that made it was interrupted, or this is another copy of the vault); it cannot be used — make a new request")]
     NotLogged(String),
+    /// A vault error, passed through.
     #[error("{0}")]
     Vault(String),
 }

@@ -19,9 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::pending::state_dir;
 
+/// The vault fingerprint a vault id is pinned to on this machine, and the newest epoch seen.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Pin {
+    /// The fingerprint first seen for this vault id.
     pub fingerprint: String,
+    /// The newest epoch seen for this vault id here.
     pub max_epoch: u64,
 }
 
@@ -200,11 +203,20 @@ pub enum PinCheck {
     /// First sight, or the same or a newer epoch (the pin is updated).
     Fine,
     /// An older epoch than seen before here.
-    Stale { seen: u64 },
+    Stale {
+        /// The newest epoch seen here, newer than the one offered.
+        seen: u64,
+    },
     /// Same vault id, different fingerprint.
-    Mismatch { pinned: String },
+    Mismatch {
+        /// The fingerprint pinned for this vault id.
+        pinned: String,
+    },
     /// This file path held another vault when it was first used here.
-    PathMismatch { pinned: String },
+    PathMismatch {
+        /// The fingerprint pinned for this path.
+        pinned: String,
+    },
 }
 
 /// Check (and update) the pins for a vault opened from `path`. Failing to
@@ -330,6 +342,7 @@ pub fn pinned_path(path: &Path) -> Option<String> {
 /// The vault fingerprint a custodian key is pinned to on this machine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CustodianPin {
+    /// The vault fingerprint pinned.
     pub fingerprint: String,
     /// When the pin was made (RFC 3339).
     pub pinned_at: String,
@@ -338,22 +351,32 @@ pub struct CustodianPin {
     /// floor (an older epoch's request is stale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// That epoch's verify key (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_key: Option<String>,
 }
 
+/// A custodian pin refused the request or challenge; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum CustodianPinError {
+    /// The key is pinned to another vault than the one offered.
     #[error("VAULT FINGERPRINT MISMATCH: custodian key {key} is pinned on this machine to vault {pinned}, but {what} is for vault {found}; it may be a forged or swapped vault — do not go on, check the fingerprint with the other custodians. If the vault was deliberately replaced, re-pin on purpose with `breakglass repin {pinned} {found}` (pins are in {path}), then run again")]
     Mismatch {
+        /// The custodian key (recipient) that is pinned.
         key: String,
+        /// What was offered (request, challenge, vault copy).
         what: &'static str,
+        /// The fingerprint pinned.
         pinned: String,
+        /// The fingerprint offered.
         found: String,
+        /// The pin file.
         path: String,
     },
+    /// The pin file is unreadable (path, detail).
     #[error("custodian pins {0} are unreadable ({1}); fix or delete the file, then run again")]
     Unreadable(String, String),
+    /// The pin file could not be written (path, detail).
     #[error("custodian pins {0}: {1}")]
     Io(String, String),
 }
@@ -398,7 +421,9 @@ fn save_custodian_pins(pins: &BTreeMap<String, CustodianPin>) -> Result<(), Cust
 /// What a custodian pin is being checked for, as named in the error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinUse {
+    /// Approving a remote request.
     Approve,
+    /// Answering a drill challenge.
     Drill,
 }
 

@@ -15,6 +15,7 @@ pub const REQUEST_FORMAT: u32 = 2;
 
 /// What a request asks of its custodians.
 pub const PURPOSE_UNSEAL: &str = "unseal";
+/// A drill request: custodians answer with a proof, which gives nothing away.
 pub const PURPOSE_DRILL: &str = "drill";
 
 /// The request's core, as carried in the code. Everything here is public:
@@ -24,17 +25,27 @@ pub const PURPOSE_DRILL: &str = "drill";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
+    /// Format version ([`REQUEST_FORMAT`]).
     pub v: u32,
     /// `unseal` (an approval gives a share) or `drill` (a proof gives nothing away).
     pub purpose: String,
+    /// The vault's id (hex), which the custodian's pins are keyed by.
     pub vault_id: String,
+    /// The vault fingerprint the custodian compares with the one read to them.
     pub fingerprint: String,
+    /// The epoch whose shares are asked for.
     pub epoch: u64,
+    /// K: approvals needed.
     pub threshold: u8,
+    /// A random 128-bit id (32 hex digits), so no request can be prepared in advance.
     pub request_id: String,
+    /// Who asks, as they named themselves.
     pub requester: String,
+    /// Why they ask, shown to every custodian.
     pub reason: String,
+    /// When the request was made (RFC 3339, UTC).
     pub created: String,
+    /// When it stops being approvable (RFC 3339, UTC; at most 24 hours after `created`).
     pub expires: String,
     /// The ephemeral age recipient approvals are encrypted to (empty for drills).
     pub recipient: String,
@@ -48,8 +59,11 @@ pub struct Request {
 /// manifest (body and signatures) and the key links from epoch 2 to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestSection {
+    /// The current manifest's signed body.
     pub body: String,
+    /// Its signatures.
     pub signatures: String,
+    /// The key links from epoch 2 to the current epoch.
     pub links: Vec<EpochLink>,
 }
 
@@ -58,8 +72,11 @@ pub struct ManifestSection {
 /// hash the core gives it. Only the canonical encoding is accepted.
 #[derive(Debug, Clone)]
 pub struct ParsedRequest {
+    /// The request's core.
     pub request: Request,
+    /// The code it was parsed from.
     pub code: String,
+    /// The signed manifest it carries.
     pub manifest: ManifestSection,
     /// Binary age envelopes carried, by custodian name (all, or one with `--for`).
     pub envelopes: BTreeMap<String, Vec<u8>>,
@@ -68,18 +85,25 @@ pub struct ParsedRequest {
     words: OnceLock<Vec<String>>,
 }
 
+/// Why a request code was refused; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// The code's framing (prefix, checksum, length) is wrong.
     #[error("request code {0}")]
     Code(#[from] CodeError),
+    /// The payload is not a valid request.
     #[error("request code is not a readable request ({0}); ask the requester to send it again")]
     Unreadable(String),
+    /// The bytes are not the canonical encoding (request id).
     #[error("request code (request {0}) is not in canonical form (its bytes were re-encoded or edited after it was made); do not approve it — ask the requester to send the original code again")]
     NotCanonical(String),
+    /// An attachment does not match the core's hash of it (request id, what).
     #[error("request code (request {0}) was altered: its {1} does not match what the request commits to; do not approve it — ask the requester to send the original code again")]
     Altered(String, String),
+    /// The read-back words could not be computed (request id, detail).
     #[error("request {0}: could not compute the read-back words ({1})")]
     Words(String, String),
+    /// The manifest and envelopes are too large for one code (bytes).
     #[error("this vault's signed manifest and envelopes are too large for one code ({0} bytes, at most {max}); custodians with ssh-rsa keys add about 2 KB each — use age or ssh-ed25519 keys (`breakglass rekey`), or unseal with the custodians' keys at hand", max = code::MAX_PAYLOAD)]
     TooLarge(usize),
 }
@@ -244,6 +268,7 @@ impl ParsedRequest {
         &self.hash
     }
 
+    /// True for a drill request, false for an unseal.
     pub fn is_drill(&self) -> bool {
         self.request.purpose == PURPOSE_DRILL
     }
@@ -259,6 +284,7 @@ impl ParsedRequest {
         Ok(self.words.get_or_init(|| words).clone())
     }
 
+    /// The expiry as a time; `None` if unreadable.
     pub fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         chrono::DateTime::parse_from_rfc3339(&self.request.expires)
             .ok()
@@ -270,6 +296,7 @@ impl ParsedRequest {
         self.expires_at().is_none_or(|t| t <= chrono::Utc::now())
     }
 
+    /// The request id as 16 bytes; `None` if it is not 32 hex digits.
     pub fn request_id_bytes(&self) -> Option<[u8; 16]> {
         if self.request.request_id.len() != 32
             || !self

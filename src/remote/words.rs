@@ -33,6 +33,7 @@
 use crate::crypto;
 
 const LIST: &str = include_str!("bip39-english.txt");
+/// How many read-back words a request shows: 6 × 11 bits = 66 bits to match.
 pub const WORD_COUNT: usize = 6;
 /// The longest a request may stay open; the arithmetic above depends on it.
 pub const MAX_TTL_HOURS: i64 = 24;

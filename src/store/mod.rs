@@ -15,59 +15,129 @@ use crate::audit::{EndorsedSetting, EndorsedVersion, Entry};
 /// "BGLS": marks a SQLite file as a breakglass vault.
 const APPLICATION_ID: i64 = 0x4247_4c53;
 
+/// Why the vault file could not be opened, read or written; each message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No file at the path.
     #[error("{path}: no such vault file; pass --vault PATH or run `breakglass init`")]
-    Missing { path: String },
+    Missing {
+        /// The vault file.
+        path: String,
+    },
+    /// The path is a directory.
     #[error("{path}: is a directory, not a vault file; {hint}")]
-    Directory { path: String, hint: String },
+    Directory {
+        /// The vault file.
+        path: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// This user cannot read the file.
     #[error("{path}: this user cannot read the vault file ({detail}); run the command as a user who can (the file's owner is {owner}), or use a readable copy")]
     Unreadable {
+        /// The vault file.
         path: String,
+        /// The OS error.
         detail: String,
+        /// The file's owner, so the user knows whom to run as.
         owner: String,
     },
+    /// A hot journal that this user cannot roll back.
     #[error("{path}: has an unfinished write from an interrupted command ({journal}) that must be rolled back before the vault can be read, and this user cannot roll it back (that needs write access to the file and its directory); nothing was changed — ask someone who can write both, such as the file's owner ({owner}), to run any breakglass command on it (e.g. `breakglass --vault {path} status`), then try again")]
     HotJournal {
+        /// The vault file.
         path: String,
+        /// The journal file.
         journal: String,
+        /// The owner of the file or journal.
         owner: String,
     },
+    /// The file is not a breakglass vault.
     #[error("{path}: not a breakglass vault ({detail}); check the --vault path")]
-    NotAVault { path: String, detail: String },
+    NotAVault {
+        /// The vault file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file is damaged or truncated.
     #[error("{path}: vault file is damaged or truncated ({detail}); restore it from a copy")]
-    Corrupt { path: String, detail: String },
+    Corrupt {
+        /// The vault file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file's format is newer than this build.
     #[error("{path}: vault format {found} is newer than this breakglass understands ({supported}); upgrade breakglass")]
     TooNew {
+        /// The vault file.
         path: String,
+        /// The format found.
         found: i64,
+        /// The newest format this build reads.
         supported: i64,
     },
+    /// `init` refused to overwrite an existing file.
     #[error("{path}: {path} already exists; choose another path (init never overwrites a vault)")]
-    Exists { path: String },
+    Exists {
+        /// The vault file.
+        path: String,
+    },
+    /// Another process holds the vault's write lock.
     #[error("{path}: vault is busy (another breakglass command holds it); retry in a moment")]
-    Busy { path: String },
+    Busy {
+        /// The vault file.
+        path: String,
+    },
+    /// A write failed (disk full, read-only); nothing was changed.
     #[error("{path}: cannot write the vault ({detail}); nothing was changed")]
-    Write { path: String, detail: String },
+    Write {
+        /// The vault file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The schema differs from the one this build made: the file was tampered with.
     #[error("{path}: the file's schema was altered ({detail}); nothing was run — the file was tampered with, restore it from a trusted copy")]
-    Schema { path: String, detail: String },
+    Schema {
+        /// The vault file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another I/O error.
     #[error("{path}: {detail}")]
-    Io { path: String, detail: String },
+    Io {
+        /// The vault file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A write sealed to an epoch that is no longer current was refused.
     #[error("{path}: refused to seal {what} to epoch {sealed}: the vault is at epoch {current}, whose key is the only one that opens it; nothing was changed — run the command again")]
     StaleEpoch {
+        /// The vault file.
         path: String,
+        /// What was being sealed.
         what: String,
+        /// The epoch it was sealed to.
         sealed: u64,
+        /// The vault's current epoch.
         current: u64,
     },
 }
 
+/// How a vault file is opened.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Read only: no lock is taken and nothing can be written.
     ReadOnly,
+    /// Read and write, in transactions.
     ReadWrite,
 }
 
+/// An open vault file: the only place SQL runs.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -79,59 +149,93 @@ pub struct Tx<'a> {
     path: &'a Path,
 }
 
+/// A stored manifest: its epoch, exact body and signatures.
 #[derive(Debug, Clone)]
 pub struct ManifestRow {
+    /// The epoch.
     pub epoch: u64,
+    /// The canonical body, as signed.
     pub body: String,
+    /// The signatures (JSON).
     pub signatures: String,
 }
 
+/// One custodian's envelope for one epoch.
 #[derive(Debug, Clone)]
 pub struct EnvelopeRow {
+    /// The epoch.
     pub epoch: u64,
+    /// The custodian.
     pub custodian: String,
+    /// The custodian's share index.
     pub share_index: u8,
+    /// The armored age file holding the share.
     pub envelope: String,
 }
 
+/// A secret's metadata (the value lives in its versions).
 #[derive(Debug, Clone)]
 pub struct SecretRow {
+    /// The secret's name.
     pub name: String,
+    /// Its kind.
     pub kind: String,
+    /// The account name, if any.
     pub username: Option<String>,
+    /// Where it is used, if given.
     pub url: Option<String>,
+    /// A note, if any.
     pub note: Option<String>,
+    /// When it was first deposited (RFC 3339, UTC).
     pub created: String,
 }
 
+/// One version of a secret's value, sealed to an epoch's recipient.
 #[derive(Debug, Clone)]
 pub struct VersionRow {
+    /// The secret.
     pub secret: String,
+    /// The version number, from 1.
     pub version: u32,
+    /// The epoch whose recipient it is sealed to.
     pub epoch: u64,
+    /// The armored age ciphertext.
     pub ciphertext: String,
+    /// `active`, `pending` (rotation under way), `failed` or `superseded`.
     pub state: String,
+    /// Who deposited it.
     pub depositor: String,
+    /// When (RFC 3339, UTC).
     pub created: String,
 }
 
 /// A secret revealed in an unseal and not rotated since.
 #[derive(Debug, Clone)]
 pub struct ExposureRow {
+    /// The secret.
     pub secret: String,
+    /// The version revealed.
     pub version: u32,
+    /// The epoch it was revealed in.
     pub epoch: u64,
+    /// Who revealed it.
     pub revealed_by: String,
+    /// When (RFC 3339, UTC).
     pub revealed_at: String,
+    /// Why, as given at the unseal.
     pub reason: String,
 }
 
 /// How a secret is rotated: its apply hook and password generator settings.
 #[derive(Debug, Clone, Default)]
 pub struct RotationRow {
+    /// The apply hook's command, if any.
     pub apply_cmd: Option<String>,
+    /// Generated password length, if set.
     pub gen_length: Option<u32>,
+    /// Generated password charset, if set.
     pub gen_charset: Option<String>,
+    /// Rotate after this many days, if set.
     pub max_age_days: Option<u32>,
     /// YYYY-MM-DD after which the credential stops working (e.g. Duo codes).
     pub expires: Option<String>,
@@ -142,16 +246,24 @@ pub struct RotationRow {
 /// of a sink in the signed manifest of `epoch`.
 #[derive(Debug, Clone)]
 pub struct AlertQueueRow {
+    /// Row id.
     pub id: i64,
+    /// The audit seq the alert reports.
     pub seq: u64,
+    /// The epoch whose signed manifest lists the sink.
     pub epoch: u64,
+    /// The sink's index in that manifest's alerts.
     pub sink_index: u32,
     /// The hash of the audit row it reports, so a renumbered log cannot
     /// hide a new alert behind an old row marked delivered.
     pub hash: String,
+    /// When it was queued (RFC 3339, UTC).
     pub created: String,
+    /// Delivery attempts so far.
     pub attempts: u32,
+    /// The last delivery error, if any.
     pub last_error: Option<String>,
+    /// When it was delivered, if it was.
     pub delivered: Option<String>,
     /// The alert origin (a per-machine id) that queued it; '' when unknown
     /// (queued before schema 6). Only that origin delivers it unasked.
@@ -163,18 +275,26 @@ pub struct AlertQueueRow {
 /// A sink that failed, for one origin: left alone until `retry_after`.
 #[derive(Debug, Clone)]
 pub struct BackoffRow {
+    /// The machine (alert origin) the back-off applies to.
     pub origin: String,
     /// The sink as `alerts list` names it (a key only: it never picks a sink).
     pub sink: String,
+    /// Failures in a row.
     pub failures: u32,
+    /// No automatic try before this time (RFC 3339, UTC).
     pub retry_after: String,
+    /// The last delivery error, if any.
     pub last_error: Option<String>,
 }
 
+/// The runbook as stored.
 #[derive(Debug, Clone)]
 pub struct RunbookRow {
+    /// The runbook text.
     pub text: String,
+    /// When it was set (RFC 3339, UTC).
     pub updated: String,
+    /// Who set it.
     pub updated_by: String,
 }
 
@@ -297,6 +417,7 @@ impl Store {
         Store::open(path, Access::ReadWrite)
     }
 
+    /// Closes and deletes a file that `create` made, when the command that made it failed.
     pub fn discard(self) {
         let staging = self.path.clone();
         drop(self.conn);
@@ -467,6 +588,7 @@ impl Store {
         })
     }
 
+    /// The vault file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -494,6 +616,7 @@ impl Store {
         })
     }
 
+    /// Reads outside any transaction.
     pub fn read(&self) -> Reader<'_> {
         Reader {
             conn: &self.conn,
@@ -503,6 +626,7 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Reads inside this transaction, seeing its own writes.
     pub fn read(&self) -> Reader<'_> {
         Reader {
             conn: &self.tx,
@@ -538,11 +662,13 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Commits every write of this transaction at once.
     pub fn commit(self) -> Result<(), StoreError> {
         let shown = self.path.display().to_string();
         self.tx.commit().map_err(|e| classify_write(&shown, e))
     }
 
+    /// Stores an epoch's manifest.
     pub fn insert_manifest(&self, row: &ManifestRow) -> Result<(), StoreError> {
         self.run(
             "INSERT INTO manifests (epoch, body, signatures) VALUES (?1, ?2, ?3)",
@@ -550,6 +676,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Stores one custodian's envelope.
     pub fn insert_envelope(&self, row: &EnvelopeRow) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO envelopes (epoch, custodian, share_index, envelope) VALUES (?1, ?2, ?3, ?4)",
@@ -557,6 +684,7 @@ impl Tx<'_> {
             )
     }
 
+    /// Creates or updates a secret's metadata.
     pub fn upsert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO secrets (name, kind, username, url, note, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -616,6 +744,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Sets a version's state (`active`, `pending`, `failed`…).
     pub fn set_version_state(
         &self,
         secret: &str,
@@ -643,6 +772,7 @@ impl Tx<'_> {
             )
     }
 
+    /// Deletes every envelope of `epoch` (after a rekey, the old shares must go).
     pub fn delete_envelopes(&self, epoch: u64) -> Result<(), StoreError> {
         self.run(
             "DELETE FROM envelopes WHERE epoch = ?1",
@@ -650,6 +780,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Records that a secret was revealed.
     pub fn upsert_exposure(&self, row: &ExposureRow) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO exposures (secret, version, epoch, revealed_by, revealed_at, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -659,6 +790,7 @@ impl Tx<'_> {
             )
     }
 
+    /// Forgets a secret's exposure (after a rotation).
     pub fn clear_exposure(&self, secret: &str) -> Result<(), StoreError> {
         self.run("DELETE FROM exposures WHERE secret = ?1", params![secret])
     }
@@ -688,6 +820,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Marks bypass code `index` of a version as used at `at`.
     pub fn mark_code_used(
         &self,
         secret: &str,
@@ -734,6 +867,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Records a failed delivery attempt of alert `id`.
     pub fn alert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.run(
             "UPDATE alert_queue SET attempts = attempts + 1, last_error = ?2, claimed_until = NULL
@@ -762,6 +896,7 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// Records or updates a sink's back-off.
     pub fn set_backoff(&self, row: &BackoffRow) -> Result<(), StoreError> {
         self.run(
             "INSERT INTO alert_backoff (origin, sink, failures, retry_after, last_error) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -771,6 +906,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Ends a sink's back-off after a delivery.
     pub fn clear_backoff(&self, origin: &str, sink: &str) -> Result<(), StoreError> {
         self.run(
             "DELETE FROM alert_backoff WHERE origin = ?1 AND sink = ?2",
@@ -778,6 +914,7 @@ impl Tx<'_> {
         )
     }
 
+    /// Replaces the runbook.
     pub fn set_runbook(&self, row: &RunbookRow) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO runbook (id, text, updated, updated_by) VALUES (1, ?1, ?2, ?3)
@@ -786,6 +923,7 @@ impl Tx<'_> {
             )
     }
 
+    /// Stores a quorum's signature over the audit head at `seq`, for anchors.
     pub fn insert_anchor_signature(
         &self,
         seq: u64,
@@ -845,6 +983,7 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Appends an audit row (hash already computed).
     pub fn insert_audit(&self, entry: &Entry) -> Result<(), StoreError> {
         self.run(
                 "INSERT INTO audit (seq, time, actor, action, subject, reason, details, prev_hash, hash)
@@ -875,6 +1014,7 @@ impl Reader<'_> {
         classify(&self.path.display().to_string(), e)
     }
 
+    /// Every manifest, oldest first.
     pub fn manifests(&self) -> Result<Vec<ManifestRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -921,6 +1061,7 @@ impl Reader<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// The envelopes of `epoch`.
     pub fn envelopes(&self, epoch: u64) -> Result<Vec<EnvelopeRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -942,6 +1083,7 @@ impl Reader<'_> {
         Ok(rows)
     }
 
+    /// Every secret's metadata, by name.
     pub fn secrets(&self) -> Result<Vec<SecretRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -963,6 +1105,7 @@ impl Reader<'_> {
         Ok(rows)
     }
 
+    /// One secret's metadata, if it exists.
     pub fn secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
         self.conn
             .query_row(
@@ -1030,6 +1173,7 @@ impl Reader<'_> {
             .collect())
     }
 
+    /// Secrets revealed and not rotated since.
     pub fn exposures(&self) -> Result<Vec<ExposureRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -1051,6 +1195,7 @@ impl Reader<'_> {
         Ok(rows)
     }
 
+    /// A secret's rotation settings (defaults when none are stored).
     pub fn rotation(&self, secret: &str) -> Result<RotationRow, StoreError> {
         self.conn
             .query_row(
@@ -1198,6 +1343,7 @@ impl Reader<'_> {
         Ok(rows)
     }
 
+    /// The newest version number of a secret, 0 when it has none.
     pub fn latest_version_number(&self, secret: &str) -> Result<u32, StoreError> {
         // Not MAX(): wrapped in COALESCE it scans every version of the secret.
         self.conn
@@ -1211,6 +1357,7 @@ impl Reader<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// The runbook, if one was set.
     pub fn runbook(&self) -> Result<Option<RunbookRow>, StoreError> {
         self.conn
             .query_row(
@@ -1293,6 +1440,7 @@ impl Reader<'_> {
         rows
     }
 
+    /// The audit row of `seq`, if present.
     pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         self.conn
             .query_row(

@@ -15,15 +15,24 @@ use crate::store::AlertQueueRow;
 /// Undelivered alerts older than this turn `status --check` red.
 pub const ALERT_STALE_MINUTES: i64 = 15;
 
+/// One queued alert, as `alerts` shows it.
 #[derive(Debug, Serialize)]
 pub struct AlertRow {
+    /// Row id in the alert queue.
     pub id: i64,
+    /// The audit seq of the row that raised it.
     pub seq: u64,
+    /// The sink's label.
     pub sink: String,
+    /// The alert event as delivered.
     pub event: serde_json::Value,
+    /// When it was queued (RFC 3339, UTC).
     pub created: String,
+    /// Delivery attempts so far.
     pub attempts: u32,
+    /// The last delivery error, if any.
     pub last_error: Option<String>,
+    /// When it was delivered, if it was.
     pub delivered: Option<String>,
     /// The alert origin (per-machine id) that queued it; "" if unknown
     /// (queued before breakglass recorded origins).
@@ -45,8 +54,10 @@ pub struct SinkBackoff {
     pub last_error: Option<String>,
 }
 
+/// What `alerts` shows: the queue and any alerts missing from it.
 #[derive(Debug, Serialize)]
 pub struct AlertsReport {
+    /// The queued alerts (all, or only undelivered ones).
     pub alerts: Vec<AlertRow>,
     /// Alerts the log says were raised but the queue does not hold (deleted
     /// from the file); the next write command queues them again.
@@ -59,8 +70,10 @@ pub struct AlertsReport {
     pub backoff: Vec<SinkBackoff>,
 }
 
+/// What `alerts flush` did.
 #[derive(Debug, Serialize)]
 pub struct FlushReport {
+    /// Alerts delivered in this run.
     pub delivered: usize,
     /// One line per sink that failed in this run.
     pub failed: Vec<String>,
@@ -212,6 +225,7 @@ impl Vault {
             .collect()
     }
 
+    /// The alert queue and its health; `all` includes delivered alerts.
     pub fn alerts(&self, all: bool) -> Result<AlertsReport, VaultError> {
         let sinks = self.signed_sinks()?;
         let entries = self.alert_entries()?;

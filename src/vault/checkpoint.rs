@@ -22,7 +22,9 @@ use crate::store::{Reader, RotationRow, Tx, VersionRow};
 /// (on the terminal or with `--endorse`); anything else stays unendorsed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Unendorsed {
+    /// Secret versions deposited after the last signed checkpoint.
     pub versions: Vec<UnendorsedVersion>,
+    /// Rotation settings changed after the last signed checkpoint.
     pub settings: Vec<audit::EndorsedSetting>,
     /// Why endorsements the file holds were not trusted (the endorsement
     /// tables do not hash to what the last checkpoint signed), if so: then
@@ -32,17 +34,24 @@ pub struct Unendorsed {
 }
 
 impl Unendorsed {
+    /// True when nothing is unendorsed.
     pub fn is_empty(&self) -> bool {
         self.versions.is_empty() && self.settings.is_empty()
     }
 }
 
+/// One secret version no signed checkpoint covers yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnendorsedVersion {
+    /// The secret's name.
     pub secret: String,
+    /// The version number.
     pub version: u32,
+    /// Who deposited it (the actor logged).
     pub depositor: String,
+    /// When it was deposited (RFC 3339, UTC).
     pub created: String,
+    /// SHA-256 of its ciphertext, so an endorsement names exactly this version.
     pub ciphertext_sha256: String,
 }
 

@@ -23,24 +23,32 @@ pub enum ApproverKey {
     Passphrase(String, Passphrase),
 }
 
+/// What a custodian gives to approve a remote request.
 pub struct ApproveInput<'a> {
+    /// The request being approved, already parsed and checked.
     pub request: &'a ParsedRequest,
+    /// The custodian's key: an identity file's keys or a passphrase.
     pub key: ApproverKey,
     /// An exported envelope (label, armored text); else the one the request
     /// carries, else a `--vault` copy's.
     pub envelope: Option<(String, String)>,
 }
 
+/// A signed approval code for the requester, and who made it.
 #[derive(Debug, serde::Serialize)]
 pub struct Approval {
+    /// The `BGAPR1:` approval code to send back to the requester.
     pub code: String,
+    /// The approving custodian's name.
     pub custodian: String,
 }
 
 /// A request checked from the custodian's side: every check that needs no
 /// words has passed. Holds the custodian's share until dropped (zeroized).
 pub struct CheckedRequest<'a> {
+    /// The request that was checked.
     pub request: &'a ParsedRequest,
+    /// The custodian whose key matched the request's vault.
     pub custodian: String,
     /// No pin for this custodian key on this machine yet: the fingerprint is
     /// trusted on first use, so the custodian must compare it now.

@@ -16,9 +16,13 @@ use crate::crypto::{self, CustodianIdentity, DecryptOutcome, Passphrase, Share};
 use crate::manifest::CustodianEntry;
 use crate::remote::pins::{self, PinUse};
 
+/// What a drill is given: who runs it and the custodians' keys or passphrases to test.
 pub struct DrillRequest {
+    /// Who runs the drill, as logged.
     pub actor: String,
+    /// Identity files by label (usually the path), each holding one or more keys.
     pub identities: Vec<(String, Vec<CustodianIdentity>)>,
+    /// Passphrases given by file, by custodian name.
     pub passphrases: Vec<(String, Passphrase)>,
     /// Passphrase custodians to ask for their passphrase (`--custodian NAME`),
     /// as unseal asks: through the prompt, a few tries each.
@@ -31,11 +35,14 @@ pub struct DrillRequest {
     pub endorse: super::Unendorsed,
 }
 
+/// One custodian's drill result.
 #[derive(Debug, Serialize)]
 pub struct DrillOutcome {
     /// The custodian, or the key file when it matches no custodian.
     pub custodian: String,
+    /// The custodian's envelope opened and its share checked against its commitment.
     pub passed: bool,
+    /// Why it did not pass, in one line.
     pub problem: Option<String>,
     /// A passing drill's proof, logged with its row (so a copy's drill counts once merged).
     #[serde(skip)]
@@ -45,15 +52,20 @@ pub struct DrillOutcome {
 /// The combining step of a full drill.
 #[derive(Debug, Serialize)]
 pub struct FullDrillOutcome {
+    /// The shares combined into the vault key.
     pub passed: bool,
+    /// Why the combining step failed, in one line.
     pub problem: Option<String>,
     /// The audit seq the new checkpoint signs, when the drill passed.
     pub signed_through: Option<u64>,
 }
 
+/// What a drill found, per custodian and (with `--full`) for the combining step.
 #[derive(Debug, Serialize)]
 pub struct DrillReport {
+    /// Every part of the drill passed.
     pub ok: bool,
+    /// One result per custodian tested.
     pub results: Vec<DrillOutcome>,
     /// Present for `--full`.
     pub full: Option<FullDrillOutcome>,
@@ -62,6 +74,7 @@ pub struct DrillReport {
 }
 
 impl Vault {
+    /// Tests that each given custodian can open their envelope (and, with `full`, that K shares rebuild the key); reveals nothing and keeps the epoch. Logged.
     pub fn drill(
         &mut self,
         request: DrillRequest,

@@ -17,6 +17,7 @@ use crate::store::{EnvelopeRow, Store};
 /// Where a custodian's envelope is sealed to.
 #[derive(Debug, Clone)]
 pub enum RecipientSpec {
+    /// A public recipient (age or SSH key, or an enrolment code's derived recipient).
     PublicKey(CustodianRecipient),
     /// The passphrase is typed (or read from a file) at this terminal.
     Passphrase,
@@ -129,15 +130,21 @@ pub(crate) fn admit_enrolment(
         })
 }
 
+/// One custodian to create: a name and where their envelope goes.
 #[derive(Debug)]
 pub struct CustodianSpec {
+    /// The custodian's name (validated by [`validate_custodian_name`]).
     pub name: String,
+    /// Where the custodian's envelope is sealed to.
     pub recipient: RecipientSpec,
 }
 
+/// Everything `init` needs to create a vault.
 #[derive(Debug)]
 pub struct InitOptions {
+    /// K: how many custodians are needed to open the vault (2 ≤ K ≤ N).
     pub threshold: usize,
+    /// The N custodians, in index order.
     pub custodians: Vec<CustodianSpec>,
     /// Passphrases of the `passphrase` custodians, by name.
     pub passphrases: Vec<(String, Passphrase)>,
@@ -147,6 +154,7 @@ pub struct InitOptions {
     pub alerts: Vec<crate::notify::AlertSink>,
 }
 
+/// Checks a custodian name is non-empty, short and of safe characters (it is printed and logged).
 pub fn validate_custodian_name(name: &str) -> Result<(), VaultError> {
     let ok = !name.is_empty()
         && name.len() <= 64

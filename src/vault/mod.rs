@@ -48,7 +48,9 @@ use crate::store::{Access, RunbookRow, SecretRow, Store, VersionRow};
 
 /// Feedback hooks for slow Argon2id steps (the binary shows a spinner).
 pub trait KdfProgress {
+    /// Called before an Argon2id derivation for `custodian` starts.
     fn kdf_started(&mut self, _custodian: &str) {}
+    /// Called when that derivation has finished.
     fn kdf_finished(&mut self) {}
 }
 
@@ -59,12 +61,16 @@ impl KdfProgress for Quiet {}
 /// Kinds of secret a vault holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretKind {
+    /// An account password.
     Password,
+    /// A list of one-time MFA bypass codes (revealable one at a time).
     BypassCodes,
+    /// Free text, such as runbook steps.
     Note,
 }
 
 impl SecretKind {
+    /// The kind's name as stored and shown.
     pub fn as_str(&self) -> &'static str {
         match self {
             SecretKind::Password => "password",
@@ -73,6 +79,7 @@ impl SecretKind {
         }
     }
 
+    /// Parses a kind's name; an error names the accepted ones.
     pub fn parse(text: &str) -> Result<Self, VaultError> {
         match text {
             "password" => Ok(SecretKind::Password),
@@ -172,14 +179,21 @@ pub(crate) fn count_codes(value: &SecretValue) -> Result<usize, VaultError> {
 /// A deposit: metadata in the clear, the value sealed to the vault recipient.
 #[derive(Debug)]
 pub struct Deposit {
+    /// The secret's name (unique in the vault).
     pub name: String,
+    /// What kind of secret it is.
     pub kind: SecretKind,
+    /// The account name, stored in the clear.
     pub username: Option<String>,
+    /// Where the secret is used, stored in the clear.
     pub url: Option<String>,
+    /// A note, stored in the clear.
     pub note: Option<String>,
+    /// The value, sealed to the vault recipient before it is stored.
     pub value: SecretValue,
     /// Rotation hook: run with each new value on its stdin (see `rotate`).
     pub apply: Option<String>,
+    /// Rotation policy: generated length and charset, maximum age, expiry.
     pub policy: Policy,
 }
 
@@ -272,10 +286,12 @@ impl Vault {
         std::mem::take(&mut self.warnings)
     }
 
+    /// The current epoch's manifest.
     pub fn manifest(&self) -> &manifest::Manifest {
         &self.current.manifest
     }
 
+    /// The vault fingerprint (`BG-…`), fixed for the vault's life.
     pub fn fingerprint(&self) -> String {
         self.current.manifest.fingerprint()
     }
@@ -442,6 +458,7 @@ impl Vault {
         Ok(version)
     }
 
+    /// Replaces the runbook text (stored in the clear, readable without a quorum). Logged.
     pub fn set_runbook(&mut self, text: &str, actor: &str) -> Result<(), VaultError> {
         if text.trim().is_empty() {
             return Err(VaultError::invalid(

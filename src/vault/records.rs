@@ -15,6 +15,7 @@ const SECRET_MAGIC: &[u8; 8] = b"BGSECRT1";
 pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl SecretValue {
+    /// Wraps plaintext bytes; they are zeroized when the value is dropped.
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(Zeroizing::new(bytes))
     }
@@ -24,10 +25,12 @@ impl SecretValue {
         &self.0
     }
 
+    /// Length of the plaintext in bytes (safe to show: no content).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when the value is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

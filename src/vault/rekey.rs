@@ -14,9 +14,13 @@ use crate::crypto::{
 };
 use crate::manifest::KdfSpec;
 
+/// What a `rekey` changes: the threshold, custodians added and removed.
 pub struct RekeyChanges {
+    /// The new K, if it changes.
     pub threshold: Option<usize>,
+    /// Custodians to add.
     pub add: Vec<CustodianSpec>,
+    /// Names of custodians to remove.
     pub remove: Vec<String>,
     /// Passphrases of added `passphrase` custodians, by name.
     pub new_passphrases: Vec<(String, Passphrase)>,
@@ -24,18 +28,25 @@ pub struct RekeyChanges {
     pub alerts: Option<Vec<crate::notify::AlertSink>>,
 }
 
+/// What a `rekey` did.
 #[derive(Debug, Serialize)]
 pub struct RekeyReport {
+    /// The epoch before the rekey.
     pub from_epoch: u64,
+    /// The new epoch.
     pub epoch: u64,
+    /// The new K.
     pub threshold: usize,
+    /// The custodians of the new epoch.
     pub custodians: Vec<String>,
     /// The current-epoch custodians whose shares were used.
     pub quorum: Vec<String>,
+    /// Things the user should know or act on after the rekey.
     pub warnings: Vec<String>,
 }
 
 impl Vault {
+    /// Moves the vault to a new epoch with new shares for the changed custodian set and threshold; needs a quorum of the current epoch.
     pub fn rekey(
         &mut self,
         mut quorum: UnsealRequest,

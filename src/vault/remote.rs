@@ -23,9 +23,13 @@ pub(crate) const APPROVAL_HEADER_LEN: usize = 8 + 16 + 32;
 /// What `request` gives the requester to send out.
 #[derive(Debug, serde::Serialize)]
 pub struct RequestIssued {
+    /// The `BGREQ2:` request code to send to the custodians.
     pub code: String,
+    /// The read-back words the custodians must read back before approving.
     pub words: Vec<String>,
+    /// The request's random id (hex).
     pub request_id: String,
+    /// When the request stops being approvable (RFC 3339, UTC).
     pub expires: String,
     /// Characters in `code`.
     pub code_length: usize,

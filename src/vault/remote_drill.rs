@@ -38,16 +38,22 @@ pub struct ProofStatement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrillProof {
+    /// What the custodian proves: vault, epoch, custodian, time and challenge.
     pub statement: ProofStatement,
+    /// Ed25519 signature over the statement (hex), by a key derived from the custodian's share.
     pub signature: String,
 }
 
 /// What `drill --remote` gives the vault side to send out.
 #[derive(Debug, Serialize)]
 pub struct DrillChallengeIssued {
+    /// The `BGDRC1:` challenge code to send to the custodians.
     pub code: String,
+    /// The challenge's random id (hex).
     pub challenge_id: String,
+    /// When the challenge stops being answerable (RFC 3339, UTC).
     pub expires: String,
+    /// Characters in `code`.
     pub code_length: usize,
 }
 
@@ -56,8 +62,11 @@ pub struct DrillChallengeIssued {
 pub struct ProofCheck {
     /// The proof's file or label.
     pub label: String,
+    /// The custodian the proof is for, when it could be read.
     pub custodian: Option<String>,
+    /// The proof verified against this vault's share commitment and challenge.
     pub passed: bool,
+    /// Why it did not pass, in one line.
     pub problem: Option<String>,
 }
 
@@ -111,6 +120,7 @@ impl DrillProof {
         )
     }
 
+    /// The proof as a `BGDRP1:` code, to send back to the vault side.
     pub fn code(&self) -> String {
         code::encode(
             CodeKind::DrillProof,
@@ -118,6 +128,7 @@ impl DrillProof {
         )
     }
 
+    /// Parses a `BGDRP1:` proof code (the framing only; checking is separate).
     pub fn parse(text: &str) -> Result<Self, String> {
         let payload = code::decode(CodeKind::DrillProof, text).map_err(|e| e.to_string())?;
         serde_json::from_slice(&payload).map_err(|e| {
@@ -158,10 +169,12 @@ impl DrillProof {
         Ok(())
     }
 
+    /// The proof as JSON, for the details of its audit row.
     pub fn to_details(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("proof serializes")
     }
 
+    /// Reads a proof back from an audit row's details; `None` if it holds none.
     pub fn from_details(details: &serde_json::Value) -> Option<Self> {
         serde_json::from_value(details.get("proof")?.clone()).ok()
     }

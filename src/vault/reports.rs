@@ -4,14 +4,22 @@ use serde::Serialize;
 
 use super::{Vault, VaultError};
 
+/// One secret as `list` shows it: metadata only, never the value.
 #[derive(Debug, Serialize)]
 pub struct SecretInfo {
+    /// The secret's name.
     pub name: String,
+    /// Its kind (`password`, `bypass-codes`, `note`).
     pub kind: String,
+    /// The account name, if any.
     pub username: Option<String>,
+    /// Where it is used, if given.
     pub url: Option<String>,
+    /// The note, if any.
     pub note: Option<String>,
+    /// The newest version.
     pub version: u32,
+    /// `ok`, or `exposed` after a reveal until it is rotated.
     pub state: String,
     /// Who revealed it, when and why, while it is exposed.
     pub exposure: Option<Exposure>,
@@ -26,8 +34,10 @@ pub struct Exposure {
     pub reason: String,
 }
 
+/// What `list` shows.
 #[derive(Debug, Serialize)]
 pub struct ListReport {
+    /// Every secret, by name.
     pub secrets: Vec<SecretInfo>,
     /// Set when the file's endorsement rows do not hash to what the last
     /// checkpoint signed (they were edited): every version then reads
@@ -35,16 +45,23 @@ pub struct ListReport {
     pub endorsement_problem: Option<String>,
 }
 
+/// One custodian as `custodian list` shows it.
 #[derive(Debug, Serialize)]
 pub struct CustodianInfo {
+    /// The custodian's name.
     pub name: String,
+    /// Their recipient kind (`age`, `ssh-ed25519`, `ssh-rsa`, `passphrase`).
     pub kind: String,
+    /// Their share index (1..=N).
     pub index: u8,
+    /// The public recipient their envelope is sealed to.
     pub recipient: String,
 }
 
+/// What `custodian list` shows.
 #[derive(Debug, Serialize)]
 pub struct CustodianListReport {
+    /// The current epoch's custodians, in index order.
     pub custodians: Vec<CustodianInfo>,
 }
 
@@ -62,14 +79,22 @@ pub struct StatusCustodian {
 /// Custodians should prove their share works at least this often.
 pub const DRILL_INTERVAL_DAYS: i64 = 90;
 
+/// What `status` shows: the vault's identity and what needs attention.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
+    /// The vault fingerprint (`BG-…`).
     pub fingerprint: String,
+    /// The vault id (hex).
     pub vault_id: String,
+    /// The current epoch.
     pub epoch: u64,
+    /// K.
     pub threshold: u8,
+    /// The custodians, with their last drill.
     pub custodians: Vec<StatusCustodian>,
+    /// How many secrets are stored.
     pub secrets: usize,
+    /// How many audit rows the log holds.
     pub audit_entries: u64,
     /// Requests made on this machine that are still open (or just expired).
     pub open_requests: Vec<crate::remote::OpenRequest>,
@@ -77,22 +102,31 @@ pub struct StatusReport {
     pub bypass_codes: Vec<BypassCount>,
     /// Alerts queued and not yet delivered, and when the oldest was queued.
     pub alerts_undelivered: usize,
+    /// When the oldest undelivered alert was queued, if any.
     pub oldest_undelivered_alert: Option<String>,
     /// Undelivered alerts another machine (or an unknown one) queued in this
     /// file: not sent from here (`alerts flush --adopt` takes them over).
     pub alerts_queued_elsewhere: usize,
+    /// Things to act on, one line each; empty when all is well (`status --check` fails otherwise).
     pub attention: Vec<String>,
 }
 
 /// `verify-copy`: how another copy of a vault relates to this one.
 #[derive(Debug, Serialize)]
 pub struct CopyComparison {
+    /// Both files are the same vault (same id and fingerprint).
     pub same_vault: bool,
+    /// This vault's fingerprint.
     pub this_fingerprint: String,
+    /// The other copy's fingerprint.
     pub other_fingerprint: String,
+    /// This vault's epoch.
     pub this_epoch: u64,
+    /// The other copy's epoch.
     pub other_epoch: u64,
+    /// Audit rows in this vault.
     pub this_entries: usize,
+    /// Audit rows in the other copy.
     pub other_entries: usize,
     /// Leading audit entries the two logs share, hash for hash.
     pub common_entries: usize,
@@ -112,10 +146,14 @@ pub const LOW_CODES: usize = 3;
 /// Expiry dates are flagged this many days ahead.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
+/// What `runbook` shows.
 #[derive(Debug, Serialize)]
 pub struct RunbookReport {
+    /// The runbook text, if one was set.
     pub runbook: Option<String>,
+    /// When it was last set (RFC 3339, UTC).
     pub updated: Option<String>,
+    /// Who last set it.
     pub updated_by: Option<String>,
 }
 
@@ -131,12 +169,15 @@ pub struct AuditLogEntry {
     pub hash: String,
 }
 
+/// What `audit log` shows.
 #[derive(Debug, Serialize)]
 pub struct AuditLogReport {
+    /// Every audit row, oldest first.
     pub entries: Vec<AuditLogEntry>,
 }
 
 impl Vault {
+    /// Lists the secrets' metadata (no quorum, nothing decrypted).
     pub fn list(&self) -> Result<ListReport, VaultError> {
         let read = self.store.read();
         let exposed = read.exposures()?;
@@ -175,6 +216,7 @@ impl Vault {
         })
     }
 
+    /// Lists the current epoch's custodians.
     pub fn custodians(&self) -> CustodianListReport {
         CustodianListReport {
             custodians: self
@@ -191,6 +233,7 @@ impl Vault {
         }
     }
 
+    /// The vault's identity and health: epoch, custodians' drills, alerts, expiries, codes left and what needs attention.
     pub fn status(&self) -> Result<StatusReport, VaultError> {
         let m = self.manifest();
         let secrets = self.store.read().secrets()?.len();
@@ -400,6 +443,7 @@ impl Vault {
         })
     }
 
+    /// The runbook (readable without a quorum).
     pub fn runbook(&self) -> Result<RunbookReport, VaultError> {
         let row = self.store.read().runbook()?;
         Ok(RunbookReport {
@@ -409,6 +453,7 @@ impl Vault {
         })
     }
 
+    /// The whole audit log, for display.
     pub fn audit_log(&self) -> Result<AuditLogReport, VaultError> {
         let entries = self
             .store

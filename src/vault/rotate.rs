@@ -25,18 +25,24 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// A `pending` version older than this was certainly interrupted: a running
 /// rotation kills its hook at [`HOOK_TIMEOUT`] and settles within seconds.
 pub const INTERRUPTED_AFTER: Duration = Duration::from_secs(HOOK_TIMEOUT.as_secs() + 60);
+/// Length of a generated password when none is set.
 pub const DEFAULT_LENGTH: usize = 24;
 
 /// Alphabets for generated passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Charset {
+    /// Letters and digits.
     Alnum,
+    /// Letters, digits and shell-safe punctuation.
     AlnumSymbols,
+    /// Lowercase hex digits.
     Hex,
+    /// Decimal digits only (for PINs).
     Digits,
 }
 
 impl Charset {
+    /// The charset's name as stored and given on the command line.
     pub fn as_str(&self) -> &'static str {
         match self {
             Charset::Alnum => "alnum",
@@ -46,6 +52,7 @@ impl Charset {
         }
     }
 
+    /// Parses a charset name; `None` if unknown.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Alnum, Self::AlnumSymbols, Self::Hex, Self::Digits]
             .into_iter()
@@ -66,17 +73,28 @@ impl Charset {
 
 /// Where the new value comes from.
 pub enum NewValue {
+    /// A value the user gave (file, stdin or prompt).
     Given(SecretValue),
-    Generate { length: usize, charset: Charset },
+    /// Generate a random password.
+    Generate {
+        /// Characters to generate.
+        length: usize,
+        /// Alphabet to draw them from.
+        charset: Charset,
+    },
 }
 
+/// What `rotate` is asked to do.
 pub struct RotateRequest {
+    /// The secret to rotate.
     pub name: String,
+    /// Where the new value comes from.
     pub value: NewValue,
     /// Set (and keep) this secret's apply hook.
     pub apply: Option<String>,
     /// Set (and keep) the rotation policy.
     pub policy: Policy,
+    /// Who rotates, as logged.
     pub actor: String,
     /// Run a stored hook no checkpoint endorsed (the user saw it and agreed).
     pub trust_hook: bool,
@@ -85,40 +103,53 @@ pub struct RotateRequest {
     pub confirmed_hook: Option<String>,
 }
 
+/// What one rotation did.
 #[derive(Debug, Serialize)]
 pub struct RotateOutcome {
+    /// The secret rotated.
     pub name: String,
+    /// The new version.
     pub version: u32,
     /// The vault (and epoch) the new version is sealed to.
     pub fingerprint: String,
+    /// The epoch the new version is sealed to.
     pub epoch: u64,
+    /// The apply hook's exit code, if a hook ran (`None` when there was none or it was killed).
     pub hook_exit: Option<i32>,
+    /// The new version's state: `active`, `pending` or `failed`.
     pub state: String,
 }
 
 /// What `rotate NAME --abandon` settled.
 #[derive(Debug, Serialize)]
 pub struct AbandonOutcome {
+    /// The secret whose rotation was abandoned.
     pub name: String,
     /// The pending version now kept as `failed`.
     pub version: u32,
     /// Who started that rotation, and when.
     pub started_by: String,
+    /// When it started (RFC 3339, UTC).
     pub started_at: String,
     /// The version that stays active (unchanged), if any.
     pub active_version: Option<u32>,
+    /// The abandoned version's state (`failed`).
     pub state: String,
 }
 
 /// What `rotate --exposed` did.
 #[derive(Debug, Serialize)]
 pub struct ExposedRotation {
+    /// Secrets rotated, one outcome each.
     pub rotated: Vec<RotateOutcome>,
+    /// Errors of rotations that failed, one line each.
     pub failed: Vec<String>,
+    /// Exposed secrets that need a person: no hook or no generator to rotate them automatically.
     pub needs_human: Vec<String>,
 }
 
 impl Vault {
+    /// Stores a new version of a secret (given or generated), runs its apply hook if any, and logs the rotation. No quorum needed.
     pub fn rotate(&mut self, request: RotateRequest) -> Result<RotateOutcome, VaultError> {
         let name = request.name.clone();
         let meta = self

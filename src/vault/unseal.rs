@@ -33,7 +33,9 @@ pub trait UnsealPrompt: KdfProgress {
 
 /// What the requester brings to an unseal.
 pub struct UnsealRequest {
+    /// Why the vault is being opened, as logged.
     pub reason: String,
+    /// Who opens it, as logged.
     pub actor: String,
     /// Identity files by label (usually the path), each holding one or more keys.
     pub identities: Vec<(String, Vec<CustodianIdentity>)>,
@@ -79,11 +81,14 @@ impl RevealMode {
 /// One secret to reveal, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reveal {
+    /// The secret's name.
     pub name: String,
+    /// Reveal the whole value or one bypass code.
     pub mode: RevealMode,
 }
 
 impl Reveal {
+    /// Reveal all of secret `name`.
     pub fn whole(name: impl Into<String>) -> Reveal {
         Reveal {
             name: name.into(),
@@ -91,6 +96,7 @@ impl Reveal {
         }
     }
 
+    /// Reveal one unused bypass code of secret `name` (`--one`).
     pub fn one_code(name: impl Into<String>) -> Reveal {
         Reveal {
             name: name.into(),
@@ -152,11 +158,17 @@ impl RemoteApprovals {
     }
 }
 
+/// One revealed secret: its value and what the user needs to use it.
 pub struct Revealed {
+    /// The secret's name.
     pub name: String,
+    /// What kind of secret it is.
     pub kind: SecretKind,
+    /// The account name stored with it, if any.
     pub username: Option<String>,
+    /// The version revealed.
     pub version: u32,
+    /// The value (zeroized on drop).
     pub value: SecretValue,
     /// The mode it was revealed in (after `--one` applied).
     pub mode: RevealMode,
@@ -172,9 +184,12 @@ impl std::fmt::Debug for Revealed {
     }
 }
 
+/// What an unseal did.
 #[derive(Debug)]
 pub struct UnsealReport {
+    /// The secrets revealed, in the order asked.
     pub revealed: Vec<Revealed>,
+    /// The custodians whose shares opened the vault.
     pub custodians: Vec<String>,
     /// The epoch that was unsealed.
     pub epoch: u64,
