@@ -1177,3 +1177,7 @@ pub(crate) fn check_share(
     }
     Ok(record.share)
 }
+
+#[cfg(test)]
+#[path = "share_flips.rs"]
+mod share_flips;
