@@ -127,6 +127,7 @@ pub fn commitment(vault_id: &[u8; 16], epoch: u64, share: &Share) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
         (0u32..(1 << n))
@@ -197,7 +198,7 @@ mod tests {
     }
 
     /// Case counts for the two Shamir properties. The defaults keep `cargo
-    /// test` (unoptimised, in CI) short: 1,000 small-N cases and 10 large-N
+    /// test` (unoptimised, in CI) short: 1,000 small-N cases and 8 large-N
     /// ones, since a 255-share combine costs about 0.1 s unoptimised. The
     /// figure of at least 10,000 cases comes from the long run, which sets
     /// `PROPTEST_CASES` for both (see SECURITY.md, "Shamir and KDF figures").
@@ -208,6 +209,39 @@ mod tests {
             .unwrap_or(default)
     }
 
+    /// Running totals of one property: cases, K-subsets opened, (K-1)-subsets
+    /// kept shut. The last case prints them (`--nocapture` shows the figure).
+    struct Tally {
+        cases: AtomicUsize,
+        opened: AtomicUsize,
+        shut: AtomicUsize,
+    }
+
+    impl Tally {
+        const fn new() -> Self {
+            Self {
+                cases: AtomicUsize::new(0),
+                opened: AtomicUsize::new(0),
+                shut: AtomicUsize::new(0),
+            }
+        }
+
+        fn add(&self, what: &str, of: u32, opened: usize, shut: usize) {
+            let opened = self.opened.fetch_add(opened, Ordering::Relaxed) + opened;
+            let shut = self.shut.fetch_add(shut, Ordering::Relaxed) + shut;
+            let cases = self.cases.fetch_add(1, Ordering::Relaxed) + 1;
+            if cases == of as usize {
+                eprintln!("Shamir {what}: {cases} cases, {opened} K-subsets opened, {shut} (K-1)-subsets stayed shut");
+            }
+        }
+    }
+
+    static SMALL_N: Tally = Tally::new();
+    static LARGE_N: Tally = Tally::new();
+
+    const SMALL_N_CASES: u32 = 1_000;
+    const LARGE_N_CASES: u32 = 8;
+
     /// N up to this bound: every K-subset and every (K-1)-subset is tried.
     const EXHAUSTIVE_MAX_N: usize = 9;
     /// Above it: this many random K-subsets and as many (K-1)-subsets per case,
@@ -215,7 +249,7 @@ mod tests {
     const SAMPLED_SUBSETS: usize = 4;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(cases(1_000)))]
+        #![proptest_config(ProptestConfig::with_cases(cases(SMALL_N_CASES)))]
 
         /// 2 ≤ K ≤ N ≤ 9: every K-subset rebuilds the seed, every
         /// (K-1)-subset stays shut (all C(N,K) + C(N,K-1) subsets, exhaustively).
@@ -228,17 +262,19 @@ mod tests {
             let shares = split(&seed, k, n).unwrap();
             prop_assert_eq!(shares.len(), n);
             prop_assert!(shares.iter().enumerate().all(|(i, s)| s.expose_bytes().len() == SHARE_LEN && usize::from(s.index()) == i + 1));
-            for subset in subsets(n, k) {
-                prop_assert!(opens(&shares, &subset, k, &seed_bytes), "K={} N={} {:?} did not open", k, n, subset);
+            let (with_k, with_k_minus_1) = (subsets(n, k), subsets(n, k - 1));
+            for subset in &with_k {
+                prop_assert!(opens(&shares, subset, k, &seed_bytes), "K={} N={} {:?} did not open", k, n, subset);
             }
-            for subset in subsets(n, k - 1) {
-                prop_assert!(stays_shut(&shares, &subset, k, &seed_bytes), "K={} N={} {:?} opened", k, n, subset);
+            for subset in &with_k_minus_1 {
+                prop_assert!(stays_shut(&shares, subset, k, &seed_bytes), "K={} N={} {:?} opened", k, n, subset);
             }
+            SMALL_N.add("2 ≤ K ≤ N ≤ 9, all subsets", cases(SMALL_N_CASES), with_k.len(), with_k_minus_1.len());
         }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(cases(10)))]
+        #![proptest_config(ProptestConfig::with_cases(cases(LARGE_N_CASES)))]
 
         /// 10 ≤ N ≤ 255 (N = 255 and the edges K = 2, K = N drawn often):
         /// C(N,K) is far too many to try, so "every" is sampled: random
@@ -269,6 +305,7 @@ mod tests {
             for subset in &with_k_minus_1 {
                 prop_assert!(stays_shut(&shares, subset, k, &seed_bytes), "K={} N={} {:?} opened", k, n, subset);
             }
+            LARGE_N.add("10 ≤ N ≤ 255, sampled subsets", cases(LARGE_N_CASES), with_k.len(), with_k_minus_1.len());
         }
     }
 
