@@ -28,7 +28,10 @@ fn passphrase_kit() -> Kit {
 
 /// Rewrite pat's KDF parameters (and, optionally, the test-only flag) in
 /// every stored manifest, as someone with write access to the file would.
-fn edit_manifests(kit: &Kit, edit: &dyn Fn(&mut serde_json::Value)) {
+/// An edit of one custodian's `kdf.params` object.
+type Edit = dyn Fn(&mut serde_json::Value);
+
+fn edit_manifests(kit: &Kit, edit: &Edit) {
     let conn = rusqlite::Connection::open(&kit.vault).unwrap();
     let rows: Vec<(i64, String)> = conn
         .prepare("SELECT epoch, body FROM manifests")
@@ -55,7 +58,7 @@ fn edit_manifests(kit: &Kit, edit: &dyn Fn(&mut serde_json::Value)) {
 
 #[test]
 fn kdf_costs_edited_in_the_file_are_refused_by_the_manifest_signature() {
-    let cases: [(&str, &dyn Fn(&mut serde_json::Value)); 6] = [
+    let cases: [(&str, &Edit); 6] = [
         ("m above the cap (100 GiB)", &|p| {
             p["m_kib"] = (100u64 << 20).into()
         }),
