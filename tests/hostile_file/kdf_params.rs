@@ -109,3 +109,102 @@ fn kdf_costs_edited_in_the_file_are_refused_by_the_manifest_signature() {
     }
     assert_eq!(refused, 12);
 }
+
+/// A request code carries its own manifest, checked only against its own
+/// signature (the custodian's pin is known only once their key is derived).
+/// So an attacker can sign a manifest of their own with any costs: the
+/// custodian's `approve` still refuses costs above the cap, or below the floor
+/// unless that manifest claims the test-only KDF, naming the custodian and the
+/// parameter, before any derivation.
+#[test]
+fn kdf_costs_in_a_self_signed_request_manifest_are_refused_by_name() {
+    use breakglass::crypto::VaultSeed;
+    use breakglass::manifest::{self, Manifest};
+    use breakglass::remote::ParsedRequest;
+
+    let kit = passphrase_kit();
+    let out = kit
+        .bg()
+        .args(["request", "--reason", "hostile kdf", "--json", "--out"])
+        .arg(kit.path("request.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = std::fs::read_to_string(kit.path("request.txt")).unwrap();
+    let home = kit.path("home-pat");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(kit.path("p"), home.join("p")).unwrap();
+
+    let cases: [(&str, bool, &Edit, &str); 3] = [
+        (
+            "above the cap",
+            true,
+            &|p| p["m_kib"] = (100u64 << 20).into(),
+            "m=104857600 KiB > 4194304 KiB",
+        ),
+        (
+            "t above the cap",
+            true,
+            &|p| p["t"] = 1000.into(),
+            "t=1000 > 64",
+        ),
+        (
+            "below the floor",
+            false,
+            &|p| p["m_kib"] = 64.into(),
+            "m=64 KiB < 19456 KiB",
+        ),
+    ];
+    for (what, test_only, edit, named) in cases {
+        let parsed = ParsedRequest::parse(code.trim()).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&parsed.manifest.body).unwrap();
+        for custodian in value["custodians"].as_array_mut().unwrap() {
+            if custodian["name"] == "pat" {
+                edit(&mut custodian["kdf"]["params"]);
+            }
+        }
+        let mut m: Manifest = serde_json::from_value(value).unwrap();
+        m.insecure_test_only_kdf = test_only;
+        // The attacker's own key signs it, as the genesis key of "their" vault.
+        let keys = VaultSeed::generate().derive_keys();
+        m.verify_key = keys.verify_key().to_hex();
+        m.genesis_verify_key = m.verify_key.clone();
+        m.epoch_link = None;
+        let signed = manifest::sign(m, &keys, None);
+        let mut request = parsed.request.clone();
+        request.fingerprint = signed.manifest.fingerprint();
+        let mut section = parsed.manifest.clone();
+        section.body = signed.body.clone();
+        section.signatures = signed.to_row().signatures;
+        section.links.clear();
+        let forged = ParsedRequest::new(request, section, parsed.envelopes.clone()).unwrap();
+        std::fs::write(home.join("request.txt"), &forged.code).unwrap();
+        let words = forged.words().unwrap().join(" ");
+        let started = Instant::now();
+        let out = crate::support::bg_without_vault(&home)
+            .args([
+                "approve",
+                "--request",
+                "request.txt",
+                "--passphrase-file",
+                "pat=p",
+            ])
+            .args(["--out", "a.txt", "--words", &words])
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("custodian pat: Argon2id parameters") && err.contains(named),
+            "{what}: want the custodian and {named:?} named: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: refused at once"
+        );
+        assert!(!home.join("a.txt").exists(), "{what}: no approval written");
+    }
+}
