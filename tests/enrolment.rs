@@ -518,3 +518,67 @@ fn bad_enrolment_codes_are_refused_by_name_and_nothing_is_made() {
     assert!(one_line_error(&out).contains("custodian dave: has a key or an enrolment code"));
     assert_eq!(test_only.vault_bytes(), before);
 }
+
+/// Each Argon2id parameter alone below the floor (for a real vault) or above
+/// the cap (for any vault) in a hostile enrolment code, the one place KDF
+/// costs enter a vault outside a signed manifest: refused, naming the
+/// custodian and the parameter at fault, and no vault is made.
+#[test]
+fn each_kdf_parameter_out_of_bounds_in_a_code_is_refused_by_name() {
+    let floor = serde_json::json!({"m_kib": 19456, "t": 2, "p": 1});
+    let with = |key: &str, value: u64| {
+        let mut params = floor.clone();
+        params[key] = value.into();
+        if key == "p" && value > 64 {
+            params["m_kib"] = (4u64 << 20).into();
+        }
+        params
+    };
+    let cases = [
+        (
+            false,
+            with("m_kib", 19455),
+            "are below the floor",
+            "m=19455 KiB < 19456 KiB",
+        ),
+        (false, with("t", 1), "are below the floor", "t=1 < 2"),
+        // Zero lanes is not Argon2 at all: refused when the code is read,
+        // before the floor is even asked about.
+        (
+            false,
+            with("p", 0),
+            "are not valid",
+            "p=0 are not valid (not enough threads)",
+        ),
+        (
+            true,
+            with("m_kib", (4 << 20) + 1),
+            "exceed the cap",
+            "m=4194305 KiB > 4194304 KiB",
+        ),
+        (true, with("t", 65), "exceed the cap", "t=65 > 64"),
+        (true, with("p", 65), "exceed the cap", "p=65 > 64"),
+        (
+            true,
+            with("t", u64::from(u32::MAX)),
+            "exceed the cap",
+            "t=4294967295 > 64",
+        ),
+    ];
+    let kit = Kit::new(&["alice", "bob"]);
+    for (test_only, params, what, named) in cases {
+        let code = forged(|p| {
+            p["insecure_test_only_kdf"] = false.into();
+            p["kdf"]["params"] = params.clone();
+        });
+        let out = init(&kit, test_only, &[format!("dave={code}")]);
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("custodian dave: enrolment code is unusable: Argon2id parameters")
+                && err.contains(what)
+                && err.contains(named),
+            "{params}: want {what:?} naming {named:?}, got {err}"
+        );
+        assert!(!kit.vault.exists(), "{params}: no vault is made");
+    }
+}

@@ -10,6 +10,8 @@ mod support;
 
 #[path = "hostile_file/edges.rs"]
 mod edges;
+#[path = "hostile_file/kdf_params.rs"]
+mod kdf_params;
 #[path = "hostile_file/old_keys.rs"]
 mod old_keys;
 #[path = "hostile_file/races.rs"]

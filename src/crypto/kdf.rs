@@ -59,24 +59,53 @@ impl KdfParams {
     }
 
     /// Check the params are usable: never above the cap, and below the floor only
-    /// when the vault was explicitly made with the test-only option.
+    /// when the vault was explicitly made with the test-only option. A refusal
+    /// names each parameter at fault, e.g. "… exceed the cap (…): t=65 > 64".
     pub fn check(&self, allow_test_only_insecure: bool) -> Result<(), String> {
         if self.is_above_cap() {
             return Err(format!(
-                "Argon2id parameters m={} KiB t={} p={} exceed the cap (m ≤ {} KiB, t ≤ {}, p ≤ {})",
-                self.m_kib, self.t, self.p, Self::CAP.m_kib, Self::CAP.t, Self::CAP.p
+                "Argon2id parameters m={} KiB t={} p={} exceed the cap (m ≤ {} KiB, t ≤ {}, p ≤ {}): {}",
+                self.m_kib,
+                self.t,
+                self.p,
+                Self::CAP.m_kib,
+                Self::CAP.t,
+                Self::CAP.p,
+                self.at_fault(|mine, cap| mine > cap, &Self::CAP, ">")
             ));
         }
         if self.is_below_floor() && !allow_test_only_insecure {
             return Err(format!(
-                "Argon2id parameters m={} KiB t={} p={} are below the floor (m ≥ {} KiB, t ≥ {}, p ≥ {})",
-                self.m_kib, self.t, self.p, Self::FLOOR.m_kib, Self::FLOOR.t, Self::FLOOR.p
+                "Argon2id parameters m={} KiB t={} p={} are below the floor (m ≥ {} KiB, t ≥ {}, p ≥ {}): {}",
+                self.m_kib,
+                self.t,
+                self.p,
+                Self::FLOOR.m_kib,
+                Self::FLOOR.t,
+                Self::FLOOR.p,
+                self.at_fault(|mine, floor| mine < floor, &Self::FLOOR, "<")
             ));
         }
-        Argon2Params(self)
-            .build()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        Argon2Params(self).build().map(|_| ()).map_err(|e| {
+            format!(
+                "Argon2id parameters m={} KiB t={} p={} are not valid ({e})",
+                self.m_kib, self.t, self.p
+            )
+        })
+    }
+
+    /// "m=… KiB < … KiB, t=… < …": the parameters for which `bad(mine, limit)`.
+    fn at_fault(&self, bad: fn(u32, u32) -> bool, limit: &KdfParams, sign: &str) -> String {
+        [
+            ("m", self.m_kib, limit.m_kib, " KiB"),
+            ("t", self.t, limit.t, ""),
+            ("p", self.p, limit.p, ""),
+        ]
+        .into_iter()
+        .filter(|&(_, mine, limit, _)| bad(mine, limit))
+        .map(|(name, mine, limit, unit)| format!("{name}={mine}{unit} {sign} {limit}{unit}"))
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 
     /// Derive a custodian's age identity from a passphrase. Slow by design.
@@ -85,16 +114,46 @@ impl KdfParams {
         passphrase: &Passphrase,
         salt: &[u8],
     ) -> Result<CustodianIdentity, String> {
-        let params = Argon2Params(self).build().map_err(|e| e.to_string())?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
-        argon
-            .hash_password_into(passphrase.0.as_bytes(), salt, out.as_mut())
-            .map_err(|e| e.to_string())?;
+        argon2id(self, &[], &[], passphrase.0.as_bytes(), salt, &mut out)?;
         Ok(CustodianIdentity::from_x25519(x25519_identity_from_bytes(
             &out,
         )))
     }
+}
+
+/// The one Argon2id call behind passphrase custodians: Argon2id v1.3 (0x13),
+/// `params`, a 32-byte tag. Custodians use no `secret` and no
+/// `associated_data` (both empty, which Argon2 hashes exactly as absent); the
+/// two inputs exist so RFC 9106's test vector, which sets both, runs through
+/// this same function.
+fn argon2id(
+    params: &KdfParams,
+    secret: &[u8],
+    associated_data: &[u8],
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8; 32],
+) -> Result<(), String> {
+    let mut builder = argon2::ParamsBuilder::new();
+    builder
+        .m_cost(params.m_kib)
+        .t_cost(params.t)
+        .p_cost(params.p)
+        .output_len(out.len());
+    if !associated_data.is_empty() {
+        builder.data(argon2::AssociatedData::new(associated_data).map_err(|e| e.to_string())?);
+    }
+    let built = builder.build().map_err(|e| e.to_string())?;
+    let argon = if secret.is_empty() {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, built)
+    } else {
+        Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, built)
+            .map_err(|e| e.to_string())?
+    };
+    argon
+        .hash_password_into(password, salt, out)
+        .map_err(|e| e.to_string())
 }
 
 /// Argon2id cost of the read-back words: 64 MiB, 3 passes, 1 lane (RFC 9106's
@@ -200,6 +259,163 @@ mod tests {
             p: 1,
         };
         assert!(hostile.check(true).unwrap_err().contains("exceed the cap"));
+    }
+
+    /// Each parameter alone below the floor or above the cap is refused, and
+    /// the refusal names that parameter and its limit (and only it).
+    #[test]
+    fn each_parameter_out_of_bounds_is_refused_by_name() {
+        let f = KdfParams::FLOOR;
+        let c = KdfParams::CAP;
+        let cases = [
+            (
+                KdfParams {
+                    m_kib: f.m_kib - 1,
+                    ..f
+                },
+                false,
+                "below the floor",
+                "m=19455 KiB < 19456 KiB",
+            ),
+            (
+                KdfParams { t: f.t - 1, ..f },
+                false,
+                "below the floor",
+                "t=1 < 2",
+            ),
+            (KdfParams { p: 0, ..f }, false, "below the floor", "p=0 < 1"),
+            (
+                KdfParams {
+                    m_kib: c.m_kib + 1,
+                    ..f
+                },
+                true,
+                "exceed the cap",
+                "m=4194305 KiB > 4194304 KiB",
+            ),
+            (
+                KdfParams { t: c.t + 1, ..f },
+                true,
+                "exceed the cap",
+                "t=65 > 64",
+            ),
+            (
+                KdfParams {
+                    p: c.p + 1,
+                    m_kib: c.m_kib,
+                    ..f
+                },
+                true,
+                "exceed the cap",
+                "p=65 > 64",
+            ),
+            (
+                KdfParams {
+                    m_kib: u32::MAX,
+                    t: u32::MAX,
+                    p: u32::MAX,
+                },
+                true,
+                "exceed the cap",
+                "m=4294967295 KiB > 4194304 KiB, t=4294967295 > 64, p=4294967295 > 64",
+            ),
+        ];
+        for (params, test_only, what, named) in cases {
+            let err = params.check(test_only).unwrap_err();
+            assert!(
+                err.contains(what) && err.ends_with(named),
+                "{params:?}: {err}"
+            );
+        }
+        // At the bounds themselves: accepted.
+        assert_eq!(f.check(false), Ok(()));
+        assert_eq!(
+            KdfParams {
+                m_kib: c.m_kib,
+                t: c.t,
+                p: c.p
+            }
+            .check(false),
+            Ok(())
+        );
+        // Zero cost even in a test-only vault: floor waived, Argon2 itself refuses, by name.
+        let zero = KdfParams {
+            m_kib: 64,
+            t: 0,
+            p: 1,
+        }
+        .check(true)
+        .unwrap_err();
+        assert!(zero.contains("t=0") && zero.contains("not valid"), "{zero}");
+    }
+
+    /// RFC 9106 §5.3, the Argon2id test vector (v=0x13, m=32 KiB, t=3, p=4,
+    /// password 32×0x01, salt 16×0x02, secret 8×0x03, associated data
+    /// 12×0x04), through the same function custodians derive with.
+    #[test]
+    fn argon2id_passes_the_rfc_9106_test_vector() {
+        let params = KdfParams {
+            m_kib: 32,
+            t: 3,
+            p: 4,
+        };
+        let mut tag = [0u8; 32];
+        argon2id(
+            &params,
+            &[0x03; 8],
+            &[0x04; 12],
+            &[0x01; 32],
+            &[0x02; 16],
+            &mut tag,
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(tag),
+            "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
+        );
+        // One bit of any input changes the tag (the vector is not passed by accident).
+        let mut other = [0u8; 32];
+        argon2id(
+            &params,
+            &[0x03; 8],
+            &[0x05; 12],
+            &[0x01; 32],
+            &[0x02; 16],
+            &mut other,
+        )
+        .unwrap();
+        assert_ne!(tag, other);
+    }
+
+    /// With empty secret and associated data, `argon2id` is exactly the plain
+    /// Argon2id custodians always used (`Argon2::new`, no secret, no data), so
+    /// existing passphrase custodians still derive the same key.
+    #[test]
+    fn custodian_derivation_is_plain_argon2id() {
+        let params = KDF_TEST_ONLY_INSECURE;
+        let mut ours = [0u8; 32];
+        argon2id(&params, &[], &[], b"correct horse", &[9; 16], &mut ours).unwrap();
+        let plain = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(params.m_kib, params.t, params.p, Some(32)).unwrap(),
+        );
+        let mut theirs = [0u8; 32];
+        plain
+            .hash_password_into(b"correct horse", &[9; 16], &mut theirs)
+            .unwrap();
+        assert_eq!(ours, theirs);
+        let identity = params
+            .derive_identity(&Passphrase::new("correct horse".into()), &[9; 16])
+            .unwrap();
+        assert_eq!(
+            identity.recipient(),
+            Some(
+                CustodianIdentity::from_x25519(x25519_identity_from_bytes(&theirs))
+                    .recipient()
+                    .unwrap()
+            )
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub fn commitment(vault_id: &[u8; 16], epoch: u64, share: &Share) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
         (0u32..(1 << n))
@@ -193,27 +194,141 @@ mod tests {
         assert!(Share::from_bytes(&[1u8; SHARE_LEN]).is_some());
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+    /// The shares in `picked` (positions into `shares`) rebuild `seed`.
+    fn opens(shares: &[Share], picked: &[usize], k: usize, seed: &[u8; 32]) -> bool {
+        let picked: Vec<&Share> = picked.iter().map(|&i| &shares[i]).collect();
+        matches!(combine(&picked, k), Ok(back) if back.expose_bytes() == seed)
+    }
 
-        /// Every K-subset rebuilds the seed; every (K-1)-subset is refused.
-        #[test]
-        fn every_k_subset_combines(seed_bytes in any::<[u8; 32]>(), n in 2usize..=6, k_off in 0usize..5) {
-            let k = 2 + k_off % (n - 1);
-            let seed = VaultSeed::from_bytes(seed_bytes);
-            let shares = split(&seed, k, n).unwrap();
-            prop_assert!(shares.iter().all(|s| s.expose_bytes().len() == SHARE_LEN && s.index() != 0));
-            for subset in subsets(n, k) {
-                let picked: Vec<&Share> = subset.iter().map(|&i| &shares[i]).collect();
-                let back = combine(&picked, k).unwrap();
-                prop_assert_eq!(back.expose_bytes(), &seed_bytes);
-            }
-            for subset in subsets(n, k - 1) {
-                let picked: Vec<&Share> = subset.iter().map(|&i| &shares[i]).collect();
-                let is_short = matches!(combine(&picked, k), Err(ShamirError::NotEnoughShares { .. }));
-                prop_assert!(is_short);
+    /// `picked` holds K-1 shares. "Does not open" is checked two ways: the
+    /// wrapper refuses them (`NotEnoughShares`), and the raw interpolation of
+    /// those K-1 points (the guard bypassed by claiming a threshold of K-1)
+    /// gives something other than the seed. For a degree K-1 polynomial, K-1
+    /// points match the seed by chance with probability 2^-256 per subset.
+    fn stays_shut(shares: &[Share], picked: &[usize], k: usize, seed: &[u8; 32]) -> bool {
+        let picked: Vec<&Share> = picked.iter().map(|&i| &shares[i]).collect();
+        let refused = matches!(
+            combine(&picked, k),
+            Err(ShamirError::NotEnoughShares { have, need }) if have == k - 1 && need == k
+        );
+        let interpolated = combine(&picked, k - 1);
+        refused && !matches!(interpolated, Ok(back) if back.expose_bytes() == seed)
+    }
+
+    /// Case counts for the two Shamir properties. The defaults keep `cargo
+    /// test` (unoptimised, in CI) short: 1,000 small-N cases and 8 large-N
+    /// ones, since a 255-share combine costs about 0.1 s unoptimised. The
+    /// figure of at least 10,000 cases comes from the long run, which sets
+    /// `PROPTEST_CASES` for both (see SECURITY.md, "Shamir and KDF figures").
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Running totals of one property: cases, K-subsets opened, (K-1)-subsets
+    /// kept shut. The last case prints them (`--nocapture` shows the figure).
+    struct Tally {
+        cases: AtomicUsize,
+        opened: AtomicUsize,
+        shut: AtomicUsize,
+    }
+
+    impl Tally {
+        const fn new() -> Self {
+            Self {
+                cases: AtomicUsize::new(0),
+                opened: AtomicUsize::new(0),
+                shut: AtomicUsize::new(0),
             }
         }
+
+        fn add(&self, what: &str, of: u32, opened: usize, shut: usize) {
+            let opened = self.opened.fetch_add(opened, Ordering::Relaxed) + opened;
+            let shut = self.shut.fetch_add(shut, Ordering::Relaxed) + shut;
+            let cases = self.cases.fetch_add(1, Ordering::Relaxed) + 1;
+            if cases == of as usize {
+                eprintln!("Shamir {what}: {cases} cases, {opened} K-subsets opened, {shut} (K-1)-subsets stayed shut");
+            }
+        }
+    }
+
+    static SMALL_N: Tally = Tally::new();
+    static LARGE_N: Tally = Tally::new();
+
+    const SMALL_N_CASES: u32 = 1_000;
+    const LARGE_N_CASES: u32 = 8;
+
+    /// N up to this bound: every K-subset and every (K-1)-subset is tried.
+    const EXHAUSTIVE_MAX_N: usize = 9;
+    /// Above it: this many random K-subsets and as many (K-1)-subsets per case,
+    /// plus the lowest-indexed and highest-indexed K and K-1 shares.
+    const SAMPLED_SUBSETS: usize = 4;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(SMALL_N_CASES)))]
+
+        /// 2 ≤ K ≤ N ≤ 9: every K-subset rebuilds the seed, every
+        /// (K-1)-subset stays shut (all C(N,K) + C(N,K-1) subsets, exhaustively).
+        #[test]
+        fn every_k_subset_opens_and_no_smaller_one_does_small_n(
+            seed_bytes in any::<[u8; 32]>(),
+            (n, k) in (2usize..=EXHAUSTIVE_MAX_N).prop_flat_map(|n| (Just(n), 2usize..=n)),
+        ) {
+            let seed = VaultSeed::from_bytes(seed_bytes);
+            let shares = split(&seed, k, n).unwrap();
+            prop_assert_eq!(shares.len(), n);
+            prop_assert!(shares.iter().enumerate().all(|(i, s)| s.expose_bytes().len() == SHARE_LEN && usize::from(s.index()) == i + 1));
+            let (with_k, with_k_minus_1) = (subsets(n, k), subsets(n, k - 1));
+            for subset in &with_k {
+                prop_assert!(opens(&shares, subset, k, &seed_bytes), "K={} N={} {:?} did not open", k, n, subset);
+            }
+            for subset in &with_k_minus_1 {
+                prop_assert!(stays_shut(&shares, subset, k, &seed_bytes), "K={} N={} {:?} opened", k, n, subset);
+            }
+            SMALL_N.add("2 ≤ K ≤ N ≤ 9, all subsets", cases(SMALL_N_CASES), with_k.len(), with_k_minus_1.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(LARGE_N_CASES)))]
+
+        /// 10 ≤ N ≤ 255 (N = 255 and the edges K = 2, K = N drawn often):
+        /// C(N,K) is far too many to try, so "every" is sampled: random
+        /// K-subsets and (K-1)-subsets in random order, plus the first and last
+        /// K and K-1 shares by index (so index 255 is always used when N = 255).
+        #[test]
+        fn every_k_subset_opens_and_no_smaller_one_does_large_n(
+            seed_bytes in any::<[u8; 32]>(),
+            (n, k) in prop_oneof![Just(255usize), (EXHAUSTIVE_MAX_N + 1)..=255usize]
+                .prop_flat_map(|n| (Just(n), prop_oneof![Just(2usize), Just(n), 2usize..=n])),
+            pick_seed in any::<u64>(),
+        ) {
+            use rand::{seq::index::sample, SeedableRng};
+            let seed = VaultSeed::from_bytes(seed_bytes);
+            let shares = split(&seed, k, n).unwrap();
+            prop_assert_eq!(shares.len(), n);
+            prop_assert!(shares.iter().enumerate().all(|(i, s)| s.expose_bytes().len() == SHARE_LEN && usize::from(s.index()) == i + 1));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(pick_seed);
+            let mut with_k = vec![(0..k).collect::<Vec<_>>(), (n - k..n).rev().collect()];
+            let mut with_k_minus_1 = vec![(0..k - 1).collect::<Vec<_>>(), (n + 1 - k..n).collect()];
+            for _ in 0..SAMPLED_SUBSETS {
+                with_k.push(sample(&mut rng, n, k).into_vec());
+                with_k_minus_1.push(sample(&mut rng, n, k - 1).into_vec());
+            }
+            for subset in &with_k {
+                prop_assert!(opens(&shares, subset, k, &seed_bytes), "K={} N={} {:?} did not open", k, n, subset);
+            }
+            for subset in &with_k_minus_1 {
+                prop_assert!(stays_shut(&shares, subset, k, &seed_bytes), "K={} N={} {:?} opened", k, n, subset);
+            }
+            LARGE_N.add("10 ≤ N ≤ 255, sampled subsets", cases(LARGE_N_CASES), with_k.len(), with_k_minus_1.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
 
         /// Commitments bind vault, epoch and every share byte.
         #[test]

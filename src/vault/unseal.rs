@@ -1192,3 +1192,85 @@ pub(crate) fn check_share(
     }
     Ok(record.share)
 }
+
+#[cfg(test)]
+#[path = "share_flips.rs"]
+mod share_flips;
+
+/// The last line before a derivation: even a signed manifest (say, from a
+/// release with other bounds) cannot make `derive` run with costs outside the
+/// floor and cap; the refusal names the custodian and the parameter.
+#[cfg(test)]
+mod hostile_kdf {
+    use super::*;
+    use crate::manifest::KdfSpec;
+
+    #[test]
+    fn derive_refuses_out_of_bounds_costs_by_custodian_and_parameter() {
+        let cases = [
+            (
+                KdfParams {
+                    m_kib: 100 << 20,
+                    t: 3,
+                    p: 1,
+                },
+                true,
+                "m=104857600 KiB > 4194304 KiB",
+            ),
+            (
+                KdfParams {
+                    m_kib: 64 << 10,
+                    t: 65,
+                    p: 1,
+                },
+                true,
+                "t=65 > 64",
+            ),
+            (
+                KdfParams {
+                    m_kib: 64,
+                    t: 1,
+                    p: 1,
+                },
+                false,
+                "m=64 KiB < 19456 KiB, t=1 < 2",
+            ),
+            (
+                KdfParams {
+                    m_kib: 64,
+                    t: 0,
+                    p: 1,
+                },
+                true,
+                "t=0",
+            ),
+        ];
+        for (params, test_only, named) in cases {
+            let custodian = CustodianEntry {
+                name: "pat".into(),
+                kind: "passphrase".into(),
+                recipient: String::new(),
+                kdf: Some(KdfSpec {
+                    salt: "00".repeat(16),
+                    params,
+                }),
+                index: 1,
+                commitment: String::new(),
+                proof_key: None,
+            };
+            let err = derive(
+                &custodian,
+                &Passphrase::new("p".into()),
+                test_only,
+                &mut super::super::Quiet,
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(
+                err.starts_with("custodian pat: Argon2id parameters") && err.contains(named),
+                "{params:?}: {err}"
+            );
+        }
+    }
+}
