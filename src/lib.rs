@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 pub mod notify;
 pub mod remote;
