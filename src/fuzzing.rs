@@ -30,8 +30,11 @@ use crate::Access;
 pub const FUZZ_IDENTITY: &str =
     "AGE-SECRET-KEY-1V5LFLPZNQNDMNWNSQWSWYJ97WW60KU5QSA6DSHZFA2X4NN8WARUQYGSPS2";
 
+/// A harness: arbitrary bytes in, no panic out.
+pub type Harness = fn(&[u8]);
+
 /// Every harness by the name of its fuzz target and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("request_code", request_code),
     ("drill_challenge", drill_challenge),
     ("drill_proof", drill_proof),
