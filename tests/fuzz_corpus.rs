@@ -176,3 +176,20 @@ fn real_seeds_pass_their_parsers() {
     assert!(opened.verify_audit().is_ok());
     assert_eq!(opened.list().unwrap().secrets.len(), 1);
 }
+
+/// An export whose first row claims seq u64::MAX (with a hash that matches,
+/// as anyone can compute it) and has a row after it: the next expected seq
+/// overflowed, a panic in a checked build (found while writing the audit
+/// export harness; the input is `fuzz/corpus/audit_export/seq-overflow.jsonl`).
+#[test]
+fn export_seq_overflow_is_refused_not_a_panic() {
+    let export =
+        std::fs::read_to_string(corpus("audit_export").join("seq-overflow.jsonl")).unwrap();
+    let first: breakglass::audit::Entry =
+        serde_json::from_str(export.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(first.seq, u64::MAX);
+    let (_, report) = breakglass::vault::verify_export(&export, None).unwrap();
+    assert!(!report.ok);
+    let problem = report.problem.unwrap();
+    assert!(problem.contains("seq"), "{problem}");
+}
