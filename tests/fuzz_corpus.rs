@@ -26,7 +26,12 @@ fn files(target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Held by whatever opens a vault here: the state directory is process-wide.
+static VAULT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn replay(target: &str) -> usize {
+    let _guard =
+        (target == "vault_file").then(|| VAULT_LOCK.lock().unwrap_or_else(|e| e.into_inner()));
     let (_, harness) = TARGETS
         .iter()
         .find(|(name, _)| *name == target)
@@ -168,8 +173,13 @@ fn real_seeds_pass_their_parsers() {
     verify_export(&export, None).unwrap();
     verify_export(&export, Some(anchor.trim())).unwrap();
 
+    // The vault_file harness points BREAKGLASS_STATE_DIR at its own scratch
+    // directory; this test holds the same lock and leaves a state directory
+    // that outlives it, so whichever runs first, the other still has one.
+    let _guard = VAULT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("BREAKGLASS_STATE_DIR", dir.path().join("state"));
+    let state = tempfile::tempdir().unwrap().keep();
+    std::env::set_var("BREAKGLASS_STATE_DIR", state);
     let vault = dir.path().join("vault.db");
     std::fs::copy(corpus("vault_file").join("real-vault.db"), &vault).unwrap();
     let opened = breakglass::Vault::open(&vault, breakglass::Access::ReadOnly).unwrap();
