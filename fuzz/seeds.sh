@@ -130,19 +130,19 @@ cat export.jsonl anchor.txt | seed audit_export real-export-with-anchor.txt
 sqlite3 vault.db "pragma page_size=512; vacuum; create table t(i integer primary key autoincrement);
   drop table t;" >/dev/null
 "$bg" "${v[@]}" status >/dev/null
-cp vault.db "$corpus/vault_file/real-vault.db"
+cp vault.db "$corpus/vault_file/real-vault.vault"
 python3 - "$corpus/vault_file" <<'PY'
 import random, sys
 d = sys.argv[1]
-real = open(d + "/real-vault.db", "rb").read()
+real = open(d + "/real-vault.vault", "rb").read()
 rng = random.Random(12)
-open(d + "/truncated-half.db", "wb").write(real[: len(real) // 2])
-b = bytearray(real); b[16:18] = b"\xff\xff"; open(d + "/bad-page-size.db", "wb").write(b)
-b = bytearray(real); b[28:32] = b"\xff\xff\xff\x7f"; open(d + "/huge-page-count.db", "wb").write(b)
+open(d + "/truncated-half.vault", "wb").write(real[: len(real) // 2])
+b = bytearray(real); b[16:18] = b"\xff\xff"; open(d + "/bad-page-size.vault", "wb").write(b)
+b = bytearray(real); b[28:32] = b"\xff\xff\xff\x7f"; open(d + "/huge-page-count.vault", "wb").write(b)
 for i in range(2):
     b = bytearray(real)
     for _ in range(8):
         b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
-    open(d + "/bitflips-%d.db" % i, "wb").write(b)
+    open(d + "/bitflips-%d.vault" % i, "wb").write(b)
 PY
 du -sh "$corpus"

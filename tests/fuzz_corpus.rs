@@ -181,7 +181,7 @@ fn real_seeds_pass_their_parsers() {
     let state = tempfile::tempdir().unwrap().keep();
     std::env::set_var("BREAKGLASS_STATE_DIR", state);
     let vault = dir.path().join("vault.db");
-    std::fs::copy(corpus("vault_file").join("real-vault.db"), &vault).unwrap();
+    std::fs::copy(corpus("vault_file").join("real-vault.vault"), &vault).unwrap();
     let opened = breakglass::Vault::open(&vault, breakglass::Access::ReadOnly).unwrap();
     assert!(opened.verify_audit().is_ok());
     assert_eq!(opened.list().unwrap().secrets.len(), 1);
