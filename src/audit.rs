@@ -216,7 +216,21 @@ pub fn verify(entries: &[Entry]) -> VerifyReport {
 pub fn verify_from(entries: &[Entry], first_seq: u64, first_prev: &str) -> VerifyReport {
     let mut prev_hash = first_prev.to_string();
     for (i, entry) in entries.iter().enumerate() {
-        let expected_seq = first_seq + i as u64;
+        // A hostile export may start at u64::MAX: no row can follow it.
+        let Some(expected_seq) = first_seq.checked_add(i as u64) else {
+            return VerifyReport {
+                ok: false,
+                entries: entries.len() as u64,
+                first_bad_seq: Some(entry.seq.max(1)),
+                problem: Some(format!(
+                    "audit row {}: follows seq {} but no seq is larger (a row was inserted)",
+                    entry.seq,
+                    u64::MAX
+                )),
+                signed_through: None,
+                unsigned_entries: 0,
+            };
+        };
         let problem = if entry.seq != expected_seq {
             Some(format!(
                 "expected seq {expected_seq} but found {} (a row was deleted or inserted)",

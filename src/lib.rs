@@ -8,6 +8,8 @@
 
 pub mod audit;
 pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hygiene;
 pub mod manifest;
 pub mod notify;
