@@ -1423,23 +1423,6 @@ impl Reader<'_> {
             .map_err(|e| self.err(e))
     }
 
-    /// Every audit row with `action`, oldest first (indexed: no scan of the log).
-    pub fn audit_entries_of(&self, action: &str) -> Result<Vec<Entry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, time, actor, action, subject, reason, details, prev_hash, hash FROM audit
-                 WHERE action = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([action], audit_row)
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e));
-        rows
-    }
-
     /// The audit row of `seq`, if present.
     pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         self.conn

@@ -225,7 +225,7 @@ impl Vault {
                 }
                 let challenge = tx
                     .read()
-                    .audit_entries_of("drill_challenge")
+                    .audit_entries_with(&["drill_challenge"])
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .find(|e| {
