@@ -62,13 +62,8 @@ fn request(kit: &Kit, file: &str, extra: &[&str]) -> (PathBuf, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let words: Vec<&str> = v["words"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
-    (path, words.join(" "))
+    let words = support::read_back_words(&v);
+    (path, words)
 }
 
 /// A custodian approves from their own directory with only their key.
@@ -523,14 +518,9 @@ fn an_epoch_without_a_key_link_needs_one_approval_with_a_trusted_copy() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let words: Vec<&str> = v["words"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w.as_str().unwrap())
-            .collect();
+        let words = support::read_back_words(&v);
         std::fs::copy(&path, alice_home.join("request.txt")).unwrap();
-        (path, words.join(" "))
+        (path, words)
     };
     let alice_approves = |words: &str, with_copy: bool| {
         let _ = std::fs::remove_file(alice_home.join("a.txt"));

@@ -174,13 +174,7 @@ fn remote_codes_and_state_hold_no_secret() {
         .unwrap();
     keep(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let words: Vec<&str> = v["words"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
-    let words = words.join(" ");
+    let words = support::read_back_words(&v);
     for name in ["bob", "erin"] {
         let home = kit.path(&format!("home-{name}"));
         std::fs::create_dir(&home).unwrap();

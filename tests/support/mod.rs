@@ -265,3 +265,14 @@ pub fn rechain(vault: &Path) {
         prev = hash;
     }
 }
+
+/// The read-back words of a `request --json` output, space-separated as said by voice.
+pub fn read_back_words(request_json: &serde_json::Value) -> String {
+    request_json["words"]
+        .as_array()
+        .expect("request --json has words")
+        .iter()
+        .map(|w| w.as_str().expect("each word is a string"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
