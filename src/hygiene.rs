@@ -84,6 +84,7 @@ impl Hygiene {
 /// the OS allows. Call it first in `main`. It never fails: what it cannot do
 /// is reported by [`Hygiene::warning`].
 pub fn protect_process() -> Hygiene {
+    silence_plugin_transcripts();
     let failures = disable_core_dumps();
     let memory_unlocked = lock_memory().err();
     Hygiene {
@@ -171,6 +172,59 @@ fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{bytes} bytes")
     }
+}
+
+/// `AGEDEBUG=plugin` makes the `age` crate print every plugin message to
+/// stderr, file keys and PINs included. Drop it before any thread starts.
+fn silence_plugin_transcripts() {
+    if std::env::var_os("AGEDEBUG").is_some() {
+        std::env::remove_var("AGEDEBUG");
+    }
+}
+
+/// Kill (SIGKILL) this process's children whose program is `binary` (an age
+/// plugin that stopped answering; the `age` crate gives us no handle on it).
+/// Returns how many were killed. Matches the kernel's 15-byte `comm` name and
+/// the parent pid, read from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+pub(crate) fn kill_child_processes_named(binary: &str) -> usize {
+    use rustix::process::{kill_process, Pid, Signal};
+    let me = std::process::id();
+    let comm: String = binary.chars().take(15).collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if name == comm && ppid == Some(me) {
+            if let Some(pid) = Pid::from_raw(pid) {
+                if kill_process(pid, Signal::KILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+    }
+    killed
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn kill_child_processes_named(_binary: &str) -> usize {
+    0
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "BREAKGLASS_FINGERPRINT", value_name = "FP")]
     pub fingerprint: Option<String>,
 
+    /// A hardware key's plugin that is silent this long is stopped and its share skipped (time at a PIN prompt does not count)
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub plugin_timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{check_request, ApproveInput, ApproverKey, CheckedRequest};
+use breakglass::crypto::Passphrase;
 use breakglass::{Access, Vault, VaultError};
 
 use super::args::{ApproveArgs, ChallengeAnswerArgs};
@@ -15,24 +16,32 @@ use super::{input, open, refuse_existing, render, write_new_file, EXIT_OK};
 const WORD_TRIES: usize = 3;
 
 /// The custodian's key: identity files, a passphrase file, or a passphrase
-/// asked on the terminal (before anything else is asked).
+/// asked on the terminal (before anything else is asked). Beside identity
+/// files, a passphrase file is a hardware key's PIN.
 fn approver_key(
     identities: &[std::path::PathBuf],
     passphrase_file: Option<&String>,
     custodian: Option<&String>,
-) -> Result<ApproverKey, VaultError> {
+) -> Result<(ApproverKey, Option<(String, Passphrase)>), VaultError> {
     if !identities.is_empty() {
-        return Ok(ApproverKey::Identities(input::identity_files(identities)?));
+        let pin = passphrase_file
+            .map(|spec| input::passphrase_files(std::slice::from_ref(spec)))
+            .transpose()?
+            .and_then(|mut pins| pins.pop());
+        return Ok((
+            ApproverKey::Identities(input::identity_files(identities)?),
+            pin,
+        ));
     }
     if let Some(spec) = passphrase_file {
         let (name, passphrase) = input::passphrase_files(std::slice::from_ref(spec))?
             .pop()
             .expect("one spec gives one passphrase");
-        return Ok(ApproverKey::Passphrase(name, passphrase));
+        return Ok((ApproverKey::Passphrase(name, passphrase), None));
     }
     if let Some(name) = custodian {
         let passphrase = input::existing_passphrase(name)?;
-        return Ok(ApproverKey::Passphrase(name.clone(), passphrase));
+        return Ok((ApproverKey::Passphrase(name.clone(), passphrase), None));
     }
     Err(VaultError::Invalid(
         "say who you are: --identity FILE, --passphrase-file NAME=PATH, or --custodian NAME".into(),
@@ -48,7 +57,7 @@ fn read_code(source: &str, flag: &str, what: &str) -> Result<String, VaultError>
 /// one was named explicitly).
 fn check<'a>(
     request: &'a ParsedRequest,
-    key: ApproverKey,
+    (key, pin): (ApproverKey, Option<(String, Passphrase)>),
     envelope: Option<&std::path::PathBuf>,
     vault: Option<&Vault>,
 ) -> Result<CheckedRequest<'a>, VaultError> {
@@ -64,6 +73,7 @@ fn check<'a>(
             request,
             key,
             envelope,
+            pin,
         },
         vault,
         &mut input::Terminal::default(),

@@ -9,7 +9,9 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use breakglass::crypto::{CustodianIdentity, EncryptedSshKey, IdentityFile, Passphrase};
+use breakglass::crypto::{
+    CustodianIdentity, EncryptedSshKey, IdentityFile, Passphrase, PluginOptions, PluginUi,
+};
 use breakglass::vault::{KdfProgress, SecretValue, UnsealPrompt};
 use breakglass::VaultError;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -323,19 +325,22 @@ pub fn new_passphrase(custodian: &str) -> Result<Option<Passphrase>, VaultError>
 
 /// Load every `--identity` file, labelled by its path. An SSH key protected by
 /// a passphrase is unlocked here, on the terminal, before anything else runs.
+/// Hardware keys (`AGE-PLUGIN-…` lines) talk to the person through [`plugin_options`].
 pub fn identity_files(
     paths: &[PathBuf],
 ) -> Result<Vec<(String, Vec<CustodianIdentity>)>, VaultError> {
+    let plugins = plugin_options();
     paths
         .iter()
         .map(|path| {
             let label = path.display().to_string();
             let bytes = read_file(path, "identity file")?;
-            let file =
-                CustodianIdentity::read_file(&bytes).map_err(|detail| VaultError::Identity {
+            let file = CustodianIdentity::read_file_with(&bytes, &plugins).map_err(|detail| {
+                VaultError::Identity {
                     label: label.clone(),
                     detail,
-                })?;
+                }
+            })?;
             let identities = match file {
                 IdentityFile::Keys(keys) => keys,
                 IdentityFile::EncryptedSsh(key) => vec![unlock_ssh_key(&key, &label)?],
@@ -450,4 +455,61 @@ pub fn existing_passphrase(custodian: &str) -> Result<Passphrase, VaultError> {
         )));
     }
     hidden(&format!("Passphrase for custodian {custodian}: "))
+}
+
+/// How hardware-key plugins reach the person: their messages ("touch your
+/// YubiKey") and questions on the controlling terminal, with the same hidden
+/// prompt as passphrases; a PIN through pinentry instead when
+/// `PINENTRY_PROGRAM` is set, as the `age` CLI does. With no terminal,
+/// messages go to stderr and nothing is asked (the plugin then fails by name;
+/// `--passphrase-file NAME=PATH` answers a PIN in scripts).
+struct PluginPrompts;
+
+impl PluginUi for PluginPrompts {
+    fn message(&self, who: &str, text: &str) {
+        match Tty::open() {
+            Some(tty) => tty.say(&format!("{who}: {text}\n")),
+            None => eprintln!("{who}: {text}"),
+        }
+    }
+
+    fn secret(&self, who: &str, description: &str) -> Option<age::secrecy::SecretString> {
+        if let Some(program) = std::env::var_os("PINENTRY_PROGRAM").filter(|p| !p.is_empty()) {
+            let description = format!("{who}: {description}");
+            return pinentry::PassphraseInput::with_binary(program)?
+                .with_title("breakglass")
+                .with_description(&description)
+                .with_prompt("PIN:")
+                .interact()
+                .ok();
+        }
+        Tty::open()?;
+        let typed = hidden_text(&format!("{who}: {description}: ")).ok()?;
+        Some(age::secrecy::SecretString::from(typed.as_str()))
+    }
+
+    fn confirm(&self, who: &str, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
+        let choices = match no {
+            Some(no) => format!("y = {yes}, n = {no}"),
+            None => format!("y = {yes}"),
+        };
+        let answer = line(&format!("{who}: {message}"), &format!("{who}: {message} [{choices}]: "))
+            .ok()??;
+        Some(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+    }
+}
+
+/// `--plugin-timeout`, set once from the command line.
+pub static PLUGIN_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Plugin options for this run: [`PluginPrompts`], and `--plugin-timeout`.
+fn plugin_options() -> PluginOptions {
+    PluginOptions {
+        ui: std::sync::Arc::new(PluginPrompts),
+        timeout: PLUGIN_TIMEOUT_SECS
+            .get()
+            .map_or(breakglass::crypto::DEFAULT_PLUGIN_TIMEOUT, |s| {
+                std::time::Duration::from_secs(*s)
+            }),
+    }
 }

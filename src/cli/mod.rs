@@ -72,6 +72,7 @@ pub fn run(hygiene: &breakglass::hygiene::Hygiene) -> i32 {
         .clone()
         .unwrap_or_else(|| PathBuf::from("breakglass.db"));
     let _ = EXPECTED_FINGERPRINT.set(cli.fingerprint.clone());
+    let _ = input::PLUGIN_TIMEOUT_SECS.set(cli.plugin_timeout);
     let writes = writes_to_vault(&cli.command);
     let requeue = reads_the_whole_log(&cli.command);
     let code = match dispatch(cli.command, cli.vault.is_some(), &vault_path) {

@@ -85,7 +85,16 @@ pub fn custodians(report: &CustodianListReport, as_json: bool) {
         return json(report);
     }
     for c in &report.custodians {
-        outln!("{:>3}  {:<20} {}", c.index, c.name, c.kind);
+        match (&c.plugin, c.kind.as_str()) {
+            (Some(plugin), _) => outln!("{:>3}  {:<20} {} ({plugin})", c.index, c.name, c.kind),
+            (None, "age-tag") => outln!(
+                "{:>3}  {:<20} {} (opened with its token's plugin)",
+                c.index,
+                c.name,
+                c.kind
+            ),
+            _ => outln!("{:>3}  {:<20} {}", c.index, c.name, c.kind),
+        }
     }
 }
 

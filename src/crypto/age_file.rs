@@ -7,6 +7,9 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use super::plugin::{self, Bridge, PluginOptions};
+use super::Passphrase;
+
 /// How a custodian receives their envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecipientKind {
@@ -18,6 +21,12 @@ pub enum RecipientKind {
     SshRsa,
     /// An X25519 key derived from the custodian's passphrase with Argon2id.
     Passphrase,
+    /// A plugin recipient (`age1yubikey1…`, `age1<name>1…`): a hardware key
+    /// that only `age-plugin-<name>` on `PATH` can seal to and open.
+    Plugin,
+    /// A tagged P-256 recipient (`age1tag1…`, what `age-plugin-tpm` and others
+    /// emit): sealed natively, opened by the token's plugin identity.
+    Tag,
 }
 
 impl RecipientKind {
@@ -28,12 +37,21 @@ impl RecipientKind {
             RecipientKind::SshEd25519 => "ssh-ed25519",
             RecipientKind::SshRsa => "ssh-rsa",
             RecipientKind::Passphrase => "passphrase",
+            RecipientKind::Plugin => "age-plugin",
+            RecipientKind::Tag => "age-tag",
         }
     }
 
     /// Parses a kind's stored name; `None` if unknown.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Age, Self::SshEd25519, Self::SshRsa, Self::Passphrase]
+        [
+            Self::Age,
+            Self::SshEd25519,
+            Self::SshRsa,
+            Self::Passphrase,
+            Self::Plugin,
+            Self::Tag,
+        ]
             .into_iter()
             .find(|k| k.as_str() == text)
     }
@@ -49,17 +67,12 @@ pub struct CustodianRecipient {
 }
 
 impl CustodianRecipient {
-    /// Parse an `age1…`, `ssh-ed25519 …` or `ssh-rsa …` public key.
+    /// Parse an `age1…` (X25519, tag or plugin), `ssh-ed25519 …` or
+    /// `ssh-rsa …` public key.
     pub fn parse_public_key(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.starts_with("age1") {
-            let recipient = text
-                .parse::<age::x25519::Recipient>()
-                .map_err(|e| format!("not a valid age recipient ({e})"))?;
-            return Ok(Self {
-                kind: RecipientKind::Age,
-                text: recipient.to_string(),
-            });
+            return Self::parse_age(text);
         }
         let kind = if text.starts_with("ssh-ed25519 ") {
             RecipientKind::SshEd25519
@@ -83,6 +96,42 @@ impl CustodianRecipient {
         Ok(Self {
             kind,
             text: recipient.to_string(),
+        })
+    }
+
+    /// `age1…` (X25519), `age1tag1…` or `age1<plugin>1…`, told apart by the
+    /// Bech32 prefix: everything before the last `1`.
+    fn parse_age(text: &str) -> Result<Self, String> {
+        let prefix = text.rfind('1').map_or("", |i| &text[..i]).to_ascii_lowercase();
+        let (kind, normalized) = match prefix.as_str() {
+            "age" => (
+                RecipientKind::Age,
+                text.parse::<age::x25519::Recipient>()
+                    .map_err(|e| format!("not a valid age recipient ({e})"))?
+                    .to_string(),
+            ),
+            "age1tag" => (
+                RecipientKind::Tag,
+                text.parse::<age::tag::Recipient>()
+                    .map_err(|e| format!("not a valid age1tag1… recipient ({e})"))?
+                    .to_string(),
+            ),
+            _ => {
+                let name = &prefix["age1".len()..];
+                if !plugin::valid_plugin_name(name) {
+                    return Err(format!(
+                        "plugin name {name:?} in this recipient is not allowed: only a-z, 0-9 and - may name a plugin"
+                    ));
+                }
+                let recipient = text
+                    .parse::<age::plugin::Recipient>()
+                    .map_err(|e| format!("not a valid age plugin recipient ({e})"))?;
+                (RecipientKind::Plugin, recipient.to_string())
+            }
+        };
+        Ok(Self {
+            kind,
+            text: normalized,
         })
     }
 
@@ -117,8 +166,23 @@ impl CustodianRecipient {
         &self.text
     }
 
-    fn to_age(&self) -> Box<dyn age::Recipient> {
-        match self.kind {
+    /// The plugin that seals to and opens this key, for plugin recipients
+    /// (`yubikey` for `age1yubikey1…`).
+    pub fn plugin_name(&self) -> Option<&str> {
+        (self.kind == RecipientKind::Plugin).then(|| plugin_name_of(&self.text))
+    }
+
+    /// Whether this machine can seal to this key: a plugin recipient needs
+    /// its plugin on `PATH`. `Err` names the program and how to install it.
+    pub fn check_sealable(&self) -> Result<(), String> {
+        match self.plugin_name() {
+            Some(name) => plugin_on_path(name),
+            None => Ok(()),
+        }
+    }
+
+    fn to_age(&self) -> Result<Box<dyn age::Recipient + Send>, String> {
+        Ok(match self.kind {
             RecipientKind::Age | RecipientKind::Passphrase => Box::new(
                 self.text
                     .parse::<age::x25519::Recipient>()
@@ -129,13 +193,62 @@ impl CustodianRecipient {
                     .parse::<age::ssh::Recipient>()
                     .expect("validated at construction"),
             ),
-        }
+            RecipientKind::Tag => Box::new(
+                self.text
+                    .parse::<age::tag::Recipient>()
+                    .expect("validated at construction"),
+            ),
+            RecipientKind::Plugin => {
+                let recipient = self
+                    .text
+                    .parse::<age::plugin::Recipient>()
+                    .expect("validated at construction");
+                let name = plugin_name_of(&self.text);
+                let bridge = Bridge::new(
+                    &PluginOptions::default(),
+                    format!("age-plugin-{name}"),
+                    None,
+                );
+                Box::new(
+                    age::plugin::RecipientPluginV1::new(name, &[recipient], &[], bridge)
+                        .map_err(|_| missing_plugin(name))?,
+                )
+            }
+        })
     }
+}
+
+/// The plugin name inside a validated plugin recipient text.
+fn plugin_name_of(recipient: &str) -> &str {
+    let end = recipient.rfind('1').unwrap_or(recipient.len());
+    recipient.get("age1".len()..end).unwrap_or("")
+}
+
+fn missing_plugin(name: &str) -> String {
+    format!(
+        "age-plugin-{name} is not installed on this machine (not on PATH); {}",
+        plugin::install_hint(name)
+    )
+}
+
+/// `Ok` when `age-plugin-NAME` is on `PATH` (found the way the `age` crate
+/// will look for it; nothing is run).
+fn plugin_on_path(name: &str) -> Result<(), String> {
+    if !plugin::valid_plugin_name(name) {
+        return Err(format!("plugin name {name:?} is not allowed"));
+    }
+    let probe = age::plugin::Identity::default_for_plugin(name).map_err(|e| e.to_string())?;
+    age::plugin::IdentityPluginV1::new(name, &[probe], age::NoCallbacks)
+        .map(|_| ())
+        .map_err(|_| missing_plugin(name))
 }
 
 enum IdentityInner {
     X25519(age::x25519::Identity),
     Ssh(age::ssh::Identity),
+    /// An `AGE-PLUGIN-…` line: a handle on a key held by a token, opened by
+    /// running `age-plugin-<name>`, with the prompts it may need.
+    Plugin(age::plugin::Identity, PluginOptions),
 }
 
 /// A private key that may open custodian envelopes. Secret: no Clone, redacted Debug.
@@ -200,9 +313,15 @@ impl CustodianIdentity {
         }
     }
 
-    /// Parse an identity file: age `AGE-SECRET-KEY-1…` lines, or one OpenSSH
-    /// private key, which may be protected by a passphrase.
+    /// Parse an identity file: age `AGE-SECRET-KEY-1…` and `AGE-PLUGIN-…`
+    /// lines, or one OpenSSH private key, which may be protected by a
+    /// passphrase. Plugin keys get the default (silent) plugin options.
     pub fn read_file(contents: &[u8]) -> Result<IdentityFile, String> {
+        Self::read_file_with(contents, &PluginOptions::default())
+    }
+
+    /// [`Self::read_file`], with plugin keys talking through `plugins`.
+    pub fn read_file_with(contents: &[u8], plugins: &PluginOptions) -> Result<IdentityFile, String> {
         let text =
             std::str::from_utf8(contents).map_err(|_| "is not a text identity file".to_string())?;
         if text.contains("-----BEGIN") {
@@ -228,9 +347,13 @@ impl CustodianIdentity {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let identity = line
-                .parse::<age::x25519::Identity>()
-                .map_err(|_| "has a line that is not an AGE-SECRET-KEY-1… identity".to_string())?;
+            if line.len() > 11 && line[..11].eq_ignore_ascii_case("AGE-PLUGIN-") {
+                identities.push(Self::parse_plugin_line(line, plugins)?);
+                continue;
+            }
+            let identity = line.parse::<age::x25519::Identity>().map_err(|_| {
+                "has a line that is not an AGE-SECRET-KEY-1… or AGE-PLUGIN-… identity".to_string()
+            })?;
             identities.push(Self::from_x25519(identity));
         }
         if identities.is_empty() {
@@ -239,26 +362,85 @@ impl CustodianIdentity {
         Ok(IdentityFile::Keys(identities))
     }
 
-    /// The public recipient text of this identity, comparable with `CustodianRecipient::text`.
+    fn parse_plugin_line(line: &str, plugins: &PluginOptions) -> Result<Self, String> {
+        let identity = line.parse::<age::plugin::Identity>().map_err(|_| {
+            "has an AGE-PLUGIN-… line that is not a valid plugin identity".to_string()
+        })?;
+        if !plugin::valid_plugin_name(identity.plugin()) {
+            return Err(format!(
+                "names plugin {:?}, which is not allowed: only a-z, 0-9 and - may name a plugin",
+                identity.plugin()
+            ));
+        }
+        Ok(Self(IdentityInner::Plugin(identity, plugins.clone())))
+    }
+
+    /// The public recipient text of this identity, comparable with
+    /// `CustodianRecipient::text`; `None` for a plugin key, whose public half
+    /// only its token knows.
     pub fn recipient(&self) -> Option<String> {
         match &self.0 {
             IdentityInner::X25519(id) => Some(id.to_public().to_string()),
             IdentityInner::Ssh(id) => age::ssh::Recipient::try_from(id.clone())
                 .ok()
                 .map(|r| r.to_string()),
+            IdentityInner::Plugin(..) => None,
+        }
+    }
+
+    /// The plugin this key runs (`yubikey`), for plugin keys.
+    pub fn plugin_name(&self) -> Option<&str> {
+        match &self.0 {
+            IdentityInner::Plugin(id, _) => Some(id.plugin()),
+            _ => None,
+        }
+    }
+
+    /// Whether this key may open envelopes sealed to a custodian with this
+    /// stored kind and recipient: exactly its own recipient for ordinary
+    /// keys; for a plugin key, any recipient of its plugin and any tag
+    /// recipient (only trying tells which one is its own).
+    pub fn may_open(&self, kind: &str, recipient: &str) -> bool {
+        match &self.0 {
+            IdentityInner::Plugin(id, _) => match RecipientKind::parse(kind) {
+                Some(RecipientKind::Tag) => true,
+                Some(RecipientKind::Plugin) => plugin_name_of(recipient) == id.plugin(),
+                _ => false,
+            },
+            _ => self.recipient().as_deref() == Some(recipient),
         }
     }
 }
 
 /// Encrypt `plaintext` to one recipient as an ASCII-armored age file.
 pub fn encrypt_armored(recipient: &CustodianRecipient, plaintext: &[u8]) -> Result<String, String> {
-    let out = encrypt(recipient.to_age().as_ref(), plaintext, Format::AsciiArmor)?;
+    let out = encrypt_to(recipient, plaintext, Format::AsciiArmor)?;
     String::from_utf8(out).map_err(|e| e.to_string())
 }
 
 /// Encrypt `plaintext` to one recipient as a binary age file (for codes, which base64 it).
 pub fn encrypt_binary(recipient: &CustodianRecipient, plaintext: &[u8]) -> Result<Vec<u8>, String> {
-    encrypt(recipient.to_age().as_ref(), plaintext, Format::Binary)
+    encrypt_to(recipient, plaintext, Format::Binary)
+}
+
+/// Seal to a custodian; a plugin recipient runs its plugin under the deadline.
+fn encrypt_to(
+    recipient: &CustodianRecipient,
+    plaintext: &[u8],
+    format: Format,
+) -> Result<Vec<u8>, String> {
+    let sealer = recipient.to_age()?;
+    let Some(name) = recipient.plugin_name() else {
+        return encrypt(sealer.as_ref(), plaintext, format);
+    };
+    let binary = format!("age-plugin-{name}");
+    let options = PluginOptions::default();
+    let bridge = Bridge::new(&options, binary.clone(), None);
+    let plaintext = Zeroizing::new(plaintext.to_vec());
+    plugin::with_deadline(&binary, options.timeout, &bridge, move || {
+        encrypt(sealer.as_ref(), &plaintext, format)
+    })?
+    .map_err(|e| format!("{binary} could not seal to this key ({})", plugin::one_line(&e)))
 }
 
 /// The binary age file inside an armored one (or a binary one unchanged):
@@ -290,22 +472,73 @@ fn encrypt(
     Ok(out)
 }
 
-/// The three ways an attempt to open an age file can end.
+/// The ways an attempt to open an age file can end.
 pub enum DecryptOutcome {
     /// The file is not addressed to this identity.
     NotMine,
     /// It is addressed to this identity but did not open: corrupted or tampered.
     Failed(String),
+    /// A plugin key could not be used: its plugin is missing, failed, timed
+    /// out, or refused (a wrong PIN, a removed token). The file is not blamed.
+    KeyFailed(String),
     /// It opened: the plaintext, zeroized on drop.
     Plaintext(Zeroizing<Vec<u8>>),
 }
 
 /// Try to open an age file (armored or binary) with one identity.
 pub fn decrypt(ciphertext: &[u8], identity: &CustodianIdentity) -> DecryptOutcome {
+    decrypt_as(ciphertext, identity, "", None)
+}
+
+/// [`decrypt`] for custodian `custodian`: a plugin key's prompts name them,
+/// and `pin` (given up front) answers the plugin's first PIN request.
+pub fn decrypt_as(
+    ciphertext: &[u8],
+    identity: &CustodianIdentity,
+    custodian: &str,
+    pin: Option<&Passphrase>,
+) -> DecryptOutcome {
     match &identity.0 {
         IdentityInner::X25519(id) => decrypt_with(ciphertext, id),
         IdentityInner::Ssh(id) => decrypt_with(ciphertext, id),
+        IdentityInner::Plugin(id, options) => {
+            decrypt_with_plugin(ciphertext, id, options, custodian, pin)
+        }
     }
+}
+
+fn decrypt_with_plugin(
+    ciphertext: &[u8],
+    identity: &age::plugin::Identity,
+    options: &PluginOptions,
+    custodian: &str,
+    pin: Option<&Passphrase>,
+) -> DecryptOutcome {
+    let name = identity.plugin();
+    let binary = format!("age-plugin-{name}");
+    if let Err(missing) = plugin_on_path(name) {
+        return DecryptOutcome::KeyFailed(missing);
+    }
+    let who = if custodian.is_empty() {
+        binary.clone()
+    } else {
+        format!("custodian {custodian} ({binary})")
+    };
+    let bridge = Bridge::new(options, who, pin);
+    let opener = match age::plugin::IdentityPluginV1::new(
+        name,
+        std::slice::from_ref(identity),
+        bridge.clone(),
+    ) {
+        Ok(opener) => opener,
+        Err(_) => return DecryptOutcome::KeyFailed(missing_plugin(name)),
+    };
+    let ciphertext = ciphertext.to_vec();
+    let who = binary.clone();
+    plugin::with_deadline(&binary, options.timeout, &bridge, move || {
+        open_file(&ciphertext, &opener, Some(&who))
+    })
+    .unwrap_or_else(DecryptOutcome::KeyFailed)
 }
 
 /// Open a secret value with the vault's own key (only inside a quorum session).
@@ -314,6 +547,12 @@ pub fn decrypt_with_vault_key(ciphertext: &[u8], keys: &super::VaultKeys) -> Dec
 }
 
 pub(crate) fn decrypt_with(ciphertext: &[u8], identity: &dyn age::Identity) -> DecryptOutcome {
+    open_file(ciphertext, identity, None)
+}
+
+/// Open an age file; with `plugin` named, a failure of the plugin itself (an
+/// error it reported, or its death) is the key's failure, not the file's.
+fn open_file(ciphertext: &[u8], identity: &dyn age::Identity, plugin: Option<&str>) -> DecryptOutcome {
     let decryptor = match age::Decryptor::new_buffered(ArmoredReader::new(ciphertext)) {
         Ok(d) => d,
         Err(e) => return DecryptOutcome::Failed(format!("not a readable age file ({e})")),
@@ -321,6 +560,13 @@ pub(crate) fn decrypt_with(ciphertext: &[u8], identity: &dyn age::Identity) -> D
     let mut reader = match decryptor.decrypt(std::iter::once(identity)) {
         Ok(r) => r,
         Err(age::DecryptError::NoMatchingKeys) => return DecryptOutcome::NotMine,
+        Err(e @ (age::DecryptError::Plugin(_) | age::DecryptError::Io(_))) if plugin.is_some() => {
+            return DecryptOutcome::KeyFailed(format!(
+                "{}: {}",
+                plugin.unwrap_or_default(),
+                plugin::one_line(&e.to_string())
+            ))
+        }
         Err(e) => return DecryptOutcome::Failed(e.to_string()),
     };
     // Pre-sized so the plaintext is never reallocated (and copied) while reading.

@@ -4,7 +4,7 @@
 //! share commitment, expiry), and only then ask for the read-back words.
 
 use super::records::ShareRecord;
-use super::unseal::{check_share, derive, passphrase_custodian};
+use super::unseal::{check_share, derive, is_hardware_kind, passphrase_custodian};
 use super::{KdfProgress, Vault, VaultError};
 use crate::crypto::{
     self, CustodianIdentity, CustodianRecipient, DecryptOutcome, Passphrase, ShareProofKey,
@@ -32,6 +32,10 @@ pub struct ApproveInput<'a> {
     /// An exported envelope (label, armored text); else the one the request
     /// carries, else a `--vault` copy's.
     pub envelope: Option<(String, String)>,
+    /// A hardware-key custodian's name and PIN given up front
+    /// (`--passphrase-file NAME=PATH` beside `--identity`): it answers the
+    /// plugin's PIN request instead of a prompt.
+    pub pin: Option<(String, Passphrase)>,
 }
 
 /// A signed approval code for the requester, and who made it.
@@ -377,6 +381,24 @@ impl CheckedRequest<'_> {
     }
 }
 
+/// The public recipient of the key that opened `custodian`'s envelope, for
+/// the custodian pin: an ordinary key's own public half; for a hardware key
+/// (whose public half only the token knows), the recipient the signed
+/// manifest gives that custodian, which the envelope just opened for.
+fn opened_by(id: &CustodianIdentity, m: &Manifest, custodian: &str) -> Result<String, VaultError> {
+    if let Some(recipient) = id.recipient() {
+        return Ok(recipient);
+    }
+    m.custodian(custodian)
+        .filter(|c| id.may_open(&c.kind, &c.recipient))
+        .map(|c| c.recipient.clone())
+        .ok_or_else(|| {
+            VaultError::invalid(format!(
+                "custodian {custodian}: your hardware key opened an envelope the manifest does not seal to a key of its plugin; do not approve — tell the requester"
+            ))
+        })
+}
+
 /// Decrypt the custodian's own share: from an exported envelope if given, else
 /// the one the request carries, else a vault copy's. Also gives the public
 /// recipient of the key that opened it (for the custodian pin).
@@ -418,15 +440,28 @@ fn open_own_share(
             detail: "matches no custodian of this vault; check it is your custodian key for this vault (vault fingerprint in the request)".into(),
         });
     }
-    let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some((name, _)) = &input.pin {
+        if !m.custodian(name).is_some_and(|c| is_hardware_kind(&c.kind)) {
+            return Err(VaultError::Custodian {
+                name: name.clone(),
+                detail: "is not a hardware-key custodian of this vault: --passphrase-file beside --identity gives a hardware key's PIN".into(),
+            });
+        }
+    }
+    // (label, custodian the envelope is for if known, the age file)
+    let mut envelopes: Vec<(String, Option<&str>, Vec<u8>)> = Vec::new();
     if let Some((label, text)) = &input.envelope {
-        envelopes.push((label.clone(), text.as_bytes().to_vec()));
+        envelopes.push((label.clone(), None, text.as_bytes().to_vec()));
     } else {
         for (name, env) in &input.request.envelopes {
             // Encrypted SSH keys ask for their passphrase per try: only try
             // envelopes this key's public half says are its own, when known.
             if mine.is_empty() || mine.contains(&name.as_str()) {
-                envelopes.push((format!("the request's envelope for {name}"), env.clone()));
+                envelopes.push((
+                    format!("the request's envelope for {name}"),
+                    Some(name.as_str()),
+                    env.clone(),
+                ));
             }
         }
         if let Some(v) = vault.filter(|v| v.manifest().epoch == m.epoch) {
@@ -435,6 +470,7 @@ fn open_own_share(
                     if let Ok(text) = v.export_envelope(name) {
                         envelopes.push((
                             format!("the vault copy's envelope for {name}"),
+                            Some(name),
                             text.into_bytes(),
                         ));
                     }
@@ -455,23 +491,39 @@ fn open_own_share(
         return Err(VaultError::invalid(names));
     }
     let mut problems = Vec::new();
-    for (label, bytes) in &envelopes {
+    for (label, for_custodian, bytes) in &envelopes {
+        let custodian = for_custodian.and_then(|name| m.custodian(name));
         for id in &candidates {
-            match crypto::decrypt(bytes, id) {
+            // A hardware key is tried only on envelopes of its own plugin.
+            if id.plugin_name().is_some()
+                && custodian.is_some_and(|c| !id.may_open(&c.kind, &c.recipient))
+            {
+                continue;
+            }
+            let name = for_custodian.unwrap_or_default();
+            let pin = input
+                .pin
+                .as_ref()
+                .filter(|(n, _)| for_custodian.is_none() || n == name)
+                .map(|(_, p)| p);
+            match crypto::decrypt_as(bytes, id, name, pin) {
                 DecryptOutcome::Plaintext(p) => {
                     let record = ShareRecord::decode(&p).ok_or_else(|| {
                         VaultError::invalid(format!("{label} does not hold a breakglass share"))
                     })?;
-                    let recipient = id.recipient().ok_or_else(|| {
-                        VaultError::invalid(format!(
-                            "custodian {}: cannot tell which public key opened your envelope, so it cannot be pinned; use an age or ssh-ed25519 key file",
-                            record.custodian
-                        ))
-                    })?;
+                    let recipient = opened_by(id, m, &record.custodian)?;
                     return Ok((record, recipient));
                 }
                 DecryptOutcome::NotMine => {}
                 DecryptOutcome::Failed(why) => problems.push(format!("{label}: {why}")),
+                DecryptOutcome::KeyFailed(why) => {
+                    return Err(VaultError::Custodian {
+                        name: for_custodian.unwrap_or("(unknown)").to_string(),
+                        detail: format!(
+                            "your hardware key could not open {label} ({why}); check the token and its PIN, and approve again"
+                        ),
+                    })
+                }
             }
         }
     }
@@ -481,7 +533,7 @@ fn open_own_share(
         )));
     }
     if !mine.is_empty() {
-        let tried: Vec<&str> = envelopes.iter().map(|(l, _)| l.as_str()).collect();
+        let tried: Vec<&str> = envelopes.iter().map(|(l, _, _)| l.as_str()).collect();
         return Err(VaultError::invalid(format!(
             "your key is custodian {}'s, but {} does not open with it (an envelope swapped in the vault file, or a damaged code); do not approve — tell the requester",
             mine.join(", "),

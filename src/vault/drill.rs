@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::records::ShareRecord;
 use super::remote_drill::DrillProof;
 use super::unseal::{
-    ask_passphrase, check_share, derive, no_terminal_note, passphrase_custodian, Asked,
+    ask_passphrase, check_share, derive, no_terminal_note, passphrase_custodian, plugin_pins, Asked,
 };
 use super::{UnsealPrompt, Vault, VaultError};
 use crate::audit::{self, NewEntry};
@@ -124,27 +124,33 @@ impl Vault {
                 proof,
             })
         };
+        let pins = plugin_pins(&manifest.custodians, &request.passphrases);
+        let pin_for = |name: &str| pins.iter().find(|(n, _)| *n == name).map(|(_, p)| *p);
         for (label, identities) in &request.identities {
             let mut matched = false;
             for identity in identities {
-                let recipient = identity.recipient();
-                let Some(custodian) = manifest
+                // A hardware key may open any envelope of its plugin: try each
+                // until one is its own; other keys match by public recipient.
+                for custodian in manifest
                     .custodians
                     .iter()
-                    .find(|c| Some(&c.recipient) == recipient.as_ref())
-                else {
-                    continue;
-                };
-                matched = true;
-                if drilled.contains(&custodian.name) {
-                    continue;
+                    .filter(|c| identity.may_open(&c.kind, &c.recipient))
+                {
+                    if drilled.contains(&custodian.name) {
+                        matched = true;
+                        continue;
+                    }
+                    let outcome =
+                        self.drill_one(custodian, identity, pin_for(&custodian.name), &request);
+                    if identity.plugin_name().is_some() && matches!(outcome, Drilled::NotMine(_)) {
+                        continue;
+                    }
+                    matched = true;
+                    pin_custodian_key(custodian, &manifest.fingerprint())?;
+                    drilled.push(custodian.name.clone());
+                    record(&custodian.name, outcome.into_result());
+                    break;
                 }
-                pin_custodian_key(custodian, &manifest.fingerprint())?;
-                drilled.push(custodian.name.clone());
-                record(
-                    &custodian.name,
-                    self.drill_one(custodian, identity, &request),
-                );
             }
             if !matched {
                 record(
@@ -156,6 +162,15 @@ impl Vault {
             }
         }
         for (name, passphrase) in &request.passphrases {
+            if pin_for(name).is_some() {
+                if !drilled.contains(name) {
+                    return Err(VaultError::Custodian {
+                        name: name.clone(),
+                        detail: "holds a hardware key: --passphrase-file answers its PIN, and needs --identity FILE with the key's AGE-PLUGIN-… line".into(),
+                    });
+                }
+                continue;
+            }
             let custodian = passphrase_custodian(manifest.custodian(name), name)?;
             if drilled.contains(name) {
                 // The same custodian twice must not count twice towards a full drill.
@@ -171,7 +186,8 @@ impl Vault {
                 None => Err("wrong passphrase".to_string()),
                 Some(identity) => {
                     pin_custodian_key(custodian, &manifest.fingerprint())?;
-                    self.drill_one(custodian, &identity, &request)
+                    self.drill_one(custodian, &identity, None, &request)
+                        .into_result()
                 }
             };
             record(name, outcome);
@@ -192,7 +208,8 @@ impl Vault {
                     Asked::Wrong => Err("wrong passphrase".to_string()),
                     Asked::Identity(identity) => {
                         pin_custodian_key(custodian, &manifest.fingerprint())?;
-                        self.drill_one(custodian, &identity, &request)
+                        self.drill_one(custodian, &identity, None, &request)
+                            .into_result()
                     }
                 };
             drilled.push(name.clone());
@@ -296,37 +313,45 @@ impl Vault {
         &self,
         custodian: &CustodianEntry,
         identity: &CustodianIdentity,
+        pin: Option<&Passphrase>,
         request: &DrillRequest,
-    ) -> Result<Share, String> {
+    ) -> Drilled {
         let (label, text) = match &request.envelope {
             Some((label, text)) => (format!("envelope {label}"), text.clone()),
-            None => (
-                "the vault's envelope".to_string(),
-                self.export_envelope(&custodian.name)
-                    .map_err(|e| e.to_string())?,
-            ),
+            None => match self.export_envelope(&custodian.name) {
+                Ok(text) => ("the vault's envelope".to_string(), text),
+                Err(e) => return Drilled::Problem(e.to_string()),
+            },
         };
-        let plaintext = match crypto::decrypt(text.as_bytes(), identity) {
+        let plaintext = match crypto::decrypt_as(text.as_bytes(), identity, &custodian.name, pin) {
             DecryptOutcome::Plaintext(p) => p,
             DecryptOutcome::NotMine => {
-                return Err(format!(
+                return Drilled::NotMine(format!(
                     "{label} is not sealed to {}'s key (wrong key or another custodian's envelope)",
                     custodian.name
                 ))
             }
-            DecryptOutcome::Failed(why) => return Err(format!("{label} is corrupted ({why})")),
+            DecryptOutcome::Failed(why) => {
+                return Drilled::Problem(format!("{label} is corrupted ({why})"))
+            }
+            DecryptOutcome::KeyFailed(why) => {
+                return Drilled::Problem(format!("the hardware key could not be used ({why})"))
+            }
         };
-        let record = ShareRecord::decode(&plaintext)
-            .ok_or_else(|| format!("{label} does not hold a breakglass share"))?;
+        let Some(record) = ShareRecord::decode(&plaintext) else {
+            return Drilled::Problem(format!("{label} does not hold a breakglass share"));
+        };
         let m = self.manifest();
-        check_share(
+        match check_share(
             m.vault_id_bytes().expect("verified manifest"),
             m.epoch,
             usize::from(m.threshold),
             custodian,
             record,
-        )
-        .map_err(|why| format!("{label}: {why}"))
+        ) {
+            Ok(share) => Drilled::Share(share),
+            Err(why) => Drilled::Problem(format!("{label}: {why}")),
+        }
     }
 }
 
@@ -335,4 +360,21 @@ impl Vault {
 fn pin_custodian_key(custodian: &CustodianEntry, fingerprint: &str) -> Result<(), VaultError> {
     pins::check_custodian(&custodian.recipient, fingerprint, PinUse::Drill)
         .map_err(|e| VaultError::invalid(format!("custodian {}: {e}", custodian.name)))
+}
+
+/// How drilling one custodian's envelope with one key ended.
+enum Drilled {
+    Share(Share),
+    /// The envelope is not sealed to this key (a hardware key tries several).
+    NotMine(String),
+    Problem(String),
+}
+
+impl Drilled {
+    fn into_result(self) -> Result<Share, String> {
+        match self {
+            Drilled::Share(share) => Ok(share),
+            Drilled::NotMine(why) | Drilled::Problem(why) => Err(why),
+        }
+    }
 }

@@ -42,6 +42,21 @@ impl NextCustodian {
     }
 }
 
+/// Check, before any share is gathered, that this machine can seal a new
+/// epoch to every custodian: a hardware-key custodian needs their plugin on
+/// `PATH` here. `what` says which command needs it.
+pub(crate) fn check_sealable(custodians: &[NextCustodian], what: &str) -> Result<(), VaultError> {
+    for c in custodians {
+        c.recipient
+            .check_sealable()
+            .map_err(|e| VaultError::Custodian {
+                name: c.name.clone(),
+                detail: format!("{what} seals a new envelope to this hardware key, and {e}"),
+            })?;
+    }
+    Ok(())
+}
+
 /// A re-key's inputs that do not change while it runs.
 pub(crate) struct EpochChange<'a> {
     pub threshold: usize,

@@ -175,6 +175,7 @@ impl Vault {
             });
         }
 
+        super::epoch::check_sealable(&next, "the rekey")?;
         quorum.reveal.clear();
         quorum.reason = format!("rekey: {}", quorum.reason);
         let session = self.gather_session(&mut quorum, prompt)?;

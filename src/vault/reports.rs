@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{Vault, VaultError};
+use crate::crypto::{CustodianRecipient, RecipientKind};
 
 /// One secret as `list` shows it: metadata only, never the value.
 #[derive(Debug, Serialize)]
@@ -50,12 +51,17 @@ pub struct ListReport {
 pub struct CustodianInfo {
     /// The custodian's name.
     pub name: String,
-    /// Their recipient kind (`age`, `ssh-ed25519`, `ssh-rsa`, `passphrase`).
+    /// Their recipient kind (`age`, `ssh-ed25519`, `ssh-rsa`, `passphrase`,
+    /// `age-plugin`, `age-tag`).
     pub kind: String,
     /// Their share index (1..=N).
     pub index: u8,
     /// The public recipient their envelope is sealed to.
     pub recipient: String,
+    /// For a hardware key (`age-plugin`), the program that seals to and opens
+    /// it (`age-plugin-yubikey`); `null` otherwise (an `age-tag` key opens
+    /// with whichever plugin holds it).
+    pub plugin: Option<String>,
 }
 
 /// What `custodian list` shows.
@@ -228,6 +234,9 @@ impl Vault {
                     kind: c.kind.clone(),
                     index: c.index,
                     recipient: c.recipient.clone(),
+                    plugin: RecipientKind::parse(&c.kind)
+                        .and_then(|kind| CustodianRecipient::from_stored(kind, &c.recipient).ok())
+                        .and_then(|r| r.plugin_name().map(|name| format!("age-plugin-{name}"))),
                 })
                 .collect(),
         }

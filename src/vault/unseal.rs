@@ -7,7 +7,7 @@ use super::records::{self, SecretValue, ShareRecord};
 use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
-use crate::crypto::{
+use crate::crypto::{RecipientKind, 
     self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share, VaultKeys,
 };
 use crate::manifest::CustodianEntry;
@@ -238,7 +238,12 @@ impl Gathering<'_> {
 
     /// Open this custodian's envelope and check the share inside. A bad share is
     /// recorded by name and skipped; the caller decides whether enough remain.
-    fn take_share(&mut self, custodian: &CustodianEntry, identity: &CustodianIdentity) {
+    fn take_share(
+        &mut self,
+        custodian: &CustodianEntry,
+        identity: &CustodianIdentity,
+        pin: Option<&Passphrase>,
+    ) {
         let Some(envelope) = self
             .envelopes
             .iter()
@@ -247,7 +252,7 @@ impl Gathering<'_> {
             self.reject(custodian, "the vault holds no envelope for this custodian");
             return;
         };
-        match crypto::decrypt(envelope.envelope.as_bytes(), identity) {
+        match crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin) {
             DecryptOutcome::NotMine => self.reject(
                 custodian,
                 "envelope is not sealed to this custodian's key (replaced?)",
@@ -255,6 +260,10 @@ impl Gathering<'_> {
             DecryptOutcome::Failed(why) => {
                 self.reject(custodian, &format!("envelope is corrupted ({why})"))
             }
+            DecryptOutcome::KeyFailed(why) => self.reject(
+                custodian,
+                &format!("the hardware key could not be used ({why})"),
+            ),
             DecryptOutcome::Plaintext(plaintext) => {
                 let checked = ShareRecord::decode(&plaintext)
                     .ok_or_else(|| "envelope does not hold a breakglass share".to_string())
@@ -313,7 +322,9 @@ impl Gathering<'_> {
                     "is not for this request (sealed to another request's key); ask the custodian to approve this request".into(),
                 ))
             }
-            DecryptOutcome::Failed(why) => return Err(fail(format!("is damaged ({why})"))),
+            DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
+                return Err(fail(format!("is damaged ({why})")))
+            }
         };
         if plaintext.len() >= 8 && &plaintext[..8] == APPROVAL_MAGIC_V1 {
             return Err(fail(
@@ -426,6 +437,12 @@ impl Vault {
         } else {
             None
         };
+        if let Some(custodians) = &custodians {
+            super::epoch::check_sealable(
+                custodians,
+                "the new key epoch after this unseal (skip it with --no-rekey)",
+            )?;
+        }
         let session = self.gather_session(&mut request, prompt)?;
         let epoch = session.opened.manifest.epoch;
         let used = session.used.clone();
@@ -878,7 +895,7 @@ fn decrypt_secret(
     let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
         DecryptOutcome::Plaintext(p) => p,
         DecryptOutcome::NotMine => return Err(tampered("value is not sealed to this vault's key")),
-        DecryptOutcome::Failed(why) => {
+        DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
             return Err(tampered(&format!("value does not decrypt ({why})")))
         }
     };
@@ -959,19 +976,28 @@ fn gather_shares(
     prompt: &mut dyn UnsealPrompt,
 ) -> Result<VaultKeys, VaultError> {
     let manifest = vault.manifest();
-    // 1. Identity files: match each key to a custodian by its public recipient.
+    // PINs for hardware-key custodians come as --passphrase-file NAME=PATH too.
+    let pins = plugin_pins(g.custodians, &request.passphrases);
+    let pin_for = |name: &str| pins.iter().find(|(n, _)| *n == name).map(|(_, p)| *p);
+    // 1. Identity files: match each key to a custodian by its public recipient;
+    //    a hardware key (plugin) by trying the envelopes it may open.
     for (label, identities) in &request.identities {
         let mut matched = false;
         for identity in identities {
-            let Some(recipient) = identity.recipient() else {
+            if identity.plugin_name().is_some() {
+                matched |= take_plugin_share(g, identity, &pin_for)?;
                 continue;
-            };
-            let Some(custodian) = g.custodians.iter().find(|c| c.recipient == recipient) else {
+            }
+            let Some(custodian) = g
+                .custodians
+                .iter()
+                .find(|c| identity.may_open(&c.kind, &c.recipient))
+            else {
                 continue;
             };
             matched = true;
             g.claim(&custodian.name)?;
-            g.take_share(custodian, identity);
+            g.take_share(custodian, identity, None);
         }
         if !matched {
             return Err(VaultError::Identity {
@@ -988,8 +1014,17 @@ fn gather_shares(
             g.take_approval(label, text, &remote.pending);
         }
     }
-    // 3. Passphrases given up front.
+    // 3. Passphrases given up front (PINs were used in step 1).
     for (name, passphrase) in &request.passphrases {
+        if pin_for(name).is_some() {
+            if !g.tried.iter().any(|t| t == name) {
+                return Err(VaultError::Custodian {
+                    name: name.clone(),
+                    detail: "holds a hardware key: --passphrase-file answers its PIN, and needs --identity FILE with the key's AGE-PLUGIN-… line".into(),
+                });
+            }
+            continue;
+        }
         let custodian = passphrase_custodian(manifest.custodian(name), name)?;
         g.claim(name)?;
         let identity = derive(
@@ -999,7 +1034,7 @@ fn gather_shares(
             prompt,
         )?
         .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
-        g.take_share(custodian, &identity);
+        g.take_share(custodian, &identity, None);
     }
     // 4. Prompt passphrase custodians, only while shares are still missing.
     let waiting: Vec<&CustodianEntry> = g
@@ -1025,7 +1060,7 @@ fn gather_shares(
         match asked {
             Asked::Identity(identity) => {
                 g.claim(&custodian.name)?;
-                g.take_share(custodian, &identity);
+                g.take_share(custodian, &identity, None);
             }
             Asked::Skipped => {}
             Asked::Wrong => return Err(VaultError::WrongPassphrase(custodian.name.clone())),
@@ -1067,6 +1102,77 @@ fn gather_shares(
         return Err(VaultError::KeyMismatch);
     }
     Ok(keys)
+}
+
+/// The `--passphrase-file NAME=PATH` entries that name hardware-key
+/// custodians: those answer the plugin's PIN request.
+pub(crate) fn plugin_pins<'p>(
+    custodians: &[CustodianEntry],
+    passphrases: &'p [(String, Passphrase)],
+) -> Vec<(&'p str, &'p Passphrase)> {
+    passphrases
+        .iter()
+        .filter(|(name, _)| {
+            custodians
+                .iter()
+                .any(|c| &c.name == name && is_hardware_kind(&c.kind))
+        })
+        .map(|(name, p)| (name.as_str(), p))
+        .collect()
+}
+
+/// Plugin and tag custodians: their key lives on a token.
+pub(crate) fn is_hardware_kind(kind: &str) -> bool {
+    matches!(
+        RecipientKind::parse(kind),
+        Some(RecipientKind::Plugin | RecipientKind::Tag)
+    )
+}
+
+/// Try a hardware key on each envelope it may open, until one is its own (a
+/// tag-aware plugin says "not mine" to the others without a PIN or touch).
+/// The custodian whose envelope it opens, or fails on, is claimed; `false`
+/// when it opens none.
+fn take_plugin_share<'p>(
+    g: &mut Gathering<'_>,
+    identity: &CustodianIdentity,
+    pin_for: &dyn Fn(&str) -> Option<&'p Passphrase>,
+) -> Result<bool, VaultError> {
+    let candidates: Vec<&CustodianEntry> = g
+        .custodians
+        .iter()
+        .filter(|c| identity.may_open(&c.kind, &c.recipient) && !g.tried.contains(&c.name))
+        .collect();
+    for custodian in candidates {
+        let Some(envelope) = g.envelopes.iter().find(|e| e.custodian == custodian.name) else {
+            continue;
+        };
+        let pin = pin_for(&custodian.name);
+        let outcome = crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin);
+        if matches!(outcome, DecryptOutcome::NotMine) {
+            continue;
+        }
+        g.claim(&custodian.name)?;
+        match outcome {
+            DecryptOutcome::Plaintext(plaintext) => {
+                let checked = ShareRecord::decode(&plaintext)
+                    .ok_or_else(|| "envelope does not hold a breakglass share".to_string())
+                    .and_then(|record| g.check_record(custodian, record));
+                match checked {
+                    Ok(share) => g.good.push((custodian.name.clone(), share)),
+                    Err(why) => g.reject(custodian, &why),
+                }
+            }
+            DecryptOutcome::Failed(why) => g.reject(custodian, &format!("envelope is corrupted ({why})")),
+            DecryptOutcome::KeyFailed(why) => g.reject(
+                custodian,
+                &format!("the hardware key could not be used ({why})"),
+            ),
+            DecryptOutcome::NotMine => unreachable!("skipped above"),
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// How asking a passphrase custodian ended.
