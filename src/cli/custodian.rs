@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use breakglass::crypto::Passphrase;
 use breakglass::remote::ParsedRequest;
 use breakglass::vault::{check_request, ApproveInput, ApproverKey, CheckedRequest};
-use breakglass::crypto::Passphrase;
 use breakglass::{Access, Vault, VaultError};
 
 use super::args::{ApproveArgs, ChallengeAnswerArgs};

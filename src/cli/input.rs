@@ -493,8 +493,11 @@ impl PluginUi for PluginPrompts {
             Some(no) => format!("y = {yes}, n = {no}"),
             None => format!("y = {yes}"),
         };
-        let answer = line(&format!("{who}: {message}"), &format!("{who}: {message} [{choices}]: "))
-            .ok()??;
+        let answer = line(
+            &format!("{who}: {message}"),
+            &format!("{who}: {message} [{choices}]: "),
+        )
+        .ok()??;
         Some(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
     }
 }

@@ -52,8 +52,8 @@ impl RecipientKind {
             Self::Plugin,
             Self::Tag,
         ]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
@@ -102,7 +102,10 @@ impl CustodianRecipient {
     /// `age1…` (X25519), `age1tag1…` or `age1<plugin>1…`, told apart by the
     /// Bech32 prefix: everything before the last `1`.
     fn parse_age(text: &str) -> Result<Self, String> {
-        let prefix = text.rfind('1').map_or("", |i| &text[..i]).to_ascii_lowercase();
+        let prefix = text
+            .rfind('1')
+            .map_or("", |i| &text[..i])
+            .to_ascii_lowercase();
         let (kind, normalized) = match prefix.as_str() {
             "age" => (
                 RecipientKind::Age,
@@ -321,7 +324,10 @@ impl CustodianIdentity {
     }
 
     /// [`Self::read_file`], with plugin keys talking through `plugins`.
-    pub fn read_file_with(contents: &[u8], plugins: &PluginOptions) -> Result<IdentityFile, String> {
+    pub fn read_file_with(
+        contents: &[u8],
+        plugins: &PluginOptions,
+    ) -> Result<IdentityFile, String> {
         let text =
             std::str::from_utf8(contents).map_err(|_| "is not a text identity file".to_string())?;
         if text.contains("-----BEGIN") {
@@ -440,7 +446,12 @@ fn encrypt_to(
     plugin::with_deadline(&binary, options.timeout, &bridge, move || {
         encrypt(sealer.as_ref(), &plaintext, format)
     })?
-    .map_err(|e| format!("{binary} could not seal to this key ({})", plugin::one_line(&e)))
+    .map_err(|e| {
+        format!(
+            "{binary} could not seal to this key ({})",
+            plugin::one_line(&e)
+        )
+    })
 }
 
 /// The binary age file inside an armored one (or a binary one unchanged):
@@ -552,7 +563,11 @@ pub(crate) fn decrypt_with(ciphertext: &[u8], identity: &dyn age::Identity) -> D
 
 /// Open an age file; with `plugin` named, a failure of the plugin itself (an
 /// error it reported, or its death) is the key's failure, not the file's.
-fn open_file(ciphertext: &[u8], identity: &dyn age::Identity, plugin: Option<&str>) -> DecryptOutcome {
+fn open_file(
+    ciphertext: &[u8],
+    identity: &dyn age::Identity,
+    plugin: Option<&str>,
+) -> DecryptOutcome {
     let decryptor = match age::Decryptor::new_buffered(ArmoredReader::new(ciphertext)) {
         Ok(d) => d,
         Err(e) => return DecryptOutcome::Failed(format!("not a readable age file ({e})")),

@@ -4,23 +4,24 @@
 
 mod age_file;
 mod kdf;
-mod plugin;
 mod keys;
+mod plugin;
 mod proof;
 mod shamir;
 mod sign;
 mod strength;
 
 pub use age_file::{
-    dearmor, decrypt, decrypt_as, decrypt_with_vault_key, encrypt_armored, encrypt_binary, CustodianIdentity,
-    CustodianRecipient, DecryptOutcome, EncryptedSshKey, IdentityFile, RecipientKind,
+    dearmor, decrypt, decrypt_as, decrypt_with_vault_key, encrypt_armored, encrypt_binary,
+    CustodianIdentity, CustodianRecipient, DecryptOutcome, EncryptedSshKey, IdentityFile,
+    RecipientKind,
 };
 pub use kdf::{read_back_hash, READ_BACK_PARAMS};
+pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
+pub use keys::{VaultKeys, VaultSeed};
 pub use plugin::{
     install_hint, valid_plugin_name, NoPluginUi, PluginOptions, PluginUi, DEFAULT_PLUGIN_TIMEOUT,
 };
-pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
-pub use keys::{VaultKeys, VaultSeed};
 pub use proof::ShareProofKey;
 pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};

@@ -195,11 +195,17 @@ pub(crate) fn one_line(text: &str) -> String {
                     out.push(' ');
                 }
             }
-            c if c.is_control() => {}
+            c if c.is_control() || is_invisible_format(c) => {}
             c => out.push(c),
         }
     }
     out
+}
+
+/// Zero-width and bidirectional formatting characters (the `age` crate wraps
+/// plugin text in isolation marks): invisible, and able to reorder a line.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// Run `job`, which talks to plugin `binary`, killing the plugin if it is
@@ -273,6 +279,10 @@ mod tests {
     #[test]
     fn plugin_text_is_one_printable_line() {
         assert_eq!(one_line("touch\nyour\x1b[2Jkey\r\n"), "touch your[2Jkey");
+        assert_eq!(
+            one_line("'\u{2068}age-plugin-x\u{2069}' \u{202E}failed"),
+            "'age-plugin-x' failed"
+        );
         assert!(one_line(&"a".repeat(1000)).chars().count() <= 301);
     }
 }

@@ -92,7 +92,7 @@ fn take(fx: &Fixture, envelope: String) -> Result<Option<String>, String> {
         rejected: Vec::new(),
         approvals: Vec::new(),
     };
-    gathering.take_share(&fx.custodians[0], &fx.identity);
+    gathering.take_share(&fx.custodians[0], &fx.identity, None);
     match (gathering.good.as_slice(), gathering.rejected.as_slice()) {
         ([(name, _)], []) if name == NAME => Ok(None),
         ([], [r])
@@ -234,7 +234,9 @@ fn every_bit_flip_of_a_binary_envelope_is_refused() {
     let open = |bytes: &[u8]| -> Result<(), String> {
         match crypto::decrypt(bytes, &fx.identity) {
             DecryptOutcome::NotMine => Err("envelope is not sealed to this custodian's key".into()),
-            DecryptOutcome::Failed(why) => Err(format!("envelope is corrupted ({why})")),
+            DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
+                Err(format!("envelope is corrupted ({why})"))
+            }
             DecryptOutcome::Plaintext(p) => {
                 let record = ShareRecord::decode(&p)
                     .ok_or_else(|| "envelope does not hold a breakglass share".to_string())?;

@@ -7,8 +7,8 @@ use super::records::{self, SecretValue, ShareRecord};
 use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
-use crate::crypto::{RecipientKind, 
-    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, Share, VaultKeys,
+use crate::crypto::{
+    self, CustodianIdentity, DecryptOutcome, KdfParams, Passphrase, RecipientKind, Share, VaultKeys,
 };
 use crate::manifest::CustodianEntry;
 use crate::manifest::SignedManifest;
@@ -1148,7 +1148,8 @@ fn take_plugin_share<'p>(
             continue;
         };
         let pin = pin_for(&custodian.name);
-        let outcome = crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin);
+        let outcome =
+            crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin);
         if matches!(outcome, DecryptOutcome::NotMine) {
             continue;
         }
@@ -1163,7 +1164,9 @@ fn take_plugin_share<'p>(
                     Err(why) => g.reject(custodian, &why),
                 }
             }
-            DecryptOutcome::Failed(why) => g.reject(custodian, &format!("envelope is corrupted ({why})")),
+            DecryptOutcome::Failed(why) => {
+                g.reject(custodian, &format!("envelope is corrupted ({why})"))
+            }
             DecryptOutcome::KeyFailed(why) => g.reject(
                 custodian,
                 &format!("the hardware key could not be used ({why})"),
