@@ -85,6 +85,7 @@ fn bgtest_key(kit: &Kit, name: &str) {
 fn bg(kit: &Kit) -> Command {
     let mut cmd = kit.bg();
     cmd.env("PATH", path_with(&plugin_dir(kit)))
+        .env("BGTEST_KIT", kit.dir.path())
         .env_remove("BGTEST_PIN")
         .env_remove("BGTEST_MODE")
         .env_remove("PINENTRY_PROGRAM");
@@ -680,6 +681,7 @@ fn killed_while_the_plugin_waits_the_vault_is_unchanged_and_opens() {
         .arg(kit.key("bob"))
         .env("PATH", path_with(&plugin_dir(&kit)))
         .env("BGTEST_MODE", "hang")
+        .env("BGTEST_KIT", kit.dir.path())
         .env("BGTEST_LOG", &log);
     let mut child = child.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -700,10 +702,11 @@ fn killed_while_the_plugin_waits_the_vault_is_unchanged_and_opens() {
     assert_eq!(report["revealed"][0]["value"], "hardware-vpn-password");
 }
 
-/// Running `age-plugin-bgtest` processes started from under `dir` (their
-/// argv[0] is the path PATH gave them).
+/// Running `age-plugin-bgtest` processes started for the kit in `dir`: the
+/// plugin inherits `BGTEST_KIT=dir` from [`bg`] (the path it runs from is the
+/// resolved binary, the same for every kit).
 fn plugin_processes_under(dir: &Path) -> Vec<u32> {
-    let wanted = dir.to_string_lossy().to_string();
+    let wanted = format!("BGTEST_KIT={}", dir.display());
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -712,8 +715,13 @@ fn plugin_processes_under(dir: &Path) -> Vec<u32> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("age-plugin-bgtest") && cmdline.contains(&wanted) {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        if String::from_utf8_lossy(&cmdline).contains("age-plugin-bgtest")
+            && environ.split('\0').any(|v| v == wanted)
+        {
             found.push(pid);
         }
     }
@@ -814,4 +822,56 @@ fn pinentry_asks_for_the_pin_when_pinentry_program_is_set() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("hardware-vpn-password"), "{text}");
     assert!(!text.contains("8642"), "{text}");
+}
+
+#[test]
+fn rekey_adds_a_hardware_key_custodian_who_then_drills() {
+    let kit = vault();
+    bgtest_key(&kit, "dave");
+    let out = bg(&kit)
+        .args(["rekey", "--reason", "new custodian", "--json", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("carol"))
+        .arg("--add-custodian")
+        .arg(format!("dave={}", kit.public("dave")))
+        .output()
+        .unwrap();
+    let report = ok_json(&out);
+    assert_eq!(
+        report["custodians"],
+        serde_json::json!(["alice", "bob", "carol", "dave"])
+    );
+    let listed = kit.json(&["custodian", "list"]);
+    assert!(
+        listed["custodians"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "dave" && c["plugin"] == "age-plugin-bgtest"),
+        "{listed}"
+    );
+    // Two bgtest custodians: dave's key skips bob's envelope (not its own) and opens his.
+    let drill = ok_json(
+        &bg(&kit)
+            .args(["drill", "--json", "--identity"])
+            .arg(kit.key("dave"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(drill["results"][0]["custodian"], "dave");
+    assert_eq!(drill["results"][0]["passed"], true);
+    // And the plugin missing at rekey time stops the rekey before any share is asked.
+    let before = kit.vault_bytes();
+    let mut cmd = kit.bg();
+    cmd.args(["rekey", "--reason", "r", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("carol"))
+        .args(["--remove-custodian", "bob"])
+        .env("PATH", "/usr/bin:/bin");
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(support::one_line_error(&out).contains("age-plugin-bgtest is not installed"));
+    assert_eq!(kit.vault_bytes(), before);
 }
