@@ -60,6 +60,7 @@ fn grown_vault(path: &Path, sessions: usize) {
                     value: SecretValue::new(b"bench value".to_vec()),
                     apply: None,
                     policy: Default::default(),
+                    rotator: None,
                 },
                 "bench",
             )

@@ -36,6 +36,7 @@ fn deposit(name: String) -> Deposit {
         value: SecretValue::new(b"correct horse battery staple".to_vec()),
         apply: None,
         policy: Default::default(),
+        rotator: None,
     }
 }
 
@@ -155,6 +156,8 @@ fn deposits(c: &mut Criterion) {
                             actor: "bench".into(),
                             trust_hook: false,
                             confirmed_hook: None,
+                            credentials: None,
+                            confirmed_rotator: None,
                         })
                         .unwrap(),
                 )
@@ -174,6 +177,8 @@ fn deposits(c: &mut Criterion) {
                             actor: "bench".into(),
                             trust_hook: false,
                             confirmed_hook: None,
+                            credentials: None,
+                            confirmed_rotator: None,
                         })
                         .unwrap(),
                 )

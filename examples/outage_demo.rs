@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             value: SecretValue::new(b"correct-horse-battery-staple".to_vec()),
             apply: None,
             policy: Default::default(),
+            rotator: None,
         },
         "demo-admin@laptop",
     )?;

@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             value: SecretValue::new(b"remote-demo-password".to_vec()),
             apply: None,
             policy: Default::default(),
+            rotator: None,
         },
         "admin@laptop",
     )?;

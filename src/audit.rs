@@ -429,6 +429,12 @@ pub struct EndorsedSetting {
     pub max_age_days: Option<u32>,
     /// The secret's expiry date, if set.
     pub expires: Option<String>,
+    /// A built-in rotator's kind, if set (absent from older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotator: Option<String>,
+    /// That rotator's non-secret config, canonical JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotator_config: Option<String>,
 }
 
 impl EndorsedSetting {
@@ -537,6 +543,7 @@ pub fn versions_digest(versions: &[EndorsedVersion]) -> SetDigest {
 ///          ‖ for each setting, sorted by secret (UTF-8 bytes) ascending:
 ///              str(secret) ‖ opt(str, apply_cmd) ‖ opt(u32be, gen_length)
 ///              ‖ opt(str, gen_charset) ‖ opt(u32be, max_age_days) ‖ opt(str, expires)
+///              ‖ [only when a rotator is set: 0x01 ‖ str(rotator) ‖ str(rotator_config)]
 ///        )
 /// str(s)    = u32be(len(s)) ‖ s (UTF-8)
 /// opt(f, x) = 0x00 when absent, 0x01 ‖ f(x) when present
@@ -552,6 +559,7 @@ pub fn settings_digest(settings: &[EndorsedSetting]) -> SetDigest {
                 &a.gen_charset,
                 a.max_age_days,
                 &a.expires,
+                (&a.rotator, &a.rotator_config),
             )
                 .cmp(&(
                     &b.apply_cmd,
@@ -559,6 +567,7 @@ pub fn settings_digest(settings: &[EndorsedSetting]) -> SetDigest {
                     &b.gen_charset,
                     b.max_age_days,
                     &b.expires,
+                    (&b.rotator, &b.rotator_config),
                 ))
         })
     });
@@ -574,6 +583,14 @@ pub fn settings_digest(settings: &[EndorsedSetting]) -> SetDigest {
             o.extend_from_slice(&n.to_be_bytes())
         });
         put_opt(&mut items, s.expires.as_deref(), put_str);
+        // Appended only when set, so digests of settings without a rotator
+        // (every checkpoint before rotators existed) are unchanged. The 0x01
+        // cannot start the next item, whose u32be length begins with 0x00.
+        if let Some(kind) = &s.rotator {
+            items.push(0x01);
+            put_str(&mut items, kind);
+            put_str(&mut items, s.rotator_config.as_deref().unwrap_or(""));
+        }
     }
     set_digest(ENDORSED_SETTINGS_LABEL, settings.len(), &items)
 }

@@ -710,6 +710,7 @@ fn a_checkpoint_row_does_not_grow_with_the_vault() {
                     value: SecretValue::new(b"value".to_vec()),
                     apply: None,
                     policy: Default::default(),
+                    rotator: None,
                 },
                 "admin@host",
             )

@@ -201,6 +201,8 @@ fn a_hook_swapped_after_it_was_confirmed_never_runs() {
             actor: "test@host".into(),
             trust_hook: false,
             confirmed_hook: confirmed,
+            credentials: None,
+            confirmed_rotator: None,
         })
         .unwrap_err()
         .to_string();

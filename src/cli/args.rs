@@ -214,6 +214,17 @@ pub struct PutArgs {
     /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
+    /// A built-in rotator for this secret: duo-bypass-codes, ldap-password or ad-password (its own credentials are given at rotation time, never stored)
+    #[arg(
+        long,
+        value_name = "KIND",
+        requires = "rotator_config",
+        conflicts_with = "apply"
+    )]
+    pub rotator: Option<String>,
+    /// The rotator's config: a JSON file of non-secret settings (hosts, DNs, ids, counts); see the README
+    #[arg(long, value_name = "FILE", requires = "rotator")]
+    pub rotator_config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -260,9 +271,12 @@ pub struct RotateArgs {
     /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
-    /// Run a stored apply hook that was set or changed after the last signed checkpoint (it is shown first)
+    /// Run a stored apply hook or rotator that was set or changed after the last signed checkpoint (it is shown first)
     #[arg(long)]
     pub trust_hook: bool,
+    /// The rotator's own credentials (Duo Admin API secret key, LDAP/AD bind password) from this file, never stored; with --exposed, NAME=FILE per secret (repeatable). Else asked on the terminal
+    #[arg(long = "credentials", value_name = "[NAME=]FILE")]
+    pub credentials: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }

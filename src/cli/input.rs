@@ -516,3 +516,88 @@ fn plugin_options() -> PluginOptions {
             }),
     }
 }
+
+/// `--rotator KIND --rotator-config FILE`: the kind, and its config parsed
+/// and checked (strictly, each problem named) before anything is stored.
+pub fn rotator(kind: &str, config: &Path) -> Result<breakglass::rotators::Rotator, VaultError> {
+    use breakglass::rotators::{Rotator, RotatorKind};
+    let kind =
+        RotatorKind::parse(kind).map_err(|e| VaultError::Invalid(format!("--rotator: {e}")))?;
+    let bytes = read_file(config, "rotator config")?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        VaultError::Invalid(format!(
+            "rotator config {}: not UTF-8 text",
+            config.display()
+        ))
+    })?;
+    Rotator::parse(kind, text)
+        .map_err(|e| VaultError::Invalid(format!("rotator config {}: {e}", config.display())))
+}
+
+/// Which `--credentials [NAME=]FILE` is for secret `name`: `NAME=FILE`
+/// entries by name; a bare FILE only for a single rotation (`named_only` off).
+pub fn credentials_file_for(
+    specs: &[String],
+    name: &str,
+    named_only: bool,
+) -> Result<Option<PathBuf>, VaultError> {
+    for spec in specs {
+        match spec.split_once('=') {
+            Some((n, path)) if n == name => return Ok(Some(PathBuf::from(path))),
+            Some(_) => {}
+            None if named_only => {
+                return Err(VaultError::Invalid(format!(
+                    "--credentials {spec}: with --exposed, give NAME=FILE for each secret"
+                )))
+            }
+            None => return Ok(Some(PathBuf::from(spec))),
+        }
+    }
+    Ok(None)
+}
+
+/// A rotator's credentials: from `file`, else a hidden prompt on the
+/// terminal; never argv or the environment, and never stored.
+pub fn rotator_credentials(
+    file: Option<&Path>,
+    name: &str,
+    kind: breakglass::rotators::RotatorKind,
+) -> Result<breakglass::rotators::RotatorCredentials, VaultError> {
+    use breakglass::rotators::RotatorCredentials;
+    let what = kind.credentials_name();
+    let text = match file {
+        Some(path) => {
+            let bytes = read_file(path, "credentials file")?;
+            String::from_utf8(bytes).map_err(|_| {
+                VaultError::Invalid(format!("credentials file {}: not UTF-8 text", path.display()))
+            })?
+        }
+        None if interactive() => hidden_text(&format!(
+            "{} for rotating {name} ({}, not stored): ",
+            capitalized(what),
+            kind.as_str()
+        ))?
+        .to_string(),
+        None => {
+            return Err(VaultError::Secret {
+                name: name.into(),
+                detail: format!(
+                    "its rotator {} needs {what}, and there is no terminal to ask; give --credentials FILE",
+                    kind.as_str()
+                ),
+            })
+        }
+    };
+    RotatorCredentials::new(text).map_err(|e| VaultError::Secret {
+        name: name.into(),
+        detail: format!("{e}; give {what}"),
+    })
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

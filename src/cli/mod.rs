@@ -42,9 +42,9 @@ use breakglass::remote::{parse_ttl, ParsedRequest};
 use breakglass::vault::Policy;
 use breakglass::vault::Reveal;
 use breakglass::vault::{
-    current_actor, enrol, Charset, CustodianSpec, Deposit, DrillRequest, InitOptions, NewValue,
-    RecipientSpec, RekeyChanges, RemoteApprovals, RotateRequest, SecretKind, Unendorsed,
-    UnsealRequest,
+    current_actor, enrol, Charset, CustodianSpec, Deposit, DrillRequest, ExposedRequest,
+    InitOptions, NewValue, RecipientSpec, RekeyChanges, RemoteApprovals, RotateRequest, SecretKind,
+    Unendorsed, UnsealRequest,
 };
 use breakglass::{Access, Vault, VaultError};
 use clap::{CommandFactory, Parser};
@@ -250,6 +250,10 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 KindArg::Note => SecretKind::Note,
             };
             let name = a.name.clone();
+            let rotator = match (&a.rotator, &a.rotator_config) {
+                (Some(kind), Some(file)) => Some(input::rotator(kind, file)?),
+                _ => None,
+            };
             let version = vault.put(
                 Deposit {
                     name: a.name,
@@ -260,6 +264,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     value,
                     apply: a.apply,
                     policy,
+                    rotator,
                 },
                 &actor,
             )?;
@@ -273,12 +278,28 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Rotate(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             if a.exposed {
-                let confirmed = if a.trust_hook {
-                    Vec::new()
+                let (confirmed_hooks, confirmed_rotators) = if a.trust_hook {
+                    (Vec::new(), Vec::new())
                 } else {
-                    confirm_exposed_hooks(&vault)?
+                    confirm_exposed_settings(&vault)?
                 };
-                let report = vault.rotate_exposed(&actor, a.trust_hook, &confirmed)?;
+                let mut credentials = Vec::new();
+                for name in vault.exposed_names()? {
+                    if let Some(kind) = vault.rotator_of(&name)? {
+                        let file = input::credentials_file_for(&a.credentials, &name, true)?;
+                        credentials.push((
+                            name.clone(),
+                            input::rotator_credentials(file.as_deref(), &name, kind)?,
+                        ));
+                    }
+                }
+                let report = vault.rotate_exposed(ExposedRequest {
+                    actor,
+                    trust_hook: a.trust_hook,
+                    confirmed_hooks,
+                    confirmed_rotators,
+                    credentials,
+                })?;
                 render::rotate_exposed(&report, a.json);
                 let done = report.failed.is_empty() && report.needs_human.is_empty();
                 return Ok(if done { EXIT_OK } else { EXIT_FAILURE });
@@ -291,7 +312,37 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             }
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             vault.refuse_while_rotating(&name, "nothing was rotated")?;
-            let value = if a.generate {
+            let rotator = match &a.apply {
+                None => vault.rotator_of(&name)?,
+                Some(_) => None,
+            };
+            let confirmed_rotator = match (&rotator, a.trust_hook) {
+                (Some(_), false) => {
+                    let stored = vault.untrusted_rotator(&name)?;
+                    match &stored {
+                        Some(setting) if !confirm_rotator(setting, &name)? => None,
+                        _ => stored,
+                    }
+                }
+                _ => None,
+            };
+            let credentials = match rotator {
+                Some(kind) => {
+                    let file = input::credentials_file_for(&a.credentials, &name, false)?;
+                    Some(input::rotator_credentials(file.as_deref(), &name, kind)?)
+                }
+                None if !a.credentials.is_empty() => {
+                    return Err(VaultError::Secret {
+                        name,
+                        detail: "has no rotator; --credentials is for a secret put with --rotator"
+                            .into(),
+                    })
+                }
+                None => None,
+            };
+            let value = if rotator.is_some() && !a.generate && a.file.is_none() {
+                NewValue::ByRotator
+            } else if a.generate {
                 NewValue::Generate {
                     length: a.length,
                     charset: match a.charset {
@@ -305,7 +356,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 NewValue::Given(input::secret_value(a.file.as_deref(), &name)?)
             };
             let confirmed_hook = match (&a.apply, a.trust_hook) {
-                (None, false) => {
+                (None, false) if rotator.is_none() => {
                     let stored = vault.untrusted_hook(&name)?;
                     if confirm_hook(&stored, &name)? {
                         stored
@@ -323,6 +374,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 actor,
                 trust_hook: a.trust_hook,
                 confirmed_hook,
+                credentials,
+                confirmed_rotator,
             })?;
             render::rotated(&outcome, a.json);
             Ok(EXIT_OK)
@@ -910,19 +963,44 @@ fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
     ))
 }
 
-/// `rotate --exposed`: confirm every unendorsed hook it would run, at once.
-/// Returns exactly the (secret, command) pairs confirmed; one "no" trusts none.
-fn confirm_exposed_hooks(vault: &Vault) -> Result<Vec<(String, String)>, VaultError> {
-    let mut confirmed = Vec::new();
+/// A stored rotator no checkpoint endorsed: show its kind and config (from
+/// the file, so escaped) and ask whether to run it.
+fn confirm_rotator(setting: &(String, String), name: &str) -> Result<bool, VaultError> {
+    let warning = format!(
+        "warning: the rotator of {} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {} {}",
+        render::visible(name),
+        render::visible(&setting.0),
+        render::visible(&setting.1)
+    );
+    errln!("{warning}");
+    Ok(matches!(
+        input::line(&warning, "Run this rotator with your credentials? [y/N] ")?,
+        Some(answer) if answer.trim().eq_ignore_ascii_case("y")
+    ))
+}
+
+/// Confirmed (secret, hook) and (secret, (rotator kind, config)) pairs.
+type ConfirmedSettings = (Vec<(String, String)>, Vec<(String, (String, String))>);
+
+/// `rotate --exposed`: confirm every unendorsed hook and rotator it would
+/// run, at once. Returns exactly those confirmed; one "no" trusts none.
+fn confirm_exposed_settings(vault: &Vault) -> Result<ConfirmedSettings, VaultError> {
+    let mut hooks = Vec::new();
+    let mut rotators = Vec::new();
     for name in vault.exposed_names()? {
-        if let Some(cmd) = vault.untrusted_hook(&name)? {
-            if !confirm_hook(&Some(cmd.clone()), &name)? {
-                return Ok(Vec::new());
+        if let Some(setting) = vault.untrusted_rotator(&name)? {
+            if !confirm_rotator(&setting, &name)? {
+                return Ok(Default::default());
             }
-            confirmed.push((name, cmd));
+            rotators.push((name, setting));
+        } else if let Some(cmd) = vault.untrusted_hook(&name)? {
+            if !confirm_hook(&Some(cmd.clone()), &name)? {
+                return Ok(Default::default());
+            }
+            hooks.push((name, cmd));
         }
     }
-    Ok(confirmed)
+    Ok((hooks, rotators))
 }
 
 /// Open and verify the vault, showing any loud warning (a stale copy) first.

@@ -167,6 +167,21 @@ const STEPS: &[&str] = &[
         last_error TEXT,
         PRIMARY KEY (origin, sink)
     );",
+    // 7: built-in rotators (`put --rotator KIND --rotator-config FILE`): the
+    // rotator kind and its non-secret config (canonical JSON) per secret, and
+    // the rotators the latest checkpoint endorsed, beside `endorsed_settings`
+    // (hashed into the same signed settings digest). New tables, so readers
+    // of older files treat them as empty.
+    "CREATE TABLE rotators (
+        secret TEXT PRIMARY KEY REFERENCES secrets(name),
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL
+    );
+    CREATE TABLE endorsed_rotators (
+        secret TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL
+    );",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -239,6 +239,18 @@ pub struct RotationRow {
     pub max_age_days: Option<u32>,
     /// YYYY-MM-DD after which the credential stops working (e.g. Duo codes).
     pub expires: Option<String>,
+    /// A built-in rotator (`duo-bypass-codes`, `ldap-password`, `ad-password`)
+    /// and its non-secret config (canonical JSON), if set.
+    pub rotator: Option<RotatorSetting>,
+}
+
+/// A secret's built-in rotator: its kind and non-secret config (canonical JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatorSetting {
+    /// `duo-bypass-codes`, `ldap-password` or `ad-password`.
+    pub kind: String,
+    /// Canonical JSON of the rotator's config.
+    pub config: String,
 }
 
 /// One alert for one sink, queued in the same transaction as its audit row.
@@ -744,6 +756,28 @@ impl Tx<'_> {
         )
     }
 
+    /// Replace a `pending` version's sealed value (a rotator's peer made
+    /// it), sealed to `epoch`. Exactly one pending row must match.
+    pub fn replace_pending_value(
+        &self,
+        secret: &str,
+        version: u32,
+        epoch: u64,
+        ciphertext: &str,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .tx
+            .execute(
+                "UPDATE secret_versions SET ciphertext = ?3, epoch = ?4 WHERE secret = ?1 AND version = ?2 AND state = 'pending'",
+                params![secret, version, ciphertext, epoch as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed != 1 {
+            return Err(self.err(rusqlite::Error::QueryReturnedNoRows));
+        }
+        Ok(())
+    }
+
     /// Sets a version's state (`active`, `pending`, `failed`…).
     pub fn set_version_state(
         &self,
@@ -804,7 +838,15 @@ impl Tx<'_> {
                    gen_length = COALESCE(excluded.gen_length, gen_length), gen_charset = COALESCE(excluded.gen_charset, gen_charset),
                    max_age_days = COALESCE(excluded.max_age_days, max_age_days), expires = COALESCE(excluded.expires, expires)",
                 params![secret, row.apply_cmd, row.gen_length, row.gen_charset, row.max_age_days, row.expires],
-            )
+            )?;
+        if let Some(rotator) = &row.rotator {
+            self.run(
+                "INSERT INTO rotators (secret, kind, config) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(secret) DO UPDATE SET kind = excluded.kind, config = excluded.config",
+                params![secret, rotator.kind, rotator.config],
+            )?;
+        }
+        Ok(())
     }
 
     /// How many single-use codes a bypass-codes version holds (counted at deposit).
@@ -945,6 +987,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.run("DELETE FROM endorsed_versions", [])?;
         self.run("DELETE FROM endorsed_settings", [])?;
+        self.run("DELETE FROM endorsed_rotators", [])?;
         let mut insert = self
             .tx
             .prepare_cached(
@@ -979,6 +1022,12 @@ impl Tx<'_> {
                     s.expires
                 ])
                 .map_err(|e| self.err(e))?;
+            if let (Some(kind), Some(config)) = (&s.rotator, &s.rotator_config) {
+                self.run(
+                    "INSERT INTO endorsed_rotators (secret, kind, config) VALUES (?1, ?2, ?3)",
+                    params![s.secret, kind, config],
+                )?;
+            }
         }
         Ok(())
     }
@@ -1197,7 +1246,8 @@ impl Reader<'_> {
 
     /// A secret's rotation settings (defaults when none are stored).
     pub fn rotation(&self, secret: &str) -> Result<RotationRow, StoreError> {
-        self.conn
+        let mut row = self
+            .conn
             .query_row(
                 "SELECT apply_cmd, gen_length, gen_charset, max_age_days, expires FROM rotation_settings WHERE secret = ?1",
                 params![secret],
@@ -1208,12 +1258,44 @@ impl Reader<'_> {
                         gen_charset: r.get(2)?,
                         max_age_days: r.get(3)?,
                         expires: r.get(4)?,
+                        rotator: None,
                     })
                 },
             )
             .optional()
             .map(Option::unwrap_or_default)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        row.rotator = self.rotators_in("rotators")?.remove(secret);
+        Ok(row)
+    }
+
+    /// Rotators by secret, from `rotators` or `endorsed_rotators` (empty in a
+    /// file from before schema 7).
+    fn rotators_in(
+        &self,
+        table: &str,
+    ) -> Result<std::collections::HashMap<String, RotatorSetting>, StoreError> {
+        if !self.has_table(table)? {
+            return Ok(Default::default());
+        }
+        let sql = match table {
+            "rotators" => "SELECT secret, kind, config FROM rotators",
+            _ => "SELECT secret, kind, config FROM endorsed_rotators",
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    RotatorSetting {
+                        kind: r.get(1)?,
+                        config: r.get(2)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Every secret's rotation settings, by secret name.
@@ -1232,11 +1314,31 @@ impl Reader<'_> {
                         gen_charset: r.get(3)?,
                         max_age_days: r.get(4)?,
                         expires: r.get(5)?,
+                        rotator: None,
                     },
                 ))
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .and_then(|rows| rows.collect::<Result<Vec<(String, RotationRow)>, _>>())
             .map_err(|e| self.err(e))?;
+        let mut rotators = self.rotators_in("rotators")?;
+        let mut rows: Vec<(String, RotationRow)> = rows
+            .into_iter()
+            .map(|(secret, mut row)| {
+                row.rotator = rotators.remove(&secret);
+                (secret, row)
+            })
+            .collect();
+        // A rotator set with no other setting still counts as a setting.
+        rows.extend(rotators.into_iter().map(|(secret, rotator)| {
+            (
+                secret,
+                RotationRow {
+                    rotator: Some(rotator),
+                    ..Default::default()
+                },
+            )
+        }));
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(rows)
     }
 
@@ -1483,10 +1585,30 @@ impl Reader<'_> {
                     gen_charset: r.get(3)?,
                     max_age_days: r.get(4)?,
                     expires: r.get(5)?,
+                    rotator: None,
+                    rotator_config: None,
                 })
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .and_then(|rows| rows.collect::<Result<Vec<EndorsedSetting>, _>>())
             .map_err(|e| self.err(e))?;
+        let mut rotators = self.rotators_in("endorsed_rotators")?;
+        let mut rows: Vec<EndorsedSetting> = rows
+            .into_iter()
+            .map(|mut s| {
+                if let Some(r) = rotators.remove(&s.secret) {
+                    s.rotator = Some(r.kind);
+                    s.rotator_config = Some(r.config);
+                }
+                s
+            })
+            .collect();
+        rows.extend(rotators.into_iter().map(|(secret, r)| EndorsedSetting {
+            secret,
+            rotator: Some(r.kind),
+            rotator_config: Some(r.config),
+            ..Default::default()
+        }));
+        rows.sort_by(|a, b| a.secret.cmp(&b.secret));
         Ok(rows)
     }
 

@@ -99,6 +99,8 @@ fn setting_of(secret: &str, row: &RotationRow) -> audit::EndorsedSetting {
         gen_charset: row.gen_charset.clone(),
         max_age_days: row.max_age_days,
         expires: row.expires.clone(),
+        rotator: row.rotator.as_ref().map(|r| r.kind.clone()),
+        rotator_config: row.rotator.as_ref().map(|r| r.config.clone()),
     }
 }
 

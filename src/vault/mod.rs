@@ -32,8 +32,8 @@ pub use reports::{
     SecretInfo, StatusReport,
 };
 pub use rotate::{
-    AbandonOutcome, Charset, ExposedRotation, NewValue, RotateOutcome, RotateRequest,
-    DEFAULT_LENGTH,
+    AbandonOutcome, Charset, ExposedRequest, ExposedRotation, NewValue, RotateOutcome,
+    RotateRequest, DEFAULT_LENGTH,
 };
 pub use unseal::{
     RemoteApprovals, Reveal, RevealMode, Revealed, UnsealPrompt, UnsealReport, UnsealRequest,
@@ -195,6 +195,9 @@ pub struct Deposit {
     pub apply: Option<String>,
     /// Rotation policy: generated length and charset, maximum age, expiry.
     pub policy: Policy,
+    /// A built-in rotator with its config (`--rotator KIND --rotator-config
+    /// FILE`), stored as a rotation setting: endorsed like a hook.
+    pub rotator: Option<crate::rotators::Rotator>,
 }
 
 /// An opened, verified, still sealed vault.
@@ -406,6 +409,30 @@ impl Vault {
                 });
             }
         }
+        if let Some(rotator) = &deposit.rotator {
+            if rotator.kind().secret_kind() != deposit.kind.as_str() {
+                return Err(VaultError::Secret {
+                    name: deposit.name,
+                    detail: format!(
+                        "rotator {} rotates {} secrets, not {}; nothing was deposited",
+                        rotator.kind().as_str(),
+                        rotator.kind().secret_kind(),
+                        deposit.kind.as_str()
+                    ),
+                });
+            }
+            if deposit.apply.is_some() || tx.read().rotation(&deposit.name)?.apply_cmd.is_some() {
+                return Err(VaultError::Secret {
+                    name: deposit.name,
+                    detail: "has an apply hook: a secret is rotated by a hook or a rotator, not both; nothing was deposited".into(),
+                });
+            }
+        } else if deposit.apply.is_some() && tx.read().rotation(&deposit.name)?.rotator.is_some() {
+            return Err(VaultError::Secret {
+                name: deposit.name,
+                detail: "has a rotator: a secret is rotated by a hook or a rotator, not both; nothing was deposited".into(),
+            });
+        }
         let version = tx.read().latest_version_number(&deposit.name)? + 1;
         let plaintext = records::encode_secret(&vault_id, &deposit.name, version, &deposit.value);
         let ciphertext =
@@ -428,6 +455,13 @@ impl Vault {
                 apply_cmd: deposit.apply.clone(),
                 max_age_days: deposit.policy.max_age_days,
                 expires: deposit.policy.expires.clone(),
+                rotator: deposit
+                    .rotator
+                    .as_ref()
+                    .map(|r| crate::store::RotatorSetting {
+                        kind: r.kind().as_str().into(),
+                        config: r.canonical_config(),
+                    }),
                 ..Default::default()
             },
         )?;
@@ -450,6 +484,8 @@ impl Vault {
                     "version": version,
                     "kind": deposit.kind.as_str(),
                     "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
+                    "rotator": deposit.rotator.as_ref().map(|r| r.kind().as_str()),
+                    "rotator_config": deposit.rotator.as_ref().map(|r| r.canonical_config()),
                 })),
             ],
         )?;

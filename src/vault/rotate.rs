@@ -18,7 +18,8 @@ use super::records::{self, SecretValue};
 use super::{count_codes, Policy, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{self, CustodianRecipient};
-use crate::store::{Reader, RotationRow, VersionRow};
+use crate::rotators::{Rotator, RotatorCredentials, RotatorFailure, RotatorKind};
+use crate::store::{Reader, RotationRow, RotatorSetting, VersionRow};
 
 /// How long an apply hook may run before it is killed and the rotation fails.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,6 +28,10 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 pub const INTERRUPTED_AFTER: Duration = Duration::from_secs(HOOK_TIMEOUT.as_secs() + 60);
 /// Length of a generated password when none is set.
 pub const DEFAULT_LENGTH: usize = 24;
+/// Length of a password an LDAP or AD rotator generates when none is set.
+pub const ROTATOR_LENGTH: usize = 32;
+/// What a pending version holds while a peer (Duo) makes its value.
+const AWAITING_PEER: &[u8] = b"awaiting-the-rotator's-value";
 
 /// Alphabets for generated passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +78,9 @@ impl Charset {
 
 /// Where the new value comes from.
 pub enum NewValue {
+    /// The secret's rotator makes it: Duo's new codes, or a generated
+    /// password (endorsed generator settings, else the default) for LDAP/AD.
+    ByRotator,
     /// A value the user gave (file, stdin or prompt).
     Given(SecretValue),
     /// Generate a random password.
@@ -101,6 +109,11 @@ pub struct RotateRequest {
     /// The stored hook the user was shown and confirmed: it runs only if the
     /// stored hook is still exactly this.
     pub confirmed_hook: Option<String>,
+    /// The rotator's own credentials, given now (never stored).
+    pub credentials: Option<RotatorCredentials>,
+    /// The stored rotator (kind, canonical config) the user was shown and
+    /// confirmed: it runs only if the stored one is still exactly this.
+    pub confirmed_rotator: Option<(String, String)>,
 }
 
 /// What one rotation did.
@@ -116,6 +129,8 @@ pub struct RotateOutcome {
     pub epoch: u64,
     /// The apply hook's exit code, if a hook ran (`None` when there was none or it was killed).
     pub hook_exit: Option<i32>,
+    /// The built-in rotator that applied and proved the new value, if one ran.
+    pub rotator: Option<String>,
     /// The new version's state: `active`, `pending` or `failed`.
     pub state: String,
 }
@@ -135,6 +150,20 @@ pub struct AbandonOutcome {
     pub active_version: Option<u32>,
     /// The abandoned version's state (`failed`).
     pub state: String,
+}
+
+/// What `rotate --exposed` is asked to do.
+pub struct ExposedRequest {
+    /// Who rotates, as logged.
+    pub actor: String,
+    /// Run stored hooks and rotators no checkpoint endorsed.
+    pub trust_hook: bool,
+    /// (secret, command) of each unendorsed stored hook the user confirmed.
+    pub confirmed_hooks: Vec<(String, String)>,
+    /// (secret, (kind, config)) of each unendorsed stored rotator the user confirmed.
+    pub confirmed_rotators: Vec<(String, (String, String))>,
+    /// (secret, credentials) for each exposed secret with a rotator.
+    pub credentials: Vec<(String, RotatorCredentials)>,
 }
 
 /// What `rotate --exposed` did.
@@ -160,11 +189,64 @@ impl Vault {
         let kind = SecretKind::parse(&meta.kind)?;
         // Early and friendly; the check that counts is under the write lock.
         self.refuse_while_rotating(&name, "nothing was rotated")?;
-        let generator = match &request.value {
+        // A stored rotator runs unless a hook is given on the command line; it
+        // must be endorsed, or shown and confirmed, like a stored hook.
+        let rotator = match (&request.apply, self.store.read().rotation(&name)?.rotator) {
+            (None, Some(stored)) => Some(self.trusted_rotator(&name, &stored, &request)?),
+            _ => None,
+        };
+        let value_spec = match (&rotator, request.value) {
+            (Some(r), NewValue::ByRotator) if r.kind().value_made_here() => {
+                let endorsed = self.endorsed_settings(&name)?;
+                NewValue::Generate {
+                    length: endorsed.gen_length.map_or(ROTATOR_LENGTH, |l| l as usize),
+                    charset: endorsed
+                        .gen_charset
+                        .as_deref()
+                        .and_then(Charset::parse)
+                        .unwrap_or(Charset::AlnumSymbols),
+                }
+            }
+            (Some(r), NewValue::ByRotator) => {
+                // Duo makes the codes; until they arrive the pending version
+                // holds this marker, never revealed (only active versions are).
+                let _ = r;
+                NewValue::Given(SecretValue::new(AWAITING_PEER.to_vec()))
+            }
+            (Some(r), _) if !r.kind().value_made_here() => {
+                return Err(VaultError::Secret {
+                    name,
+                    detail: format!(
+                        "its rotator {} makes the new value at the peer; give no value, --file or --generate; nothing was rotated",
+                        r.kind().as_str()
+                    ),
+                })
+            }
+            (None, NewValue::ByRotator) => {
+                return Err(VaultError::Secret {
+                    name,
+                    detail: "has no rotator; give the new value (--file, stdin or --generate); nothing was rotated".into(),
+                })
+            }
+            (_, other) => other,
+        };
+        if let Some(r) = &rotator {
+            if request.credentials.is_none() {
+                return Err(VaultError::Secret {
+                    name,
+                    detail: format!(
+                        "its rotator {} needs {} for this rotation: give it with --credentials FILE (or on the terminal); nothing was rotated",
+                        r.kind().as_str(),
+                        r.kind().credentials_name()
+                    ),
+                });
+            }
+        }
+        let generator = match &value_spec {
             NewValue::Generate { length, charset } => {
                 (Some(*length as u32), Some(charset.as_str().to_string()))
             }
-            NewValue::Given(_) => (None, None),
+            NewValue::Given(_) | NewValue::ByRotator => (None, None),
         };
         let settings = RotationRow {
             apply_cmd: request.apply.clone(),
@@ -172,9 +254,11 @@ impl Vault {
             gen_charset: generator.1,
             max_age_days: request.policy.max_age_days,
             expires: request.policy.expires.clone(),
+            rotator: None,
         };
-        let value = match request.value {
+        let value = match value_spec {
             NewValue::Given(v) => v,
+            NewValue::ByRotator => unreachable!("resolved above"),
             NewValue::Generate { length, charset } => {
                 if kind != SecretKind::Password {
                     return Err(VaultError::Secret {
@@ -187,11 +271,7 @@ impl Vault {
                         "--length {length}: choose 12 to 256"
                     )));
                 }
-                SecretValue::new(
-                    crypto::random_string(length, charset.alphabet())
-                        .as_bytes()
-                        .to_vec(),
-                )
+                generate(length, charset, rotator.is_some())
             }
         };
         if std::str::from_utf8(value.expose_secret()).map_or(true, |t| t.trim().is_empty()) {
@@ -201,9 +281,11 @@ impl Vault {
             });
         }
         // A hook from the user's own command line runs; a stored one only if a
-        // quorum endorsed it, or the user saw it and passed --trust-hook.
+        // quorum endorsed it, or the user saw it and passed --trust-hook. A
+        // secret with a rotator runs no stored hook.
         let hook = match &request.apply {
             Some(cmd) => Some(cmd.clone()),
+            None if rotator.is_some() => None,
             // No stored hook: nothing runs, and the log need not be read.
             None => match self.store.read().rotation(&name)?.apply_cmd {
                 None => None,
@@ -241,10 +323,29 @@ impl Vault {
         let version = self.store_pending(&name, &value, &settings, &request.actor, kind)?;
 
         // Phase 2: apply it where it lives.
-        let (hook_exit, hook_error) = match &hook {
-            None => (None, None),
+        let mut from_peer: Option<SecretValue> = None;
+        let mut target_changed = false;
+        let (hook_exit, hook_error) = match (&hook, &rotator) {
+            (None, Some(r)) => {
+                let credentials = request.credentials.as_ref().expect("checked above");
+                let made_here = r.kind().value_made_here().then(|| value.expose_secret());
+                match r.apply(credentials, made_here) {
+                    Ok(peer_value) => {
+                        from_peer = peer_value.map(|v| SecretValue::new(v.to_vec()));
+                        (None, None)
+                    }
+                    Err(RotatorFailure::NotApplied(why)) => {
+                        (None, Some(format!("{}: {why}", r.kind().as_str())))
+                    }
+                    Err(RotatorFailure::Unproven(why)) => {
+                        target_changed = true;
+                        (None, Some(format!("{}: {why}", r.kind().as_str())))
+                    }
+                }
+            }
+            (None, None) => (None, None),
             // The hook's output is never echoed: it may hold the new value.
-            Some(cmd) => match run_hook(cmd, &name, meta.username.as_deref(), &value) {
+            (Some(cmd), _) => match run_hook(cmd, &name, meta.username.as_deref(), &value) {
                 Ok(HookExit::Code(0)) => (Some(0), None),
                 Ok(HookExit::Code(code)) => (
                     Some(code),
@@ -284,17 +385,39 @@ impl Vault {
             let sealed_epoch = mine.map_or(current.manifest.epoch, |v| v.epoch);
             let problem = match (&hook_error, &blocked) {
                 (None, None) => None,
+                (Some(why), _) if rotator.is_some() => Some(why.clone()),
                 (Some(_), _) => Some("apply hook failed".to_string()),
                 (None, Some(why)) => Some(format!("not made active: {why}")),
             };
             let outcome = match &problem {
                 None => {
+                    if let Some(codes) = &from_peer {
+                        // The peer made the value (Duo's codes): it replaces the
+                        // marker in the pending version, sealed to the key in
+                        // force now, in the transaction that makes it active.
+                        let vault_id = hex_to_id(&current.manifest.vault_id)?;
+                        let recipient =
+                            CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
+                                .map_err(VaultError::Invalid)?;
+                        let plaintext = records::encode_secret(&vault_id, &name, version, codes);
+                        let ciphertext = crypto::encrypt_armored(&recipient, &plaintext)
+                            .map_err(VaultError::invalid)?;
+                        tx.replace_pending_value(
+                            &name,
+                            version,
+                            current.manifest.epoch,
+                            &ciphertext,
+                        )?;
+                        if kind == SecretKind::BypassCodes {
+                            tx.set_code_count(&name, version, count_codes(codes)?)?;
+                        }
+                    }
                     tx.activate_version(&name, version)?;
                     tx.clear_exposure(&name)?;
                     audit::append(
                         &tx,
                         vec![NewEntry::new(&request.actor, "rotate", &name).details(
-                            serde_json::json!({ "version": version, "hook_exit": hook_exit }),
+                            serde_json::json!({ "version": version, "hook_exit": hook_exit, "rotator": rotator.as_ref().map(|r| r.kind().as_str()) }),
                         )],
                     )?;
                     "active"
@@ -306,7 +429,7 @@ impl Vault {
                     audit::append(
                         &tx,
                         vec![NewEntry::new(&request.actor, "rotate_failed", &name)
-                            .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "problem": problem }))],
+                            .details(serde_json::json!({ "version": version, "hook_exit": hook_exit, "rotator": rotator.as_ref().map(|r| r.kind().as_str()), "problem": problem, "target_may_have_changed": target_changed }))],
                     )?;
                     "failed"
                 }
@@ -317,10 +440,12 @@ impl Vault {
         // The hook already ran: a failure to record the outcome must say what
         // the target now holds and how to settle it, not just "retry".
         let (current, versions, blocked, sealed_epoch, outcome) = recorded.map_err(|e| {
-            let applied = match (&hook, &hook_error) {
-                (Some(_), None) => format!("the apply hook exited 0, so the target system now holds version {version}'s value"),
-                (Some(_), Some(_)) => "the apply hook failed".to_string(),
-                (None, _) => "no apply hook ran".to_string(),
+            let applied = match (&hook, &hook_error, &rotator) {
+                (None, None, Some(r)) if from_peer.is_some() => format!("{} made new values at the peer, which the vault could not store (the old ones may no longer work there)", r.kind().as_str()),
+                (None, None, Some(r)) => format!("{} set and proved version {version}'s value at the target", r.kind().as_str()),
+                (Some(_), None, _) => format!("the apply hook exited 0, so the target system now holds version {version}'s value"),
+                (_, Some(_), _) => "the apply hook or rotator failed".to_string(),
+                (None, None, None) => "no apply hook ran".to_string(),
             };
             VaultError::Secret {
                 name: name.clone(),
@@ -331,10 +456,12 @@ impl Vault {
         })?;
         self.adopt_manifest(current);
         if let Some(why) = hook_error {
-            return Err(VaultError::Secret {
-                name,
-                detail: format!("{why}; version {version} kept as failed and the old version stays active — fix the hook and rotate again"),
-            });
+            let detail = match (&rotator, target_changed) {
+                (None, _) => format!("{why}; version {version} kept as failed and the old version stays active — fix the hook and rotate again"),
+                (Some(_), false) => format!("{why}; version {version} kept as failed and the old version stays active (the peer still holds it) — fix the cause and rotate again"),
+                (Some(_), true) => format!("{why}; version {version} kept as failed and the old version stays active in the vault, but the target may now hold version {version}'s value — check the account and rotate again"),
+            };
+            return Err(VaultError::Secret { name, detail });
         }
         if let Some(why) = blocked {
             let stays = versions
@@ -362,8 +489,80 @@ impl Vault {
             fingerprint: self.fingerprint(),
             epoch: sealed_epoch,
             hook_exit,
+            rotator: rotator.as_ref().map(|r| r.kind().as_str().to_string()),
             state: outcome.into(),
         })
+    }
+
+    /// The stored rotator of `name`, parsed, if a checkpoint endorsed it as it
+    /// is, or the user was shown it and confirmed (or passed --trust-hook).
+    fn trusted_rotator(
+        &mut self,
+        name: &str,
+        stored: &RotatorSetting,
+        request: &RotateRequest,
+    ) -> Result<Rotator, VaultError> {
+        let endorsed = self.endorsed_settings(name)?;
+        let is_endorsed = endorsed.rotator.as_deref() == Some(stored.kind.as_str())
+            && endorsed.rotator_config.as_deref() == Some(stored.config.as_str());
+        let confirmed = request.confirmed_rotator.as_ref()
+            == Some(&(stored.kind.clone(), stored.config.clone()));
+        if !is_endorsed && !confirmed && !request.trust_hook {
+            let when = if request.confirmed_rotator.is_some() {
+                "it changed after you confirmed it"
+            } else {
+                "no quorum endorsed it"
+            };
+            return Err(VaultError::Secret {
+                name: name.into(),
+                detail: format!(
+                    "its rotator was set or changed after the last signed checkpoint, and {when}: {} {} — read it; if it is yours, rotate again with --trust-hook; nothing was rotated",
+                    stored.kind, stored.config
+                ),
+            });
+        }
+        let rotator = RotatorKind::parse(&stored.kind)
+            .and_then(|kind| Rotator::parse(kind, &stored.config))
+            .map_err(|e| VaultError::Secret {
+                name: name.into(),
+                detail: format!("its stored rotator is unusable ({e}); set it again with `breakglass put {name} --rotator KIND --rotator-config FILE`"),
+            })?;
+        if !is_endorsed {
+            let tx = self.store.begin()?;
+            audit::append(
+                &tx,
+                vec![
+                    NewEntry::new(&request.actor, "rotator_trusted", name).details(
+                        serde_json::json!({ "rotator": stored.kind, "config": stored.config }),
+                    ),
+                ],
+            )?;
+            tx.commit()?;
+        }
+        Ok(rotator)
+    }
+
+    /// The stored rotator (kind, config) of `name` when no checkpoint
+    /// endorsed it as it is: to show and confirm before rotating.
+    pub fn untrusted_rotator(&self, name: &str) -> Result<Option<(String, String)>, VaultError> {
+        let Some(stored) = self.store.read().rotation(name)?.rotator else {
+            return Ok(None);
+        };
+        let endorsed = self.endorsed_settings(name)?;
+        let same = endorsed.rotator.as_deref() == Some(stored.kind.as_str())
+            && endorsed.rotator_config.as_deref() == Some(stored.config.as_str());
+        Ok((!same).then_some((stored.kind, stored.config)))
+    }
+
+    /// The rotator kind stored for `name`, if any (endorsed or not): what
+    /// `rotate` will ask credentials for.
+    pub fn rotator_of(&self, name: &str) -> Result<Option<RotatorKind>, VaultError> {
+        Ok(self
+            .store
+            .read()
+            .rotation(name)?
+            .rotator
+            .and_then(|r| RotatorKind::parse(&r.kind).ok()))
     }
 
     fn store_pending(
@@ -505,14 +704,15 @@ impl Vault {
         Ok(())
     }
 
-    /// Rotate every exposed secret that has a generator or a hook; list the rest.
-    /// Only endorsed generator settings shape the new password (else the default).
+    /// Rotate every exposed secret that has a rotator, a generator or a hook;
+    /// list the rest. Only endorsed generator settings shape a new password
+    /// (else the default).
     pub fn rotate_exposed(
         &mut self,
-        actor: &str,
-        trust_hook: bool,
-        confirmed_hooks: &[(String, String)],
+        mut request: ExposedRequest,
     ) -> Result<ExposedRotation, VaultError> {
+        let actor = request.actor.clone();
+        let trust_hook = request.trust_hook;
         let mut report = ExposedRotation {
             rotated: Vec::new(),
             failed: Vec::new(),
@@ -521,6 +721,29 @@ impl Vault {
         for exposure in self.store.read().exposures()? {
             let name = exposure.secret;
             let settings = self.store.read().rotation(&name)?;
+            if settings.rotator.is_some() {
+                let at = request.credentials.iter().position(|(n, _)| *n == name);
+                let credentials = at.map(|i| request.credentials.swap_remove(i).1);
+                match self.rotate(RotateRequest {
+                    name: name.clone(),
+                    value: NewValue::ByRotator,
+                    apply: None,
+                    policy: Policy::default(),
+                    actor: actor.clone(),
+                    trust_hook,
+                    confirmed_hook: None,
+                    credentials,
+                    confirmed_rotator: request
+                        .confirmed_rotators
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, r)| r.clone()),
+                }) {
+                    Ok(outcome) => report.rotated.push(outcome),
+                    Err(e) => report.failed.push(e.to_string()),
+                }
+                continue;
+            }
             let kind = self.store.read().secret(&name)?.map(|s| s.kind);
             let automatic = kind.as_deref() == Some("password")
                 && (settings.apply_cmd.is_some() || settings.gen_length.is_some());
@@ -540,12 +763,15 @@ impl Vault {
                 value: NewValue::Generate { length, charset },
                 apply: None,
                 policy: Policy::default(),
-                actor: actor.into(),
+                actor: actor.clone(),
                 trust_hook,
-                confirmed_hook: confirmed_hooks
+                confirmed_hook: request
+                    .confirmed_hooks
                     .iter()
                     .find(|(n, _)| *n == name)
                     .map(|(_, cmd)| cmd.clone()),
+                credentials: None,
+                confirmed_rotator: None,
             }) {
                 Ok(outcome) => report.rotated.push(outcome),
                 Err(e) => report.failed.push(e.to_string()),
@@ -647,4 +873,28 @@ fn run_hook(
         (None, Some(signal)) => HookExit::Signal(signal),
         (None, None) => HookExit::Code(-1),
     })
+}
+
+/// A random password; for a rotator (a directory with a complexity policy),
+/// one with at least one lowercase letter, capital and digit (and symbol, when
+/// the alphabet has them).
+fn generate(length: usize, charset: Charset, for_rotator: bool) -> SecretValue {
+    loop {
+        let text = crypto::random_string(length, charset.alphabet());
+        let has = |f: fn(&u8) -> bool| text.as_bytes().iter().any(f);
+        let complex = has(u8::is_ascii_lowercase)
+            && has(u8::is_ascii_uppercase)
+            && has(u8::is_ascii_digit)
+            && (charset != Charset::AlnumSymbols || has(u8::is_ascii_punctuation));
+        if !for_rotator || complex || !matches!(charset, Charset::Alnum | Charset::AlnumSymbols) {
+            return SecretValue::new(text.as_bytes().to_vec());
+        }
+    }
+}
+
+fn hex_to_id(vault_id: &str) -> Result<[u8; 16], VaultError> {
+    hex::decode(vault_id)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| VaultError::invalid("manifest vault id is malformed"))
 }
