@@ -577,8 +577,12 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) -> String {
                 c.unwrap_or("alnum")
             ),
         };
+        let rotator = match (&s.rotator, &s.rotator_config) {
+            (Some(kind), Some(config)) => format!(", rotator {kind} {config}"),
+            _ => String::new(),
+        };
         lines.push(format!(
-            "  rotation settings of {}: apply hook `{hook}`, generator {generator}",
+            "  rotation settings of {}: apply hook `{hook}`, generator {generator}{rotator}",
             s.secret
         ));
     }
