@@ -182,15 +182,16 @@ fn silence_plugin_transcripts() {
     }
 }
 
-/// Kill (SIGKILL) this process's children whose program is `binary` (an age
-/// plugin that stopped answering; the `age` crate gives us no handle on it).
-/// Returns how many were killed. Matches the kernel's 15-byte `comm` name and
-/// the parent pid, read from `/proc/<pid>/stat`.
+/// Kill (SIGKILL) this process's age plugins (an age plugin that stopped
+/// answering; the `age` crate gives us no handle on it): our children whose
+/// command line holds the protocol flag `--age-plugin=`, whatever their
+/// program is called (a script started through `env`, say). Only one plugin
+/// runs at a time. Returns how many were killed. On other systems nothing is
+/// killed (the deadline still gives up on the plugin; SECURITY.md says so).
 #[cfg(target_os = "linux")]
-pub(crate) fn kill_child_processes_named(binary: &str) -> usize {
+pub(crate) fn kill_child_plugins() -> usize {
     use rustix::process::{kill_process, Pid, Signal};
     let me = std::process::id();
-    let comm: String = binary.chars().take(15).collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -207,15 +208,23 @@ pub(crate) fn kill_child_processes_named(binary: &str) -> usize {
             continue;
         };
         // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some(close) = stat.rfind(')') else {
             continue;
         };
-        let name = &stat[open + 1..close];
         let ppid = stat[close + 1..]
             .split_whitespace()
             .nth(1)
             .and_then(|p| p.parse::<u32>().ok());
-        if name == comm && ppid == Some(me) {
+        if ppid != Some(me) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let is_plugin = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg.starts_with(b"--age-plugin="));
+        if is_plugin {
             if let Some(pid) = Pid::from_raw(pid) {
                 if kill_process(pid, Signal::KILL).is_ok() {
                     killed += 1;
@@ -227,7 +236,7 @@ pub(crate) fn kill_child_processes_named(binary: &str) -> usize {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn kill_child_processes_named(_binary: &str) -> usize {
+pub(crate) fn kill_child_plugins() -> usize {
     0
 }
 

@@ -469,7 +469,7 @@ impl PluginUi for PluginPrompts {
     fn message(&self, who: &str, text: &str) {
         match Tty::open() {
             Some(tty) => tty.say(&format!("{who}: {text}\n")),
-            None => eprintln!("{who}: {text}"),
+            None => errln!("{who}: {text}"),
         }
     }
 

@@ -138,6 +138,15 @@ impl CustodianRecipient {
         })
     }
 
+    /// The vault's own recipient: a plain X25519 `age1…` key, never a plugin
+    /// or tag recipient (sealing a value must never run a program).
+    pub fn parse_vault_recipient(text: &str) -> Result<Self, String> {
+        let parsed = Self::parse_public_key(text)?;
+        (parsed.kind == RecipientKind::Age)
+            .then_some(parsed)
+            .ok_or_else(|| "the vault recipient must be a plain age1… X25519 key".to_string())
+    }
+
     /// Rebuild from stored (kind, text); the text is re-parsed so a bad row is caught.
     pub fn from_stored(kind: RecipientKind, text: &str) -> Result<Self, String> {
         match kind {
@@ -176,10 +185,15 @@ impl CustodianRecipient {
     }
 
     /// Whether this machine can seal to this key: a plugin recipient needs
-    /// its plugin on `PATH`. `Err` names the program and how to install it.
+    /// its plugin on `PATH`, and a trial seal through it must work (a plugin
+    /// that wants interaction to seal fails here, before any share is asked
+    /// for). `Err` names the program and how to install it.
     pub fn check_sealable(&self) -> Result<(), String> {
         match self.plugin_name() {
-            Some(name) => plugin_on_path(name),
+            Some(name) => {
+                plugin_on_path(name)?;
+                encrypt_to(self, b"breakglass sealing probe", Format::Binary).map(|_| ())
+            }
             None => Ok(()),
         }
     }
@@ -353,7 +367,10 @@ impl CustodianIdentity {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            if line.len() > 11 && line[..11].eq_ignore_ascii_case("AGE-PLUGIN-") {
+            if line
+                .get(..11)
+                .is_some_and(|head| head.eq_ignore_ascii_case("AGE-PLUGIN-"))
+            {
                 identities.push(Self::parse_plugin_line(line, plugins)?);
                 continue;
             }
@@ -391,6 +408,22 @@ impl CustodianIdentity {
                 .ok()
                 .map(|r| r.to_string()),
             IdentityInner::Plugin(..) => None,
+        }
+    }
+
+    /// What a custodian pin is keyed by for a plugin key: a hash of its
+    /// identity line (a stable handle on the token's key). `None` for other
+    /// keys, which are pinned by their public recipient.
+    pub fn pin_subject(&self) -> Option<String> {
+        match &self.0 {
+            IdentityInner::Plugin(id, _) => Some(format!(
+                "age-plugin-identity:{}",
+                hex::encode(super::sha256(&[
+                    b"breakglass/v1/plugin-identity\0",
+                    id.to_string().as_bytes()
+                ]))
+            )),
+            _ => None,
         }
     }
 
@@ -489,9 +522,13 @@ pub enum DecryptOutcome {
     NotMine,
     /// It is addressed to this identity but did not open: corrupted or tampered.
     Failed(String),
-    /// A plugin key could not be used: its plugin is missing, failed, timed
-    /// out, or refused (a wrong PIN, a removed token). The file is not blamed.
+    /// A plugin key could not be used on this file: the plugin or token
+    /// refused it (a wrong PIN, a removed token, a failure). The file is not blamed.
     KeyFailed(String),
+    /// A plugin key cannot be used at all right now: its plugin is missing,
+    /// did not answer in time, or `AGEDEBUG=plugin` is set. Trying it on
+    /// other files is pointless.
+    KeyUnavailable(String),
     /// It opened: the plaintext, zeroized on drop.
     Plaintext(Zeroizing<Vec<u8>>),
 }
@@ -527,13 +564,19 @@ fn decrypt_with_plugin(
 ) -> DecryptOutcome {
     let name = identity.plugin();
     let binary = format!("age-plugin-{name}");
+    if std::env::var("AGEDEBUG").is_ok_and(|v| v == "plugin") {
+        // The age crate would print the conversation, PIN and file key included.
+        return DecryptOutcome::KeyUnavailable(
+            "AGEDEBUG=plugin is set, which would print the PIN and the file key; unset it".into(),
+        );
+    }
     if let Err(missing) = plugin_on_path(name) {
-        return DecryptOutcome::KeyFailed(missing);
+        return DecryptOutcome::KeyUnavailable(missing);
     }
     let who = if custodian.is_empty() {
         binary.clone()
     } else {
-        format!("custodian {custodian} ({binary})")
+        format!("custodian {} ({binary})", plugin::one_line(custodian))
     };
     let bridge = Bridge::new(options, who, pin);
     let opener = match age::plugin::IdentityPluginV1::new(
@@ -542,14 +585,37 @@ fn decrypt_with_plugin(
         bridge.clone(),
     ) {
         Ok(opener) => opener,
-        Err(_) => return DecryptOutcome::KeyFailed(missing_plugin(name)),
+        Err(_) => return DecryptOutcome::KeyUnavailable(missing_plugin(name)),
     };
     let ciphertext = ciphertext.to_vec();
     let who = binary.clone();
     plugin::with_deadline(&binary, options.timeout, &bridge, move || {
         open_file(&ciphertext, &opener, Some(&who))
     })
-    .unwrap_or_else(DecryptOutcome::KeyFailed)
+    .unwrap_or_else(DecryptOutcome::KeyUnavailable)
+}
+
+/// A plugin's failure in its own words: what it said, not the `age` crate's
+/// wrapping (whose hint to set `AGEDEBUG` we must not give). `None` when
+/// every error is about the stanza itself: the file is damaged.
+fn plugin_failure(binary: &str, error: &age::DecryptError) -> Option<String> {
+    match error {
+        age::DecryptError::Plugin(errors) => {
+            // The age crate does not export its plugin error type; its text
+            // says which kind: "(stanza …) message" for a malformed stanza.
+            let said: Vec<String> = errors
+                .iter()
+                .map(|e| plugin::one_line(&e.to_string()))
+                .collect();
+            if !said.is_empty() && said.iter().all(|e| e.starts_with("(stanza")) {
+                return None;
+            }
+            Some(format!("{binary}: {}", said.join("; ")))
+        }
+        _ => Some(format!(
+            "{binary} stopped unexpectedly (it crashed or was killed)"
+        )),
+    }
 }
 
 /// Open a secret value with the vault's own key (only inside a quorum session).
@@ -576,11 +642,13 @@ fn open_file(
         Ok(r) => r,
         Err(age::DecryptError::NoMatchingKeys) => return DecryptOutcome::NotMine,
         Err(e @ (age::DecryptError::Plugin(_) | age::DecryptError::Io(_))) if plugin.is_some() => {
-            return DecryptOutcome::KeyFailed(format!(
-                "{}: {}",
-                plugin.unwrap_or_default(),
-                plugin::one_line(&e.to_string())
-            ))
+            return match plugin_failure(plugin.unwrap_or_default(), &e) {
+                Some(why) => DecryptOutcome::KeyFailed(why),
+                None => DecryptOutcome::Failed(format!(
+                    "the plugin says its stanza is malformed ({})",
+                    plugin::one_line(&e.to_string())
+                )),
+            };
         }
         Err(e) => return DecryptOutcome::Failed(e.to_string()),
     };

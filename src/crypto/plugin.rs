@@ -14,6 +14,7 @@
 //!   removed one the plugin waits for) is killed, and the attempt fails by name.
 //!   Time the person spends at a PIN or confirmation prompt does not count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,13 +108,17 @@ pub(crate) struct Bridge {
     who: Arc<str>,
     pin: Arc<Mutex<Option<SecretString>>>,
     liveness: Arc<Mutex<Liveness>>,
+    /// Set when the deadline gave up on the plugin: a plugin that survives
+    /// its kill must not reach the person (or the next custodian's prompt).
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Bridge {
     pub(crate) fn new(options: &PluginOptions, who: String, pin: Option<&Passphrase>) -> Self {
         Self {
             ui: options.ui.clone(),
-            who: who.into(),
+            who: one_line(&who).into(),
+            abandoned: Arc::new(AtomicBool::new(false)),
             pin: Arc::new(Mutex::new(
                 pin.map(|p| SecretString::from(p.expose_for_plugin().to_string())),
             )),
@@ -150,12 +155,30 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    fn at_a_prompt_now(&self) -> bool {
+        self.liveness.lock().map(|l| l.at_prompt).unwrap_or(false)
+    }
+}
+
 impl age::Callbacks for Bridge {
     fn display_message(&self, message: &str) {
+        // Nothing over a hidden prompt (the age crate's own "waiting for the
+        // plugin" note comes from another thread), nothing after a timeout.
+        if self.abandoned() || self.at_a_prompt_now() {
+            return;
+        }
         self.ui.message(&self.who, &one_line(message));
     }
 
     fn confirm(&self, message: &str, yes_string: &str, no_string: Option<&str>) -> Option<bool> {
+        if self.abandoned() {
+            return None;
+        }
         self.at_prompt(|| {
             self.ui.confirm(
                 &self.who,
@@ -173,6 +196,9 @@ impl age::Callbacks for Bridge {
     }
 
     fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        if self.abandoned() {
+            return None;
+        }
         if let Some(pin) = self.pin.lock().ok().and_then(|mut p| p.take()) {
             return Some(pin);
         }
@@ -230,7 +256,8 @@ pub(crate) fn with_deadline<T: Send + 'static>(
                 return Err(format!("{binary} stopped unexpectedly"));
             }
             Err(mpsc::RecvTimeoutError::Timeout) if bridge.silence() > timeout => {
-                crate::hygiene::kill_child_processes_named(binary);
+                bridge.abandoned.store(true, Ordering::SeqCst);
+                crate::hygiene::kill_child_plugins();
                 // Killing the plugin ends the conversation; wait briefly so its
                 // thread reaps it, but never hang on it.
                 let _ = result.recv_timeout(Duration::from_secs(5));

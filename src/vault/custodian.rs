@@ -381,22 +381,25 @@ impl CheckedRequest<'_> {
     }
 }
 
-/// The public recipient of the key that opened `custodian`'s envelope, for
-/// the custodian pin: an ordinary key's own public half; for a hardware key
-/// (whose public half only the token knows), the recipient the signed
-/// manifest gives that custodian, which the envelope just opened for.
+/// What the custodian pin is keyed by for the key that opened `custodian`'s
+/// envelope: an ordinary key's own public recipient; for a hardware key (whose
+/// public half only the token knows) a hash of its own identity line, never
+/// the recipient a request's manifest claims for it, which a forged request
+/// could change to dodge the pin. The manifest must still seal this custodian
+/// to a key of that plugin.
 fn opened_by(id: &CustodianIdentity, m: &Manifest, custodian: &str) -> Result<String, VaultError> {
     if let Some(recipient) = id.recipient() {
         return Ok(recipient);
     }
-    m.custodian(custodian)
-        .filter(|c| id.may_open(&c.kind, &c.recipient))
-        .map(|c| c.recipient.clone())
-        .ok_or_else(|| {
-            VaultError::invalid(format!(
-                "custodian {custodian}: your hardware key opened an envelope the manifest does not seal to a key of its plugin; do not approve — tell the requester"
-            ))
-        })
+    let sealed_to_its_plugin = m
+        .custodian(custodian)
+        .is_some_and(|c| id.may_open(&c.kind, &c.recipient));
+    match id.pin_subject() {
+        Some(subject) if sealed_to_its_plugin => Ok(subject),
+        _ => Err(VaultError::invalid(format!(
+            "custodian {custodian}: your hardware key opened an envelope the manifest does not seal to a key of its plugin; do not approve — tell the requester"
+        ))),
+    }
 }
 
 /// Decrypt the custodian's own share: from an exported envelope if given, else
@@ -491,6 +494,7 @@ fn open_own_share(
         return Err(VaultError::invalid(names));
     }
     let mut problems = Vec::new();
+    let mut key_problems = Vec::new();
     for (label, for_custodian, bytes) in &envelopes {
         let custodian = for_custodian.and_then(|name| m.custodian(name));
         for id in &candidates {
@@ -516,16 +520,21 @@ fn open_own_share(
                 }
                 DecryptOutcome::NotMine => {}
                 DecryptOutcome::Failed(why) => problems.push(format!("{label}: {why}")),
-                DecryptOutcome::KeyFailed(why) => {
-                    return Err(VaultError::Custodian {
-                        name: for_custodian.unwrap_or("(unknown)").to_string(),
-                        detail: format!(
-                            "your hardware key could not open {label} ({why}); check the token and its PIN, and approve again"
-                        ),
-                    })
+                // Another envelope may still be this key's own: try on.
+                DecryptOutcome::KeyFailed(why) => key_problems.push(format!("{label}: {why}")),
+                DecryptOutcome::KeyUnavailable(why) => {
+                    return Err(VaultError::invalid(format!(
+                        "your hardware key could not be used ({why}); nothing was approved"
+                    )))
                 }
             }
         }
+    }
+    if !key_problems.is_empty() {
+        return Err(VaultError::invalid(format!(
+            "your hardware key could not open {}; check the token and its PIN, and approve again",
+            key_problems.join("; ")
+        )));
     }
     if let Some(problem) = problems.into_iter().next() {
         return Err(VaultError::invalid(format!(

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::hardware::{try_hardware_key, HardwareTry};
 use super::records::ShareRecord;
 use super::remote_drill::DrillProof;
 use super::unseal::{
@@ -129,27 +130,57 @@ impl Vault {
         for (label, identities) in &request.identities {
             let mut matched = false;
             for identity in identities {
-                // A hardware key may open any envelope of its plugin: try each
-                // until one is its own; other keys match by public recipient.
-                for custodian in manifest
+                let candidates: Vec<&CustodianEntry> = manifest
                     .custodians
                     .iter()
                     .filter(|c| identity.may_open(&c.kind, &c.recipient))
-                {
-                    if drilled.contains(&custodian.name) {
-                        matched = true;
+                    .collect();
+                if identity.plugin_name().is_none() {
+                    // An ordinary key matches one custodian by its public recipient.
+                    let Some(custodian) = candidates.first() else {
                         continue;
-                    }
-                    let outcome =
-                        self.drill_one(custodian, identity, pin_for(&custodian.name), &request);
-                    if identity.plugin_name().is_some() && matches!(outcome, Drilled::NotMine(_)) {
-                        continue;
-                    }
+                    };
                     matched = true;
+                    if drilled.contains(&custodian.name) {
+                        continue;
+                    }
                     pin_custodian_key(custodian, &manifest.fingerprint())?;
                     drilled.push(custodian.name.clone());
+                    let outcome = self.drill_one(custodian, identity, None, &request);
                     record(&custodian.name, outcome.into_result());
-                    break;
+                    continue;
+                }
+                // A hardware key: tried on each envelope it may open (see `hardware`).
+                let texts: Vec<(&CustodianEntry, String)> = candidates
+                    .into_iter()
+                    .filter(|c| !drilled.contains(&c.name))
+                    .filter_map(|c| self.drill_envelope(c, &request).ok().map(|(_, t)| (c, t)))
+                    .collect();
+                let tries: Vec<(&CustodianEntry, &[u8])> =
+                    texts.iter().map(|(c, t)| (*c, t.as_bytes())).collect();
+                match try_hardware_key(identity, &tries, &pin_for) {
+                    HardwareTry::Opened(custodian, plaintext) => {
+                        matched = true;
+                        pin_custodian_key(custodian, &manifest.fingerprint())?;
+                        drilled.push(custodian.name.clone());
+                        let outcome = self.check_drilled(custodian, &plaintext, &request);
+                        record(&custodian.name, outcome);
+                    }
+                    HardwareTry::FailedOn(custodian, why) => {
+                        matched = true;
+                        drilled.push(custodian.name.clone());
+                        record(&custodian.name, Err(why));
+                    }
+                    HardwareTry::KeyProblem(why) => {
+                        matched = true;
+                        record(
+                            label,
+                            Err(format!(
+                                "key file {label}: the hardware key could not be used ({why})"
+                            )),
+                        );
+                    }
+                    HardwareTry::NoneMine => {}
                 }
             }
             if !matched {
@@ -309,6 +340,45 @@ impl Vault {
     }
 
     /// Open this custodian's envelope and check its share (kept only for a full drill).
+    /// The envelope a drill opens for `custodian`: `--envelope`'s, else the vault's.
+    fn drill_envelope(
+        &self,
+        custodian: &CustodianEntry,
+        request: &DrillRequest,
+    ) -> Result<(String, String), String> {
+        match &request.envelope {
+            Some((label, text)) => Ok((format!("envelope {label}"), text.clone())),
+            None => self
+                .export_envelope(&custodian.name)
+                .map(|text| ("the vault's envelope".to_string(), text))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Check an opened envelope's share against `custodian`'s commitment.
+    fn check_drilled(
+        &self,
+        custodian: &CustodianEntry,
+        plaintext: &[u8],
+        request: &DrillRequest,
+    ) -> Result<Share, String> {
+        let label = match &request.envelope {
+            Some((label, _)) => format!("envelope {label}"),
+            None => "the vault's envelope".to_string(),
+        };
+        let record = ShareRecord::decode(plaintext)
+            .ok_or_else(|| format!("{label} does not hold a breakglass share"))?;
+        let m = self.manifest();
+        check_share(
+            m.vault_id_bytes().expect("verified manifest"),
+            m.epoch,
+            usize::from(m.threshold),
+            custodian,
+            record,
+        )
+        .map_err(|why| format!("{label}: {why}"))
+    }
+
     fn drill_one(
         &self,
         custodian: &CustodianEntry,
@@ -316,12 +386,9 @@ impl Vault {
         pin: Option<&Passphrase>,
         request: &DrillRequest,
     ) -> Drilled {
-        let (label, text) = match &request.envelope {
-            Some((label, text)) => (format!("envelope {label}"), text.clone()),
-            None => match self.export_envelope(&custodian.name) {
-                Ok(text) => ("the vault's envelope".to_string(), text),
-                Err(e) => return Drilled::Problem(e.to_string()),
-            },
+        let (label, text) = match self.drill_envelope(custodian, request) {
+            Ok(found) => found,
+            Err(e) => return Drilled::Problem(e),
         };
         let plaintext = match crypto::decrypt_as(text.as_bytes(), identity, &custodian.name, pin) {
             DecryptOutcome::Plaintext(p) => p,
@@ -334,23 +401,13 @@ impl Vault {
             DecryptOutcome::Failed(why) => {
                 return Drilled::Problem(format!("{label} is corrupted ({why})"))
             }
-            DecryptOutcome::KeyFailed(why) => {
+            DecryptOutcome::KeyFailed(why) | DecryptOutcome::KeyUnavailable(why) => {
                 return Drilled::Problem(format!("the hardware key could not be used ({why})"))
             }
         };
-        let Some(record) = ShareRecord::decode(&plaintext) else {
-            return Drilled::Problem(format!("{label} does not hold a breakglass share"));
-        };
-        let m = self.manifest();
-        match check_share(
-            m.vault_id_bytes().expect("verified manifest"),
-            m.epoch,
-            usize::from(m.threshold),
-            custodian,
-            record,
-        ) {
+        match self.check_drilled(custodian, &plaintext, request) {
             Ok(share) => Drilled::Share(share),
-            Err(why) => Drilled::Problem(format!("{label}: {why}")),
+            Err(why) => Drilled::Problem(why),
         }
     }
 }

@@ -7,6 +7,7 @@ mod custodian;
 mod drill;
 mod epoch;
 mod error;
+mod hardware;
 mod init;
 pub(crate) mod records;
 mod rekey;
@@ -394,8 +395,9 @@ impl Vault {
         rotate::refuse_while_pending(&tx.read(), &deposit.name, "nothing was deposited")?;
         // Seal to the key in force now, under the write lock.
         let current = Vault::manifest_in(&tx, &self.current)?;
-        let recipient = CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
-            .map_err(VaultError::Invalid)?;
+        let recipient =
+            CustodianRecipient::parse_vault_recipient(&current.manifest.vault_recipient)
+                .map_err(VaultError::Invalid)?;
         let epoch = current.manifest.epoch;
         let existing = tx.read().secret(&deposit.name)?;
         if let Some(existing) = &existing {

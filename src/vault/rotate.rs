@@ -396,9 +396,10 @@ impl Vault {
                         // marker in the pending version, sealed to the key in
                         // force now, in the transaction that makes it active.
                         let vault_id = hex_to_id(&current.manifest.vault_id)?;
-                        let recipient =
-                            CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
-                                .map_err(VaultError::Invalid)?;
+                        let recipient = CustodianRecipient::parse_vault_recipient(
+                            &current.manifest.vault_recipient,
+                        )
+                        .map_err(VaultError::Invalid)?;
                         let plaintext = records::encode_secret(&vault_id, &name, version, codes);
                         let ciphertext = crypto::encrypt_armored(&recipient, &plaintext)
                             .map_err(VaultError::invalid)?;
@@ -580,8 +581,9 @@ impl Vault {
         refuse_while_pending(&tx.read(), name, "nothing was rotated")?;
         // Seal to the key in force now, under the write lock.
         let current = Vault::manifest_in(&tx, &self.current)?;
-        let recipient = CustodianRecipient::parse_public_key(&current.manifest.vault_recipient)
-            .map_err(VaultError::Invalid)?;
+        let recipient =
+            CustodianRecipient::parse_vault_recipient(&current.manifest.vault_recipient)
+                .map_err(VaultError::Invalid)?;
         let epoch = current.manifest.epoch;
         let version = tx.read().latest_version_number(name)? + 1;
         let plaintext = records::encode_secret(&vault_id, name, version, value);

@@ -3,6 +3,7 @@
 
 use super::epoch::EpochWritten;
 use super::epoch::NextCustodian;
+use super::hardware::{try_hardware_key, HardwareTry};
 use super::records::{self, SecretValue, ShareRecord};
 use super::remote::{APPROVAL_HEADER_LEN, APPROVAL_MAGIC, APPROVAL_MAGIC_V1};
 use super::{KdfProgress, SecretKind, Vault, VaultError};
@@ -260,7 +261,7 @@ impl Gathering<'_> {
             DecryptOutcome::Failed(why) => {
                 self.reject(custodian, &format!("envelope is corrupted ({why})"))
             }
-            DecryptOutcome::KeyFailed(why) => self.reject(
+            DecryptOutcome::KeyFailed(why) | DecryptOutcome::KeyUnavailable(why) => self.reject(
                 custodian,
                 &format!("the hardware key could not be used ({why})"),
             ),
@@ -322,7 +323,9 @@ impl Gathering<'_> {
                     "is not for this request (sealed to another request's key); ask the custodian to approve this request".into(),
                 ))
             }
-            DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
+            DecryptOutcome::Failed(why)
+            | DecryptOutcome::KeyFailed(why)
+            | DecryptOutcome::KeyUnavailable(why) => {
                 return Err(fail(format!("is damaged ({why})")))
             }
         };
@@ -895,7 +898,9 @@ fn decrypt_secret(
     let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
         DecryptOutcome::Plaintext(p) => p,
         DecryptOutcome::NotMine => return Err(tampered("value is not sealed to this vault's key")),
-        DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
+        DecryptOutcome::Failed(why)
+        | DecryptOutcome::KeyFailed(why)
+        | DecryptOutcome::KeyUnavailable(why) => {
             return Err(tampered(&format!("value does not decrypt ({why})")))
         }
     };
@@ -985,7 +990,7 @@ fn gather_shares(
         let mut matched = false;
         for identity in identities {
             if identity.plugin_name().is_some() {
-                matched |= take_plugin_share(g, identity, &pin_for)?;
+                matched |= take_plugin_share(g, label, identity, &pin_for)?;
                 continue;
             }
             let Some(custodian) = g
@@ -1129,53 +1134,52 @@ pub(crate) fn is_hardware_kind(kind: &str) -> bool {
     )
 }
 
-/// Try a hardware key on each envelope it may open, until one is its own (a
-/// tag-aware plugin says "not mine" to the others without a PIN or touch).
-/// The custodian whose envelope it opens, or fails on, is claimed; `false`
-/// when it opens none.
+/// Try a hardware key on the envelopes it may open (see `hardware`). The
+/// custodian whose envelope it opens, or alone fails on, is claimed; a key
+/// that fails everywhere is rejected as the key file `label`. `false` when it
+/// opens none.
 fn take_plugin_share<'p>(
     g: &mut Gathering<'_>,
+    label: &str,
     identity: &CustodianIdentity,
     pin_for: &dyn Fn(&str) -> Option<&'p Passphrase>,
 ) -> Result<bool, VaultError> {
-    let candidates: Vec<&CustodianEntry> = g
+    let envelopes = g.envelopes.clone();
+    let candidates: Vec<(&CustodianEntry, &[u8])> = g
         .custodians
         .iter()
         .filter(|c| identity.may_open(&c.kind, &c.recipient) && !g.tried.contains(&c.name))
+        .filter_map(|c| {
+            envelopes
+                .iter()
+                .find(|e| e.custodian == c.name)
+                .map(|e| (c, e.envelope.as_bytes()))
+        })
         .collect();
-    for custodian in candidates {
-        let Some(envelope) = g.envelopes.iter().find(|e| e.custodian == custodian.name) else {
-            continue;
-        };
-        let pin = pin_for(&custodian.name);
-        let outcome =
-            crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin);
-        if matches!(outcome, DecryptOutcome::NotMine) {
-            continue;
-        }
-        g.claim(&custodian.name)?;
-        match outcome {
-            DecryptOutcome::Plaintext(plaintext) => {
-                let checked = ShareRecord::decode(&plaintext)
-                    .ok_or_else(|| "envelope does not hold a breakglass share".to_string())
-                    .and_then(|record| g.check_record(custodian, record));
-                match checked {
-                    Ok(share) => g.good.push((custodian.name.clone(), share)),
-                    Err(why) => g.reject(custodian, &why),
-                }
+    match try_hardware_key(identity, &candidates, pin_for) {
+        HardwareTry::Opened(custodian, plaintext) => {
+            g.claim(&custodian.name)?;
+            let checked = ShareRecord::decode(&plaintext)
+                .ok_or_else(|| "envelope does not hold a breakglass share".to_string())
+                .and_then(|record| g.check_record(custodian, record));
+            match checked {
+                Ok(share) => g.good.push((custodian.name.clone(), share)),
+                Err(why) => g.reject(custodian, &why),
             }
-            DecryptOutcome::Failed(why) => {
-                g.reject(custodian, &format!("envelope is corrupted ({why})"))
-            }
-            DecryptOutcome::KeyFailed(why) => g.reject(
-                custodian,
-                &format!("the hardware key could not be used ({why})"),
-            ),
-            DecryptOutcome::NotMine => unreachable!("skipped above"),
         }
-        return Ok(true);
+        HardwareTry::FailedOn(custodian, why) => {
+            g.claim(&custodian.name)?;
+            g.reject(custodian, &why);
+        }
+        HardwareTry::KeyProblem(why) => g.rejected.push(Rejection {
+            action: "share_rejected",
+            subject: label.to_string(),
+            who: format!("key file {label}"),
+            why: format!("the hardware key could not be used ({why})"),
+        }),
+        HardwareTry::NoneMine => return Ok(false),
     }
-    Ok(false)
+    Ok(true)
 }
 
 /// How asking a passphrase custodian ended.
