@@ -400,7 +400,7 @@ fn a_failing_or_removed_token_rejects_the_share_by_name() {
     for (mode, said) in [
         ("fail", "the token failed"),
         ("removed", "no bgtest token is plugged in"),
-        ("crash", "age-plugin-bgtest"),
+        ("crash", "age-plugin-bgtest stopped unexpectedly"),
     ] {
         let kit = vault();
         let out = unseal(
@@ -874,4 +874,180 @@ fn rekey_adds_a_hardware_key_custodian_who_then_drills() {
     assert!(!out.status.success());
     assert!(support::one_line_error(&out).contains("age-plugin-bgtest is not installed"));
     assert_eq!(kit.vault_bytes(), before);
+}
+
+/// A 2-of-4 vault with two hardware-key custodians of the same plugin: alice
+/// and carol (age keys), bob and dave (bgtest keys).
+fn two_token_vault() -> Kit {
+    let kit = Kit::new(&["alice", "carol"]);
+    bgtest_key(&kit, "bob");
+    bgtest_key(&kit, "dave");
+    let mut cmd = bg(&kit);
+    cmd.args(["init", "--threshold", "2"]);
+    for name in ["alice", "bob", "carol", "dave"] {
+        cmd.arg("--custodian")
+            .arg(format!("{name}={}", kit.public(name)));
+    }
+    cmd.assert().success();
+    bg(&kit)
+        .args(["put", "vpn", "--kind", "password"])
+        .write_stdin("hardware-vpn-password")
+        .assert()
+        .success();
+    kit
+}
+
+#[test]
+fn a_failing_token_is_blamed_on_its_own_custodian_not_on_the_first_envelope_tried() {
+    let kit = two_token_vault();
+    // dave's token fails; his key is tried on bob's envelope first (not its
+    // own: skipped without a PIN), then on his own, where it fails.
+    let out = unseal(
+        &kit,
+        &["alice", "dave", "carol"],
+        &[],
+        &[("BGTEST_MODE", "fail")],
+    );
+    ok_json(&out);
+    let rejected = rejections(&kit);
+    assert!(
+        rejected
+            .iter()
+            .any(|(who, why)| who == "dave" && why.contains("the token failed")),
+        "{rejected:?}"
+    );
+    assert!(
+        !rejected.iter().any(|(who, _)| who == "bob"),
+        "{rejected:?}"
+    );
+    // A plugin missing altogether is the key file's problem, not bob's (the
+    // first candidate): a drill names the file.
+    let mut cmd = kit.bg();
+    cmd.args(["drill", "--json", "--identity"])
+        .arg(kit.key("dave"))
+        .env("PATH", "/usr/bin:/bin");
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("\"custodian\":\"bob\""), "{text}");
+    assert!(
+        text.contains("dave.key") && text.contains("age-plugin-bgtest is not installed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_forged_request_cannot_dodge_the_pin_of_a_hardware_key_by_renaming_its_recipient() {
+    // Vault A: alice's hardware key approves a genuine request once, so her
+    // machine pins her key to vault A.
+    let kit = Kit::new(&["carol"]);
+    bgtest_key(&kit, "alice");
+    let mut init = bg(&kit);
+    init.args(["init", "--threshold", "2"]);
+    for name in ["alice", "carol"] {
+        init.arg("--custodian")
+            .arg(format!("{name}={}", kit.public(name)));
+    }
+    init.assert().success();
+    let home = kit.path("home-alice");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(kit.key("alice"), home.join("me.key")).unwrap();
+    let approve = |code: &Path, words: &str, extra: &[&str]| {
+        std::fs::copy(code, home.join("req.txt")).unwrap();
+        let _ = std::fs::remove_file(home.join("ok.txt"));
+        support::bg_without_vault(&home)
+            .args([
+                "approve",
+                "--request",
+                "req.txt",
+                "--identity",
+                "me.key",
+                "--out",
+                "ok.txt",
+            ])
+            .args(["--words", words])
+            .args(extra)
+            .env("PATH", path_with(&plugin_dir(&kit)))
+            .output()
+            .unwrap()
+    };
+    let out = bg(&kit)
+        .args(["request", "--reason", "genuine", "--json", "--out"])
+        .arg(kit.path("a.txt"))
+        .output()
+        .unwrap();
+    let words = support::read_back_words(&ok_json(&out));
+    let first = approve(&kit.path("a.txt"), &words, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    // Vault B, the attacker's: "alice" is listed with the attacker's own
+    // bgtest key; the attacker opens B's envelope for "alice" and re-seals the
+    // share to alice's real key with the stock age CLI, then asks her to
+    // approve B's request with that envelope.
+    let evil = Kit::new(&["mallory"]);
+    bgtest_key(&evil, "fake-alice");
+    let mut init = bg(&evil);
+    init.args(["init", "--threshold", "2"])
+        .arg("--custodian")
+        .arg(format!("alice={}", evil.public("fake-alice")))
+        .arg("--custodian")
+        .arg(format!("mallory={}", evil.public("mallory")));
+    init.assert().success();
+    bg(&evil)
+        .args(["custodian", "export", "alice", "--out"])
+        .arg(evil.path("alice.envelope"))
+        .assert()
+        .success();
+    let plugins = path_with(&plugin_dir(&kit));
+    let share = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(evil.key("fake-alice"))
+        .arg(evil.path("alice.envelope"))
+        .env("PATH", &plugins)
+        .output()
+        .unwrap();
+    assert!(share.status.success(), "{}", stderr(&share));
+    std::fs::write(evil.path("share.bin"), &share.stdout).unwrap();
+    let resealed = std::process::Command::new("age")
+        .args(["-a", "-r", kit.public("alice").trim(), "-o"])
+        .arg(home.join("envelope.age"))
+        .arg(evil.path("share.bin"))
+        .env("PATH", &plugins)
+        .output()
+        .unwrap();
+    assert!(resealed.status.success(), "{}", stderr(&resealed));
+    let out = bg(&evil)
+        .args(["request", "--reason", "forged", "--json", "--out"])
+        .arg(evil.path("b.txt"))
+        .output()
+        .unwrap();
+    let words = support::read_back_words(&ok_json(&out));
+    let forged = approve(&evil.path("b.txt"), &words, &["--envelope", "envelope.age"]);
+    assert!(
+        !forged.status.success(),
+        "a forged vault's request was approved"
+    );
+    assert!(!home.join("ok.txt").exists());
+    let error = support::one_line_error(&forged);
+    assert!(
+        error.contains("fingerprint") || error.contains("pinned"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_identity_line_with_a_multibyte_character_is_refused_not_a_panic() {
+    let kit = vault();
+    support::write_private(&kit.path("odd.key"), "AGE-PLUGIN\u{e9}-1qqqq\n");
+    let out = unseal(
+        &kit,
+        &["alice"],
+        &["--identity", kit.path("odd.key").to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(error.contains("odd.key"), "{error}");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
