@@ -1051,3 +1051,60 @@ fn an_identity_line_with_a_multibyte_character_is_refused_not_a_panic() {
     assert!(error.contains("odd.key"), "{error}");
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+#[test]
+fn approve_and_answer_a_challenge_without_the_plugin_name_it_and_write_nothing() {
+    let kit = vault();
+    let home = kit.path("home-bob");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
+    let out = bg(&kit)
+        .args(["request", "--reason", "r", "--json", "--out"])
+        .arg(kit.path("req.txt"))
+        .output()
+        .unwrap();
+    let words = support::read_back_words(&ok_json(&out));
+    std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
+    bg(&kit)
+        .args(["drill", "--remote", "--out"])
+        .arg(kit.path("challenge.txt"))
+        .assert()
+        .success();
+    std::fs::copy(kit.path("challenge.txt"), home.join("challenge.txt")).unwrap();
+    let approve = support::bg_without_vault(&home)
+        .args([
+            "approve",
+            "--request",
+            "req.txt",
+            "--identity",
+            "me.key",
+            "--out",
+            "ok.txt",
+        ])
+        .args(["--words", &words])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let answer = support::bg_without_vault(&home)
+        .args([
+            "drill",
+            "--challenge",
+            "challenge.txt",
+            "--identity",
+            "me.key",
+            "--out",
+            "proof.txt",
+        ])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    for out in [&approve, &answer] {
+        assert!(!out.status.success());
+        let error = support::one_line_error(out);
+        assert!(
+            error.contains("age-plugin-bgtest is not installed") && error.contains("install"),
+            "{error}"
+        );
+    }
+    assert!(!home.join("ok.txt").exists() && !home.join("proof.txt").exists());
+}

@@ -13,6 +13,7 @@ impl DuoConfig {
     }
 }
 /// Stub.
+#[allow(dead_code)] // stub
 pub struct DuoSecretKey(Zeroizing<String>);
 impl DuoSecretKey {
     /// Stub.

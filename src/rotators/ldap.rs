@@ -13,6 +13,7 @@ impl LdapConfig {
     }
 }
 /// Stub.
+#[allow(dead_code)] // stub
 pub struct BindPassword(Zeroizing<String>);
 impl BindPassword {
     /// Stub.

@@ -234,9 +234,9 @@ fn every_bit_flip_of_a_binary_envelope_is_refused() {
     let open = |bytes: &[u8]| -> Result<(), String> {
         match crypto::decrypt(bytes, &fx.identity) {
             DecryptOutcome::NotMine => Err("envelope is not sealed to this custodian's key".into()),
-            DecryptOutcome::Failed(why) | DecryptOutcome::KeyFailed(why) => {
-                Err(format!("envelope is corrupted ({why})"))
-            }
+            DecryptOutcome::Failed(why)
+            | DecryptOutcome::KeyFailed(why)
+            | DecryptOutcome::KeyUnavailable(why) => Err(format!("envelope is corrupted ({why})")),
             DecryptOutcome::Plaintext(p) => {
                 let record = ShareRecord::decode(&p)
                     .ok_or_else(|| "envelope does not hold a breakglass share".to_string())?;
