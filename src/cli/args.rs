@@ -86,8 +86,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff), or with --out-dir write one page per subcommand (breakglass-init.1, …)
+    Man {
+        /// Write breakglass.1 and a page per subcommand into this directory (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]

@@ -113,7 +113,7 @@ fn handles_secrets(command: &Command) -> bool {
             | Command::Audit(_)
             | Command::Alerts(_)
             | Command::Completions { .. }
-            | Command::Man
+            | Command::Man { .. }
     ) && !matches!(
         command,
         Command::Custodian(CustodianCommand::List(_) | CustodianCommand::Export { .. })
@@ -133,7 +133,7 @@ fn writes_to_vault(command: &Command) -> bool {
             | Command::Audit(_)
             | Command::Alerts(_)
             | Command::Completions { .. }
-            | Command::Man
+            | Command::Man { .. }
     ) && !matches!(command, Command::Runbook(a) if a.command.is_none())
         // Answering a drill challenge runs on a custodian's machine, vault-less.
         && !matches!(command, Command::Drill(a) if a.challenge.is_some())
@@ -736,7 +736,30 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             output::stdout_bytes(&script);
             Ok(EXIT_OK)
         }
-        Command::Man => {
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                VaultError::Invalid(format!(
+                    "--out-dir {}: cannot create it ({e})",
+                    dir.display()
+                ))
+            })?;
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                VaultError::Invalid(format!(
+                    "--out-dir {}: cannot write man pages ({e})",
+                    dir.display()
+                ))
+            })?;
+            let count = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "1"))
+                        .count()
+                })
+                .unwrap_or(0);
+            outln!("Wrote {count} man pages to {}.", dir.display());
+            Ok(EXIT_OK)
+        }
+        Command::Man { out_dir: None } => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
