@@ -281,7 +281,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 16);
+        assert_eq!(tables, 18);
     }
 
     #[test]
