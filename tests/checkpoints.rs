@@ -336,6 +336,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     conn.execute_batch(
         "DROP TABLE endorsed_versions; DROP TABLE endorsed_settings; DROP INDEX audit_by_action; DROP INDEX secret_versions_by_state;
          DROP TABLE anchor_signatures; DROP TABLE alert_queue; DROP TABLE alert_backoff;
+         DROP TABLE rotators; DROP TABLE endorsed_rotators;
          CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, sink TEXT NOT NULL,
            payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered TEXT);
          PRAGMA user_version = 2;",
@@ -360,7 +361,7 @@ fn a_vault_from_before_anchor_signatures_still_reads_read_only_and_upgrades_on_w
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     drop(conn);
     let anchor = kit.json(&["audit", "head"])["anchor"]
         .as_str()
@@ -620,7 +621,7 @@ fn a_vault_with_inline_checkpoints_verifies_lists_and_upgrades() {
         .write_stdin("x")
         .assert()
         .success();
-    assert_eq!(user_version(&vault), 6);
+    assert_eq!(user_version(&vault), 7);
     verify(8);
     let mut after = before.clone();
     after.insert(1, ("extra".into(), "unendorsed".into()));
