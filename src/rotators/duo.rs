@@ -497,8 +497,9 @@ pub enum DuoError {
         /// The request may have reached Duo (so the codes may be replaced).
         after_send: bool,
     },
-    /// The server's certificate did not verify; nothing was sent.
-    #[error("the TLS certificate of {host} did not verify ({reason}): check api_host, or ca_file in the rotator config; nothing was sent to Duo")]
+    /// The TLS handshake failed (e.g. the server's certificate did not
+    /// verify); nothing was sent.
+    #[error("TLS with {host} failed ({reason}): check api_host, or ca_file in the rotator config; nothing was sent to Duo")]
     Tls {
         /// The configured api_host.
         host: String,
@@ -992,7 +993,7 @@ fn transport_error(error: ureq::Error, host: &str, secs: u64, after_send: bool) 
         }
         E::Rustls(e) => DuoError::Tls {
             host,
-            reason: sanitize(&e.to_string()),
+            reason: describe_tls(&e),
         },
         E::Tls(e) => DuoError::Tls {
             host,
@@ -1015,16 +1016,22 @@ fn transport_error(error: ureq::Error, host: &str, secs: u64, after_send: bool) 
     }
 }
 
-/// The TLS verifier's complaint, if `io` is one (rustls errors travel inside
-/// `io::Error`s of kind InvalidData).
+/// The TLS layer's complaint, if `io` carries one (rustls errors travel
+/// inside `io::Error`s).
 fn tls_reason(io: &std::io::Error) -> Option<String> {
-    let inner = io.get_ref()?;
-    let text = inner.to_string();
-    let looks_tls = text.contains("certificate")
-        || text.contains("peer")
-        || text.contains("handshake")
-        || text.contains("TLS");
-    (io.kind() == std::io::ErrorKind::InvalidData && looks_tls).then(|| sanitize(&text))
+    Some(describe_tls(io.get_ref()?.downcast_ref::<rustls::Error>()?))
+}
+
+fn describe_tls(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(why) => {
+            format!(
+                "its certificate did not verify: {}",
+                sanitize(&format!("{why:?}"))
+            )
+        }
+        other => sanitize(&other.to_string()),
+    }
 }
 
 #[cfg(test)]
