@@ -674,7 +674,7 @@ fn a_certificate_from_another_ca_does_not_verify_and_nothing_is_sent() {
 #[test]
 fn a_server_that_never_answers_times_out_and_says_the_codes_may_be_replaced() {
     let duo = FakeDuo::start(Behaviour {
-        hang: Some(Duration::from_secs(4)),
+        hang: Some(Duration::from_millis(2500)),
         ..Behaviour::default()
     });
     let started = Instant::now();

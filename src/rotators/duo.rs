@@ -755,8 +755,8 @@ pub fn sign_v5(
     ))
 }
 
-/// One signed request, ready to send: what [`new_bypass_codes`] sends.
-#[derive(Debug)]
+/// One signed request, ready to send: what [`new_bypass_codes`] sends. Its
+/// `Debug` leaves out the signature (replayable for minutes).
 pub struct SignedRequest {
     /// `https://{api_host}{path}`.
     pub url: String,
@@ -766,6 +766,17 @@ pub struct SignedRequest {
     pub authorization: String,
     /// The JSON body (`Content-Type: application/json`).
     pub body: String,
+}
+
+impl fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("url", &self.url)
+            .field("date", &self.date)
+            .field("authorization", &"[redacted]")
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// Builds and signs (v5) the bypass-codes request for `config` at `now`.
