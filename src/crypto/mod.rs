@@ -1,5 +1,6 @@
 //! All cryptography lives here: seed derivation, Shamir with commitments, the
-//! passphrase KDF, age envelopes and Ed25519 signatures. Nothing in this module
+//! passphrase KDF, age envelopes, Ed25519 signatures, and the HMACs and digests
+//! that sign requests to peers (Duo). Nothing in this module
 //! touches SQL, files or the terminal.
 
 mod age_file;

@@ -579,10 +579,15 @@ fn timeout_message(host: &str, secs: u64, after_send: bool) -> String {
 }
 
 /// Printable, one line, at most [`MAX_PEER_TEXT`] characters: text from the
-/// peer goes into our one-line errors.
+/// peer goes into our one-line errors. Control characters become spaces;
+/// zero-width and bidi formatting characters (which could reorder or hide
+/// what the error says) are dropped.
 fn sanitize(text: &str) -> String {
     let mut out: String = text
         .chars()
+        .filter(|c| {
+            !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+        })
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_PEER_TEXT)
         .collect();

@@ -530,6 +530,12 @@ fn duo_answers_are_interpreted_and_named() {
     );
     let e = interpret(400, None, &long).unwrap_err().to_string();
     assert!(!e.contains('\n') && e.len() < 400, "{e}");
+    let bidi = r#"{"code":40000,"message":"a\u202eb\u200bc\u001bd","stat":"FAIL"}"#;
+    let e = interpret(400, None, bidi).unwrap_err().to_string();
+    assert!(
+        e.starts_with("Duo refused the request: 40000 abc d (HTTP 400)"),
+        "{e}"
+    );
 
     // 200 but not codes: named, and flagged as possibly applied.
     for (body, needle) in [
