@@ -11,7 +11,11 @@ fn man_out_dir_writes_one_page_per_subcommand() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     for page in [
         "breakglass.1",
         "breakglass-init.1",
@@ -20,11 +24,18 @@ fn man_out_dir_writes_one_page_per_subcommand() {
         "breakglass-custodian-list.1",
         "breakglass-audit-verify.1",
     ] {
-        let text = std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
-        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is not roff");
+        let text =
+            std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is not roff"
+        );
     }
     let rotate = std::fs::read_to_string(out.join("breakglass-rotate.1")).unwrap();
-    assert!(rotate.contains("credentials"), "the rotate page documents --credentials");
+    assert!(
+        rotate.contains("credentials"),
+        "the rotate page documents --credentials"
+    );
     // A file where the directory should be: named, not a panic.
     let blocked = dir.path().join("file");
     std::fs::write(&blocked, "x").unwrap();
@@ -46,6 +57,9 @@ fn completions_are_printed_for_each_shell() {
             .output()
             .unwrap();
         assert!(run.status.success(), "{shell}");
-        assert!(String::from_utf8_lossy(&run.stdout).contains("unseal"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&run.stdout).contains("unseal"),
+            "{shell}"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! All cryptography lives here: seed derivation, Shamir with commitments, the
-//! passphrase KDF, age envelopes and Ed25519 signatures. Nothing in this module
+//! passphrase KDF, age envelopes, Ed25519 signatures, and the HMACs and digests
+//! that sign requests to peers (Duo). Nothing in this module
 //! touches SQL, files or the terminal.
 
 mod age_file;
 mod kdf;
 mod keys;
+mod mac;
 mod plugin;
 mod proof;
 mod shamir;
@@ -19,6 +21,7 @@ pub use age_file::{
 pub use kdf::{read_back_hash, READ_BACK_PARAMS};
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
+pub use mac::{hmac_sha1_hex, hmac_sha512_hex, sha512_hex};
 pub use plugin::{
     install_hint, valid_plugin_name, NoPluginUi, PluginOptions, PluginUi, DEFAULT_PLUGIN_TIMEOUT,
 };

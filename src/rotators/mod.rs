@@ -126,9 +126,21 @@ impl Rotator {
         match self {
             Rotator::Duo(config) => {
                 let key = duo::DuoSecretKey::new(credentials.0.to_string());
-                let codes = duo::new_bypass_codes(config, &key, chrono::Utc::now())
-                    .map_err(|e| RotatorFailure::NotApplied(e.to_string()))?;
-                Ok(Some(codes.into_lines()))
+                let fail = |e: duo::DuoError| {
+                    // With preserve_existing=false, a POST Duo carried out
+                    // kills the old codes even if its answer was lost.
+                    if e.may_have_replaced_codes() {
+                        RotatorFailure::Unproven(e.to_string())
+                    } else {
+                        RotatorFailure::NotApplied(e.to_string())
+                    }
+                };
+                let tls = duo::TlsTrust::from_config(config).map_err(fail)?;
+                let codes =
+                    duo::new_bypass_codes(config, &key, &tls, chrono::Utc::now()).map_err(fail)?;
+                Ok(Some(Zeroizing::new(
+                    codes.to_secret_value().expose_secret().to_vec(),
+                )))
             }
             Rotator::Ldap(config) | Rotator::Ad(config) => {
                 let bind = ldap::BindPassword::new(credentials.0.to_string());
