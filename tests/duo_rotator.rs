@@ -703,3 +703,201 @@ fn a_server_that_never_answers_times_out_and_says_the_codes_may_be_replaced() {
     );
     assert_clean(&e, &[]);
 }
+
+// ---- Through the binary: put --rotator, rotate --credentials, reveal ----
+
+mod support;
+
+/// A 2-of-2 vault holding `duo` (bypass codes, two old codes) whose rotator is
+/// `duo-bypass-codes` pointed at `fake`; the secret key is in `skey.txt`.
+fn vault_with_duo_rotator(fake: &FakeDuo) -> support::Kit {
+    let kit = support::Kit::init(&["alice", "bob"], 2);
+    let config = fake.config(r#","count":4"#, kit.dir.path());
+    std::fs::write(kit.path("duo.json"), config.to_canonical_json()).unwrap();
+    support::write_private(&kit.path("old-codes"), "111111\n222222\n");
+    support::write_private(&kit.path("skey.txt"), &format!("{SKEY}\n"));
+    kit.bg()
+        .args([
+            "put",
+            "duo",
+            "--kind",
+            "bypass-codes",
+            "--rotator",
+            "duo-bypass-codes",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("duo.json"))
+        .arg("--file")
+        .arg(kit.path("old-codes"))
+        .assert()
+        .success();
+    kit
+}
+
+fn endorse(kit: &support::Kit) {
+    kit.bg()
+        .args(["drill", "--full", "--endorse", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("bob"))
+        .assert()
+        .success();
+}
+
+fn rotate_duo(kit: &support::Kit, extra: &[&str]) -> std::process::Output {
+    kit.bg()
+        .args(["rotate", "duo", "--json", "--credentials"])
+        .arg(kit.path("skey.txt"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The codes `unseal --reveal duo` shows (whole), one per line.
+fn revealed_codes(kit: &support::Kit) -> Vec<String> {
+    let out = kit
+        .unseal(&["alice", "bob"], &["duo"])
+        .args(["--json", "--no-rekey", "--endorse"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["revealed"][0]["value"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_binary_rotates_duo_codes_with_an_endorsed_rotator_and_the_codes_reveal() {
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    // Not endorsed yet, no terminal: refused by name, and Duo is never called.
+    let out = rotate_duo(&kit, &[]);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("rotator") && error.contains("--trust-hook"),
+        "{error}"
+    );
+    assert!(
+        fake.seen().is_empty(),
+        "an unendorsed rotator reached the peer"
+    );
+    // A full drill endorses the rotator with its config.
+    endorse(&kit);
+    let out = rotate_duo(&kit, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["rotator"].as_str()),
+        (Some("active"), Some("duo-bypass-codes"))
+    );
+    let issued = fake.wait_for(1)[0].issued.clone();
+    assert_eq!(issued.len(), 4);
+    assert_eq!(revealed_codes(&kit), issued);
+    // The secret key never lands anywhere: output, log or file.
+    let log = kit.bg().args(["audit", "log", "--json"]).output().unwrap();
+    for haystack in [
+        out.stdout.clone(),
+        out.stderr.clone(),
+        log.stdout,
+        kit.vault_bytes(),
+    ] {
+        assert!(!String::from_utf8_lossy(&haystack).contains(SKEY));
+    }
+}
+
+#[test]
+fn a_wrong_secret_key_keeps_the_old_codes_active_and_names_duos_error() {
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    std::fs::remove_file(kit.path("skey.txt")).unwrap();
+    support::write_private(
+        &kit.path("skey.txt"),
+        "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Eq",
+    );
+    let out = rotate_duo(&kit, &[]);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("40103") && error.contains("old version stays active"),
+        "{error}"
+    );
+    assert!(!error.contains("Zh5eGmUq"), "{error}");
+    assert_eq!(revealed_codes(&kit), ["111111", "222222"]);
+}
+
+#[test]
+fn a_config_edited_in_the_file_after_endorsement_never_reaches_a_peer() {
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    // sqlite3-style edit: point the rotator at another host (and user).
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE rotators SET config = replace(config, ?1, 'DUATTACKERSUSER00000')",
+            [USER],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let out = rotate_duo(&kit, &[]);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("DUATTACKERSUSER00000") && error.contains("no quorum endorsed it"),
+        "{error}"
+    );
+    assert!(
+        fake.seen().is_empty(),
+        "an edited rotator config reached the peer"
+    );
+    assert_eq!(revealed_codes(&kit), ["111111", "222222"]);
+}
+
+#[test]
+fn killed_while_duo_answers_the_rotation_stays_pending_and_is_settled_by_name() {
+    let fake = FakeDuo::start(Behaviour {
+        hang: Some(Duration::from_secs(30)),
+        ..Default::default()
+    });
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    let mut child = support::spawnable(&kit.vault);
+    child
+        .args(["rotate", "duo", "--credentials"])
+        .arg(kit.path("skey.txt"));
+    let mut child = child.spawn().unwrap();
+    fake.wait_for(1);
+    // A second rotation meanwhile is refused: one rotation at a time.
+    let second = rotate_duo(&kit, &[]);
+    assert!(!second.status.success());
+    assert!(
+        support::one_line_error(&second).contains("pending"),
+        "{}",
+        support::one_line_error(&second)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The vault opens, the old codes stay active, and the pending rotation is named.
+    let status = kit.json(&["status"]);
+    assert!(status["attention"].to_string().contains("duo"), "{status}");
+    assert_eq!(revealed_codes(&kit), ["111111", "222222"]);
+    kit.bg()
+        .args(["rotate", "duo", "--abandon"])
+        .assert()
+        .success();
+}
