@@ -14,6 +14,7 @@ pub mod hygiene;
 pub mod manifest;
 pub mod notify;
 pub mod remote;
+pub mod rotators;
 pub mod store;
 pub mod vault;
 
