@@ -12,6 +12,7 @@ mod proof;
 mod shamir;
 mod sign;
 mod strength;
+pub mod tls;
 
 pub use age_file::{
     dearmor, decrypt, decrypt_as, decrypt_with_vault_key, encrypt_armored, encrypt_binary,

@@ -151,7 +151,7 @@ impl Rotator {
                     _ => ldap::set_ldap_password(config, &bind, value),
                 };
                 result.map(|()| None).map_err(|e| {
-                    if e.target_changed() {
+                    if e.password_may_have_changed() {
                         RotatorFailure::Unproven(e.to_string())
                     } else {
                         RotatorFailure::NotApplied(e.to_string())
