@@ -1,0 +1,284 @@
+//! The ldap-password rotator through the real binary against a real slapd:
+//! `put --rotator ldap-password --rotator-config FILE`, endorsement, `rotate
+//! --credentials FILE`, then the revealed password binds and the old one does
+//! not. Also a wrong bind password, an edited config and the credentials canary.
+//! (tests/ldap_rotator.rs drives the protocol module itself, against slapd and
+//! a Samba AD DC.)
+
+mod support;
+
+#[path = "support/slapd.rs"]
+mod slapd;
+#[path = "support/tls.rs"]
+mod tls;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ldap3::{LdapConn, LdapConnSettings};
+use support::Kit;
+
+fn slapd_or_skip() -> Option<slapd::Slapd> {
+    if slapd::available() {
+        return Some(slapd::Slapd::start());
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "slapd is not installed but CI=true: .ci/run installs slapd and ldap-utils"
+    );
+    eprintln!("SKIPPED: slapd not installed (apt-get install slapd ldap-utils)");
+    None
+}
+
+/// The LDAP result code of a bind as `dn` with `password` (a fresh connection).
+fn bind_rc(server: &slapd::Slapd, dn: &str, password: &str) -> u32 {
+    let pem = std::fs::read(&server.ca_file).unwrap();
+    let tls = breakglass::crypto::tls::client_config(Some(&pem)).unwrap();
+    let settings = LdapConnSettings::new().set_config(Arc::clone(&tls));
+    let mut conn = LdapConn::with_settings(settings, &server.ldaps_url()).unwrap();
+    let rc = conn.simple_bind(dn, password).unwrap().rc;
+    let _ = conn.unbind();
+    rc
+}
+
+/// A 2-of-2 vault holding `bg-admin` (erin's current password) whose rotator
+/// is ldap-password on `server`, endorsed by a full drill; the admin bind
+/// password is in `bind.pw`.
+fn vault(server: &slapd::Slapd, ca_file: &Path) -> Kit {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    let config = serde_json::json!({
+        "url": server.ldaps_url(),
+        "bind_dn": slapd::ADMIN_DN,
+        "user_dn": slapd::user_dn("erin"),
+        "ca_file": ca_file,
+    });
+    std::fs::write(kit.path("ldap.json"), config.to_string()).unwrap();
+    support::write_private(&kit.path("old.pw"), &slapd::old_password("erin"));
+    support::write_private(&kit.path("bind.pw"), &format!("{}\n", slapd::ADMIN_PW));
+    kit.bg()
+        .args([
+            "put",
+            "bg-admin",
+            "--kind",
+            "password",
+            "--rotator",
+            "ldap-password",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("ldap.json"))
+        .arg("--file")
+        .arg(kit.path("old.pw"))
+        .assert()
+        .success();
+    kit.bg()
+        .args(["drill", "--full", "--endorse", "--identity"])
+        .arg(kit.key("alice"))
+        .arg("--identity")
+        .arg(kit.key("bob"))
+        .assert()
+        .success();
+    kit
+}
+
+fn rotate(kit: &Kit) -> std::process::Output {
+    kit.bg()
+        .args(["rotate", "bg-admin", "--json", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap()
+}
+
+fn revealed(kit: &Kit) -> String {
+    let out = kit
+        .unseal(&["alice", "bob"], &["bg-admin"])
+        .args(["--json", "--no-rekey"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["revealed"][0]["value"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_binary_rotates_a_directory_password_and_only_the_new_one_binds() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    let kit = vault(&server, &server.ca_file);
+    let user = slapd::user_dn("erin");
+    let out = rotate(&kit);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["rotator"].as_str()),
+        (Some("active"), Some("ldap-password"))
+    );
+    let new = revealed(&kit);
+    assert_eq!(new.len(), 32);
+    assert_eq!(bind_rc(&server, &user, &new), 0);
+    assert_eq!(bind_rc(&server, &user, &slapd::old_password("erin")), 49);
+    // Neither the bind password nor the new password is in the output, the log or the file.
+    let log = kit.bg().args(["audit", "log", "--json"]).output().unwrap();
+    for haystack in [&out.stdout, &out.stderr, &log.stdout, &kit.vault_bytes()] {
+        let text = String::from_utf8_lossy(haystack);
+        assert!(!text.contains(slapd::ADMIN_PW) && !text.contains(&new));
+    }
+}
+
+#[test]
+fn a_wrong_bind_password_changes_nothing_and_the_old_version_stays_active() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    let kit = vault(&server, &server.ca_file);
+    std::fs::remove_file(kit.path("bind.pw")).unwrap();
+    support::write_private(&kit.path("bind.pw"), "not-the-admin-password");
+    let out = rotate(&kit);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("ldap-password") && error.contains("49"),
+        "{error}"
+    );
+    assert!(error.contains("old version stays active"), "{error}");
+    assert_eq!(revealed(&kit), slapd::old_password("erin"));
+    assert_eq!(
+        bind_rc(
+            &server,
+            &slapd::user_dn("erin"),
+            &slapd::old_password("erin")
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_directory_config_edited_in_the_file_never_receives_the_bind_password() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    let kit = vault(&server, &server.ca_file);
+    // sqlite3-style edit: another user to rotate (an attacker's choice).
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE rotators SET config = replace(config, 'uid=erin', 'uid=frank')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let out = rotate(&kit);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("uid=frank") && error.contains("no quorum endorsed it"),
+        "{error}"
+    );
+    // Nothing changed in the directory.
+    assert_eq!(
+        bind_rc(
+            &server,
+            &slapd::user_dn("frank"),
+            &slapd::old_password("frank")
+        ),
+        0
+    );
+    assert_eq!(
+        bind_rc(
+            &server,
+            &slapd::user_dn("erin"),
+            &slapd::old_password("erin")
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_rotator_config_is_checked_strictly_before_anything_is_stored() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    for (config, said) in [
+        (
+            r#"{"url":"ldap://127.0.0.1:389","bind_dn":"cn=a","user_dn":"cn=b"}"#,
+            "starttls",
+        ),
+        (
+            r#"{"url":"ldaps://h","bind_dn":"cn=a","user_dn":"cn=b","password":"x"}"#,
+            "password",
+        ),
+        ("not json", "not valid"),
+    ] {
+        std::fs::write(kit.path("bad.json"), config).unwrap();
+        let out = kit
+            .bg()
+            .args([
+                "put",
+                "x",
+                "--kind",
+                "password",
+                "--rotator",
+                "ldap-password",
+            ])
+            .arg("--rotator-config")
+            .arg(kit.path("bad.json"))
+            .write_stdin("value")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{config}");
+        let error = support::one_line_error(&out);
+        assert!(
+            error.contains("bad.json") && error.contains(said),
+            "{config}: {error}"
+        );
+    }
+    // A rotator for the wrong kind of secret, and an unknown rotator, are named too.
+    std::fs::write(
+        kit.path("ok.json"),
+        r#"{"url":"ldaps://h","bind_dn":"cn=a","user_dn":"cn=b"}"#,
+    )
+    .unwrap();
+    let out = kit
+        .bg()
+        .args([
+            "put",
+            "x",
+            "--kind",
+            "bypass-codes",
+            "--rotator",
+            "ldap-password",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("ok.json"))
+        .write_stdin("123456")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("rotates password secrets"));
+    let out = kit
+        .bg()
+        .args([
+            "put",
+            "x",
+            "--kind",
+            "password",
+            "--rotator",
+            "ftp-password",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("ok.json"))
+        .write_stdin("v")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("unknown rotator"));
+    assert!(kit.json(&["list"])["secrets"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
