@@ -901,3 +901,67 @@ fn killed_while_duo_answers_the_rotation_stays_pending_and_is_settled_by_name() 
         .assert()
         .success();
 }
+
+#[test]
+fn rotate_exposed_runs_the_duo_rotator_with_named_credentials() {
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    // Reveal the codes whole: the secret is exposed.
+    assert_eq!(revealed_codes(&kit), ["111111", "222222"]);
+    // A bare FILE is refused with --exposed (which secret is it for?).
+    let out = kit
+        .bg()
+        .args(["rotate", "--exposed", "--credentials"])
+        .arg(kit.path("skey.txt"))
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("NAME=FILE"));
+    let out = kit
+        .bg()
+        .args(["rotate", "--exposed", "--json", "--credentials"])
+        .arg(format!("duo={}", kit.path("skey.txt").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rotated"][0]["rotator"], "duo-bypass-codes", "{v}");
+    let issued = fake.wait_for(1)[0].issued.clone();
+    assert_eq!(revealed_codes(&kit), issued);
+}
+
+#[test]
+fn the_secret_key_is_asked_hidden_on_the_terminal_when_no_file_is_given() {
+    if !support::tmux::available() {
+        return;
+    }
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    let binary = assert_cmd::cargo::cargo_bin("breakglass");
+    let q = support::tmux::quote;
+    let line = format!(
+        "unset BREAKGLASS_VAULT; {} --vault {} rotate duo 2>/dev/null",
+        q(&binary.display().to_string()),
+        q(&kit.vault.display().to_string())
+    );
+    let state = kit.path("state").display().to_string();
+    let screen = support::tmux::Screen::spawn(
+        kit.dir.path(),
+        &[("BREAKGLASS_STATE_DIR", state.as_str()), ("NO_COLOR", "1")],
+        &line,
+    );
+    screen.wait_for_screen_text(
+        "The Duo Admin API secret key for rotating duo (duo-bypass-codes, not stored):",
+        support::tmux::WAIT,
+    );
+    screen.type_line(SKEY);
+    let (code, text) = screen.wait_exit(support::tmux::WAIT);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains(SKEY), "the secret key was echoed: {text}");
+    assert_eq!(fake.wait_for(1)[0].status, 200);
+}
