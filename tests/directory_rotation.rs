@@ -282,3 +282,84 @@ fn a_rotator_config_is_checked_strictly_before_anything_is_stored() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_secret_has_a_hook_or_a_rotator_and_an_edited_config_is_shown_escaped() {
+    let kit = Kit::init(&["alice", "bob"], 2);
+    std::fs::write(
+        kit.path("ok.json"),
+        r#"{"url":"ldaps://ldap.example.org","bind_dn":"cn=a","user_dn":"cn=b"}"#,
+    )
+    .unwrap();
+    kit.bg()
+        .args([
+            "put",
+            "svc",
+            "--kind",
+            "password",
+            "--rotator",
+            "ldap-password",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("ok.json"))
+        .write_stdin("old")
+        .assert()
+        .success();
+    support::write_private(&kit.path("bind.pw"), "x");
+    // A hook beside the rotator: refused at put and at rotate, nothing stored.
+    let put = kit
+        .bg()
+        .args(["put", "svc", "--kind", "password", "--apply", "cat"])
+        .write_stdin("v2")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&put).contains("not both"));
+    let rotate = kit
+        .bg()
+        .args([
+            "rotate",
+            "svc",
+            "--generate",
+            "--apply",
+            "cat",
+            "--credentials",
+        ])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&rotate).contains("not both"));
+    // An edit that puts an escape sequence in the config: shown escaped, and refused.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE rotators SET config = replace(config, 'cn=b', 'cn=b' || char(27) || '[2J')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = kit
+        .bg()
+        .args(["rotate", "svc", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "a raw escape reached the terminal"
+    );
+    assert!(support::one_line_error(&out).contains("\\u{1b}"));
+    // Even with --trust-hook, a config not in the form put wrote is refused.
+    let out = kit
+        .bg()
+        .args(["rotate", "svc", "--trust-hook", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!out.stderr.contains(&0x1b));
+    assert!(
+        support::one_line_error(&out).contains("unusable"),
+        "{}",
+        support::one_line_error(&out)
+    );
+}

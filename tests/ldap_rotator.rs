@@ -5,6 +5,8 @@
 //! Each test skips with a message on stderr when its server is not installed
 //! (or, for Samba, when not root), and fails instead when CI=true.
 
+mod support;
+
 #[path = "support/samba.rs"]
 mod samba;
 #[path = "support/slapd.rs"]
@@ -476,4 +478,74 @@ fn ad_server_down_is_named() {
         err.to_string(),
         format!("server is down (connection refused) at {url}; nothing was changed")
     );
+}
+
+#[test]
+fn the_binary_rotates_an_ad_password_and_only_the_new_one_binds() {
+    let Some(dc) = samba() else { return };
+    let kit = support::Kit::init(&["alice", "bob"], 2);
+    let user = dc.user_dn("ad-grace");
+    let config = serde_json::json!({
+        "url": samba::LDAPS_URL,
+        "bind_dn": dc.admin_dn(),
+        "user_dn": user,
+        "ca_file": dc.ca_file,
+    });
+    std::fs::write(kit.path("ad.json"), config.to_string()).unwrap();
+    support::write_private(&kit.path("old.pw"), &dc.old_password("ad-grace"));
+    support::write_private(&kit.path("bind.pw"), samba::ADMIN_PW);
+    kit.bg()
+        .args([
+            "put",
+            "bg-ad",
+            "--kind",
+            "password",
+            "--rotator",
+            "ad-password",
+        ])
+        .arg("--rotator-config")
+        .arg(kit.path("ad.json"))
+        .arg("--file")
+        .arg(kit.path("old.pw"))
+        .assert()
+        .success();
+    // Not endorsed: runs only with --trust-hook (logged as rotator_trusted).
+    let out = kit
+        .bg()
+        .args(["rotate", "bg-ad", "--json", "--trust-hook", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(kit.audit_actions().iter().any(|a| a == "rotator_trusted"));
+    let unsealed = kit
+        .unseal(&["alice", "bob"], &["bg-ad"])
+        .args(["--json", "--no-rekey", "--endorse"])
+        .output()
+        .unwrap();
+    assert!(
+        unsealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unsealed.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&unsealed.stdout).unwrap();
+    let new = v["revealed"][0]["value"].as_str().unwrap().to_string();
+    assert_eq!(bind_rc(samba::LDAPS_URL, &dc.ca_file, &user, &new), 0);
+    assert_eq!(
+        bind_rc(
+            samba::LDAPS_URL,
+            &dc.ca_file,
+            &user,
+            &dc.old_password("ad-grace")
+        ),
+        49
+    );
+    for haystack in [&out.stdout, &out.stderr, &kit.vault_bytes()] {
+        let text = String::from_utf8_lossy(haystack);
+        assert!(!text.contains(samba::ADMIN_PW) && !text.contains(&new));
+    }
 }

@@ -312,10 +312,20 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             }
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             vault.refuse_while_rotating(&name, "nothing was rotated")?;
-            let rotator = match &a.apply {
-                None => vault.rotator_of(&name)?,
-                Some(_) => None,
-            };
+            let stored_rotator = vault.rotator_of(&name)?;
+            // With --apply the library refuses a secret that has a rotator.
+            let rotator = stored_rotator.filter(|_| a.apply.is_none());
+            if let (Some(_), true) = (&rotator, a.trust_hook) {
+                // --trust-hook runs what is stored: show it, escaped, first.
+                if let Some((kind, config)) = vault.untrusted_rotator(&name)? {
+                    errln!(
+                        "warning: trusting the unendorsed rotator of {}: {} {}",
+                        render::visible(&name),
+                        render::visible(&kind),
+                        render::visible(&config)
+                    );
+                }
+            }
             let confirmed_rotator = match (&rotator, a.trust_hook) {
                 (Some(_), false) => {
                     let stored = vault.untrusted_rotator(&name)?;
@@ -331,7 +341,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     let file = input::credentials_file_for(&a.credentials, &name, false)?;
                     Some(input::rotator_credentials(file.as_deref(), &name, kind)?)
                 }
-                None if !a.credentials.is_empty() => {
+                None if !a.credentials.is_empty() && stored_rotator.is_none() => {
                     return Err(VaultError::Secret {
                         name,
                         detail: "has no rotator; --credentials is for a secret put with --rotator"

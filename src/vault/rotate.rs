@@ -193,7 +193,16 @@ impl Vault {
         // must be endorsed, or shown and confirmed, like a stored hook.
         let rotator = match (&request.apply, self.store.read().rotation(&name)?.rotator) {
             (None, Some(stored)) => Some(self.trusted_rotator(&name, &stored, &request)?),
-            _ => None,
+            (Some(_), Some(stored)) => {
+                return Err(VaultError::Secret {
+                    name,
+                    detail: format!(
+                        "has the rotator {}: a secret is rotated by a hook or a rotator, not both; drop --apply; nothing was rotated",
+                        stored.kind.escape_debug()
+                    ),
+                })
+            }
+            (_, None) => None,
         };
         let value_spec = match (&rotator, request.value) {
             (Some(r), NewValue::ByRotator) if r.kind().value_made_here() => {
@@ -331,6 +340,8 @@ impl Vault {
                 let made_here = r.kind().value_made_here().then(|| value.expose_secret());
                 match r.apply(credentials, made_here) {
                     Ok(peer_value) => {
+                        // Applied: whatever happens next, the target changed.
+                        target_changed = true;
                         from_peer = peer_value.map(|v| SecretValue::new(v.to_vec()));
                         (None, None)
                     }
@@ -471,11 +482,19 @@ impl Vault {
                 .map_or("no version is active".to_string(), |v| {
                     format!("version {} stays active", v.version)
                 });
-            let applied = match &hook {
-                Some(_) => format!(
+            let applied = match (&hook, &rotator) {
+                (Some(_), _) => format!(
                     "the apply hook exited 0, so the target system may now hold version {version}'s value"
                 ),
-                None => "no apply hook ran".to_string(),
+                (None, Some(r)) if from_peer.is_some() => format!(
+                    "{} made new values at the peer, which the vault did not keep (the old ones may no longer work there)",
+                    r.kind().as_str()
+                ),
+                (None, Some(r)) => format!(
+                    "{} set and proved version {version}'s value at the target",
+                    r.kind().as_str()
+                ),
+                (None, None) => "no apply hook ran".to_string(),
             };
             return Err(VaultError::Secret {
                 name: name.clone(),
@@ -514,19 +533,27 @@ impl Vault {
             } else {
                 "no quorum endorsed it"
             };
+            // File text, shown escaped: no terminal control or bidi trickery.
             return Err(VaultError::Secret {
                 name: name.into(),
                 detail: format!(
                     "its rotator was set or changed after the last signed checkpoint, and {when}: {} {} — read it; if it is yours, rotate again with --trust-hook; nothing was rotated",
-                    stored.kind, stored.config
+                    stored.kind.escape_debug(),
+                    stored.config.escape_debug()
                 ),
             });
         }
         let rotator = RotatorKind::parse(&stored.kind)
             .and_then(|kind| Rotator::parse(kind, &stored.config))
+            // What is stored is what `put` wrote: the canonical form, exactly.
+            .and_then(|r| {
+                (r.canonical_config() == stored.config)
+                    .then_some(r)
+                    .ok_or_else(|| "its config is not in the form breakglass writes (edited?)".to_string())
+            })
             .map_err(|e| VaultError::Secret {
                 name: name.into(),
-                detail: format!("its stored rotator is unusable ({e}); set it again with `breakglass put {name} --rotator KIND --rotator-config FILE`"),
+                detail: format!("its stored rotator is unusable ({}); set it again with `breakglass put {name} --rotator KIND --rotator-config FILE`", e.escape_debug()),
             })?;
         if !is_endorsed {
             let tx = self.store.begin()?;

@@ -31,6 +31,7 @@ pub const USERS: &[&str] = &[
     "ad-dave",
     "ad-erin",
     "ad-frank",
+    "ad-grace",
     "ad-disabled",
 ];
 
