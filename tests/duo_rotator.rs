@@ -965,3 +965,31 @@ fn the_secret_key_is_asked_hidden_on_the_terminal_when_no_file_is_given() {
     assert!(!text.contains(SKEY), "the secret key was echoed: {text}");
     assert_eq!(fake.wait_for(1)[0].status, 200);
 }
+
+#[test]
+fn editing_the_endorsed_rotator_table_too_does_not_make_an_edit_endorsed() {
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    // The attacker edits both the stored config and the endorsed copy alike.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    for table in ["rotators", "endorsed_rotators"] {
+        let changed = conn
+            .execute(
+                &format!("UPDATE {table} SET config = replace(config, ?1, 'DUATTACKERSUSER00000')"),
+                [USER],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "{table}");
+    }
+    drop(conn);
+    // The endorsed table no longer hashes to the signed digest: nothing in it counts.
+    let out = rotate_duo(&kit, &[]);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(error.contains("no quorum endorsed it"), "{error}");
+    assert!(
+        fake.seen().is_empty(),
+        "an edited endorsement reached the peer"
+    );
+}
