@@ -192,7 +192,21 @@ impl Vault {
         // A stored rotator runs unless a hook is given on the command line; it
         // must be endorsed, or shown and confirmed, like a stored hook.
         let rotator = match (&request.apply, self.store.read().rotation(&name)?.rotator) {
-            (None, Some(stored)) => Some(self.trusted_rotator(&name, &stored, &request)?),
+            (None, Some(stored)) => {
+                // Asked before anything is logged as trusted.
+                if request.credentials.is_none() {
+                    let what = RotatorKind::parse(&stored.kind)
+                        .map_or("its credentials", |k| k.credentials_name());
+                    return Err(VaultError::Secret {
+                        name,
+                        detail: format!(
+                            "its rotator {} needs {what} for this rotation: give it with --credentials FILE (or on the terminal); nothing was rotated",
+                            stored.kind.escape_debug()
+                        ),
+                    });
+                }
+                Some(self.trusted_rotator(&name, &stored, &request)?)
+            }
             (Some(_), Some(stored)) => {
                 return Err(VaultError::Secret {
                     name,
