@@ -423,16 +423,7 @@ fn a_failing_or_removed_token_rejects_the_share_by_name() {
 #[test]
 fn remote_approve_and_drill_with_the_hardware_key() {
     let kit = vault();
-    let home = kit.path("home-bob");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
-    let out = bg(&kit)
-        .args(["request", "--reason", "Duo outage INC-7", "--json", "--out"])
-        .arg(kit.path("req.txt"))
-        .output()
-        .unwrap();
-    let words = support::read_back_words(&ok_json(&out));
-    std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
+    let (home, words) = bob_at_home_with_a_request(&kit, "Duo outage INC-7");
     // Bob approves at home with only his hardware key and the code.
     let approve = support::bg_without_vault(&home)
         .args([
@@ -506,17 +497,8 @@ fn remote_approve_and_drill_with_the_hardware_key() {
 #[test]
 fn approve_with_a_wrong_pin_names_the_custodian_and_writes_nothing() {
     let kit = vault();
-    let home = kit.path("home-bob");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
+    let (home, words) = bob_at_home_with_a_request(&kit, "r");
     support::write_private(&home.join("pin"), "111111");
-    let out = bg(&kit)
-        .args(["request", "--reason", "r", "--json", "--out"])
-        .arg(kit.path("req.txt"))
-        .output()
-        .unwrap();
-    let words = support::read_back_words(&ok_json(&out));
-    std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
     let approve = support::bg_without_vault(&home)
         .args(["approve", "--request", "req.txt", "--identity", "me.key"])
         .args([
@@ -1055,16 +1037,7 @@ fn an_identity_line_with_a_multibyte_character_is_refused_not_a_panic() {
 #[test]
 fn approve_and_answer_a_challenge_without_the_plugin_name_it_and_write_nothing() {
     let kit = vault();
-    let home = kit.path("home-bob");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
-    let out = bg(&kit)
-        .args(["request", "--reason", "r", "--json", "--out"])
-        .arg(kit.path("req.txt"))
-        .output()
-        .unwrap();
-    let words = support::read_back_words(&ok_json(&out));
-    std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
+    let (home, words) = bob_at_home_with_a_request(&kit, "r");
     bg(&kit)
         .args(["drill", "--remote", "--out"])
         .arg(kit.path("challenge.txt"))
@@ -1107,4 +1080,20 @@ fn approve_and_answer_a_challenge_without_the_plugin_name_it_and_write_nothing()
         );
     }
     assert!(!home.join("ok.txt").exists() && !home.join("proof.txt").exists());
+}
+
+/// Bob's own directory, holding only his hardware key file (`me.key`) and a
+/// request made at the vault (`req.txt`); the request's read-back words.
+fn bob_at_home_with_a_request(kit: &Kit, reason: &str) -> (PathBuf, String) {
+    let home = kit.path("home-bob");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(kit.key("bob"), home.join("me.key")).unwrap();
+    let out = bg(kit)
+        .args(["request", "--reason", reason, "--json", "--out"])
+        .arg(kit.path("req.txt"))
+        .output()
+        .unwrap();
+    let words = support::read_back_words(&ok_json(&out));
+    std::fs::copy(kit.path("req.txt"), home.join("req.txt")).unwrap();
+    (home, words)
 }

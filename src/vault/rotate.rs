@@ -391,6 +391,7 @@ impl Vault {
         // Phase 3: promote or keep as failed, under the write lock. Only the
         // newest version, still pending, may become active: a rotation that was
         // abandoned meanwhile, or overtaken by a newer version, is not.
+        let vault_id = self.vault_id();
         let recorded = (|| -> Result<_, VaultError> {
             let tx = self.store.begin()?;
             let current = Vault::manifest_in(&tx, &self.current)?;
@@ -420,7 +421,6 @@ impl Vault {
                         // The peer made the value (Duo's codes): it replaces the
                         // marker in the pending version, sealed to the key in
                         // force now, in the transaction that makes it active.
-                        let vault_id = hex_to_id(&current.manifest.vault_id)?;
                         let recipient = CustodianRecipient::parse_vault_recipient(
                             &current.manifest.vault_recipient,
                         )
@@ -933,11 +933,4 @@ fn generate(length: usize, charset: Charset, for_rotator: bool) -> SecretValue {
             return SecretValue::new(text.as_bytes().to_vec());
         }
     }
-}
-
-fn hex_to_id(vault_id: &str) -> Result<[u8; 16], VaultError> {
-    hex::decode(vault_id)
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| VaultError::invalid("manifest vault id is malformed"))
 }

@@ -92,7 +92,7 @@ fn take(fx: &Fixture, envelope: String) -> Result<Option<String>, String> {
         rejected: Vec::new(),
         approvals: Vec::new(),
     };
-    gathering.take_share(&fx.custodians[0], &fx.identity, None);
+    gathering.take_share(&fx.custodians[0], &fx.identity);
     match (gathering.good.as_slice(), gathering.rejected.as_slice()) {
         ([(name, _)], []) if name == NAME => Ok(None),
         ([], [r])

@@ -239,12 +239,7 @@ impl Gathering<'_> {
 
     /// Open this custodian's envelope and check the share inside. A bad share is
     /// recorded by name and skipped; the caller decides whether enough remain.
-    fn take_share(
-        &mut self,
-        custodian: &CustodianEntry,
-        identity: &CustodianIdentity,
-        pin: Option<&Passphrase>,
-    ) {
+    fn take_share(&mut self, custodian: &CustodianEntry, identity: &CustodianIdentity) {
         let Some(envelope) = self
             .envelopes
             .iter()
@@ -253,7 +248,12 @@ impl Gathering<'_> {
             self.reject(custodian, "the vault holds no envelope for this custodian");
             return;
         };
-        match crypto::decrypt_as(envelope.envelope.as_bytes(), identity, &custodian.name, pin) {
+        match crypto::decrypt_as(
+            envelope.envelope.as_bytes(),
+            identity,
+            &custodian.name,
+            None,
+        ) {
             DecryptOutcome::NotMine => self.reject(
                 custodian,
                 "envelope is not sealed to this custodian's key (replaced?)",
@@ -1002,7 +1002,7 @@ fn gather_shares(
             };
             matched = true;
             g.claim(&custodian.name)?;
-            g.take_share(custodian, identity, None);
+            g.take_share(custodian, identity);
         }
         if !matched {
             return Err(VaultError::Identity {
@@ -1039,7 +1039,7 @@ fn gather_shares(
             prompt,
         )?
         .ok_or_else(|| VaultError::WrongPassphrase(name.clone()))?;
-        g.take_share(custodian, &identity, None);
+        g.take_share(custodian, &identity);
     }
     // 4. Prompt passphrase custodians, only while shares are still missing.
     let waiting: Vec<&CustodianEntry> = g
@@ -1065,7 +1065,7 @@ fn gather_shares(
         match asked {
             Asked::Identity(identity) => {
                 g.claim(&custodian.name)?;
-                g.take_share(custodian, &identity, None);
+                g.take_share(custodian, &identity);
             }
             Asked::Skipped => {}
             Asked::Wrong => return Err(VaultError::WrongPassphrase(custodian.name.clone())),
