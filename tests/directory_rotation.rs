@@ -363,3 +363,86 @@ fn a_secret_has_a_hook_or_a_rotator_and_an_edited_config_is_shown_escaped() {
         support::one_line_error(&out)
     );
 }
+
+#[test]
+fn the_ca_is_embedded_and_endorsed_so_a_swapped_ca_file_or_edited_ca_changes_nothing() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    // The config names a CA file; `put` stores its certificates.
+    let ca_copy = {
+        let kit_dir = tempfile::tempdir().unwrap();
+        let path = kit_dir.path().join("dir-ca.pem");
+        std::fs::copy(&server.ca_file, &path).unwrap();
+        (kit_dir, path)
+    };
+    let kit = vault(&server, &ca_copy.1);
+    let real_pem = std::fs::read(&ca_copy.1).unwrap();
+    let real_digest = hex::encode(breakglass::crypto::sha256(&[&real_pem]));
+    // The file at the path is swapped for an attacker's CA: never read again.
+    let attacker = tls::TestPki::other();
+    std::fs::write(&ca_copy.1, &attacker.ca_pem).unwrap();
+    let out = rotate(&kit);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        bind_rc(&server, &slapd::user_dn("erin"), &revealed(&kit)),
+        0
+    );
+
+    // An sqlite3 edit of the embedded CA (to the attacker's) is not endorsed;
+    // the refusal names the stored CA by its SHA-256, not pages of PEM.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let stored: String = conn
+        .query_row("SELECT config FROM rotators", [], |r| r.get(0))
+        .unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(
+        config["ca_pem"].as_str().map(str::as_bytes),
+        Some(&real_pem[..])
+    );
+    assert!(config.get("ca_file").is_none());
+    config["ca_pem"] = attacker.ca_pem.clone().into();
+    let edited = format!(
+        r#"{{"url":{},"starttls":false,"bind_dn":{},"user_dn":{},"ca_pem":{}}}"#,
+        config["url"], config["bind_dn"], config["user_dn"], config["ca_pem"]
+    );
+    conn.execute("UPDATE rotators SET config = ?1", [&edited])
+        .unwrap();
+    let out = rotate(&kit);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    let attacker_digest = hex::encode(breakglass::crypto::sha256(&[attacker.ca_pem.as_bytes()]));
+    assert!(
+        error.contains("no quorum endorsed it")
+            && error.contains(&attacker_digest)
+            && !error.contains("BEGIN CERTIFICATE"),
+        "{error}"
+    );
+    assert_ne!(attacker_digest, real_digest);
+
+    // A stored config that names a CA file by path is refused even when the
+    // user trusts what is stored: the file could be anything at rotation time.
+    let by_path = format!(
+        r#"{{"url":{},"starttls":false,"bind_dn":{},"user_dn":{},"ca_file":{}}}"#,
+        config["url"],
+        config["bind_dn"],
+        config["user_dn"],
+        serde_json::Value::String(ca_copy.1.display().to_string())
+    );
+    conn.execute("UPDATE rotators SET config = ?1", [&by_path])
+        .unwrap();
+    drop(conn);
+    let out = kit
+        .bg()
+        .args(["rotate", "bg-admin", "--trust-hook", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(error.contains("names a CA file by path"), "{error}");
+}

@@ -530,8 +530,12 @@ pub fn rotator(kind: &str, config: &Path) -> Result<breakglass::rotators::Rotato
             config.display()
         ))
     })?;
-    Rotator::parse(kind, text)
-        .map_err(|e| VaultError::Invalid(format!("rotator config {}: {e}", config.display())))
+    let mut rotator = Rotator::parse(kind, text)
+        .map_err(|e| VaultError::Invalid(format!("rotator config {}: {e}", config.display())))?;
+    rotator
+        .embed_ca_file()
+        .map_err(|e| VaultError::Invalid(format!("rotator config {}: {e}", config.display())))?;
+    Ok(rotator)
 }
 
 /// Which `--credentials [NAME=]FILE` is for secret `name`: `NAME=FILE`

@@ -322,7 +322,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                         "warning: trusting the unendorsed rotator of {}: {} {}",
                         render::visible(&name),
                         render::visible(&kind),
-                        render::visible(&config)
+                        render::visible(&breakglass::rotators::shown_config(&config))
                     );
                 }
             }
@@ -1003,7 +1003,7 @@ fn confirm_rotator(setting: &(String, String), name: &str) -> Result<bool, Vault
         "warning: the rotator of {} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {} {}",
         render::visible(name),
         render::visible(&setting.0),
-        render::visible(&setting.1)
+        render::visible(&breakglass::rotators::shown_config(&setting.1))
     );
     errln!("{warning}");
     Ok(matches!(

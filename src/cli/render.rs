@@ -578,7 +578,10 @@ pub fn unendorsed(pending: &breakglass::vault::Unendorsed) -> String {
             ),
         };
         let rotator = match (&s.rotator, &s.rotator_config) {
-            (Some(kind), Some(config)) => format!(", rotator {kind} {config}"),
+            (Some(kind), Some(config)) => format!(
+                ", rotator {kind} {}",
+                breakglass::rotators::shown_config(config)
+            ),
             _ => String::new(),
         };
         lines.push(format!(

@@ -62,6 +62,7 @@ const MAX_PEER_TEXT: usize = 200;
 const KEYS: &[&str] = &[
     "api_host",
     "ca_file",
+    "ca_pem",
     "count",
     "integration_key",
     "reuse_count",
@@ -91,6 +92,9 @@ pub struct DuoConfig {
     /// must chain to one of these and nothing else (the system store is not
     /// used). For private deployments and tests.
     pub ca_file: Option<String>,
+    /// Those CA certificates' PEM text, as stored in the vault (and endorsed):
+    /// `put` reads `ca_file` into it.
+    pub ca_pem: Option<String>,
     /// Seconds the whole request may take, 1 to 300 (default 30).
     pub timeout_secs: u64,
 }
@@ -111,6 +115,7 @@ impl DuoConfig {
         let mut reuse_count = DEFAULT_REUSE_COUNT;
         let mut valid_secs = DEFAULT_VALID_SECS;
         let mut ca_file = None;
+        let mut ca_pem = None;
         let mut timeout_secs = DEFAULT_TIMEOUT_SECS;
         for (key, value) in &entries.0 {
             let Some(known) = KEYS.iter().find(|k| **k == key.as_str()) else {
@@ -144,8 +149,17 @@ impl DuoConfig {
                 "valid_secs" => valid_secs = integer(key, value, 0, i64::MAX as u64)?,
                 "timeout_secs" => timeout_secs = integer(key, value, 1, MAX_TIMEOUT_SECS)?,
                 "ca_file" => ca_file = Some(check_ca_file(&string(key, value)?)?),
+                "ca_pem" => {
+                    let pem = string(key, value)?;
+                    super::check_ca_pem(pem.as_bytes())
+                        .map_err(|e| format!("\"ca_pem\" in the {what}: {e}"))?;
+                    ca_pem = Some(pem);
+                }
                 _ => unreachable!("every known key is handled"),
             }
+        }
+        if ca_file.is_some() && ca_pem.is_some() {
+            return Err(format!("the {what} gives ca_file and ca_pem: give one"));
         }
         let missing = |key: &str, example: &str| {
             format!("the {what} needs \"{key}\" (e.g. \"{key}\": \"{example}\")")
@@ -160,6 +174,7 @@ impl DuoConfig {
             reuse_count,
             valid_secs,
             ca_file,
+            ca_pem,
             timeout_secs,
         })
     }
@@ -172,6 +187,9 @@ impl DuoConfig {
         let mut out = format!("{{\"api_host\":{}", s(&self.api_host));
         if let Some(ca_file) = &self.ca_file {
             out.push_str(&format!(",\"ca_file\":{}", s(ca_file)));
+        }
+        if let Some(ca_pem) = &self.ca_pem {
+            out.push_str(&format!(",\"ca_pem\":{}", s(ca_pem)));
         }
         out.push_str(&format!(
             ",\"count\":{},\"integration_key\":{},\"reuse_count\":{},\"timeout_secs\":{},\"user_id\":{},\"valid_secs\":{}}}",
@@ -413,8 +431,16 @@ impl TlsTrust {
         Ok(Self(Trust::Roots(Arc::new(roots))))
     }
 
-    /// The config's `ca_file` when set (read now), else the system store.
+    /// The config's `ca_pem` (or `ca_file`, read now) when set, else the
+    /// system store.
     pub fn from_config(config: &DuoConfig) -> Result<Self, DuoError> {
+        if let Some(pem) = &config.ca_pem {
+            return Self::from_ca_pem(pem.as_bytes()).map_err(|e| {
+                DuoError::Config(format!(
+                    "the embedded CA (ca_pem) of the {KIND} config {e}: set the rotator again with the right ca_file"
+                ))
+            });
+        }
         let Some(path) = &config.ca_file else {
             return Ok(Self::system());
         };

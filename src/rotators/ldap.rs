@@ -38,8 +38,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest accepted config file, URL and DN (a config is stored in the vault
-/// and shown for confirmation).
-const MAX_CONFIG_LEN: usize = 16 * 1024;
+/// and shown for confirmation; an embedded CA bundle is most of it).
+const MAX_CONFIG_LEN: usize = 96 * 1024;
 const MAX_FIELD_LEN: usize = 1024;
 
 /// Where and as whom the rotator works. Non-secret; stored in the vault as a
@@ -55,8 +55,11 @@ pub struct LdapConfig {
     pub bind_dn: String,
     /// The account whose password is rotated.
     pub user_dn: String,
-    /// A PEM CA bundle to trust instead of the system store (an absolute path).
+    /// A PEM CA bundle to trust instead of the system store (an absolute
+    /// path), as a config file names it; `put` embeds it as `ca_pem`.
     pub ca_file: Option<PathBuf>,
+    /// The CA bundle's PEM text, as stored in the vault (and endorsed).
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +72,8 @@ struct RawConfig {
     user_dn: String,
     #[serde(default)]
     ca_file: Option<String>,
+    #[serde(default)]
+    ca_pem: Option<String>,
 }
 
 impl LdapConfig {
@@ -76,7 +81,8 @@ impl LdapConfig {
     /// `ldap://` without `starttls` is refused, and so is `ldaps://` with it.
     ///
     /// `{"url": "ldaps://dc1.example.com", "bind_dn": "…", "user_dn": "…",
-    /// "starttls": false, "ca_file": "/etc/ssl/dir-ca.pem"}` (the last two optional).
+    /// "starttls": false, "ca_file": "/etc/ssl/dir-ca.pem"}` (the last two
+    /// optional; the vault stores the file's certificates as `ca_pem`).
     pub fn parse(json: &str) -> Result<Self, String> {
         if json.len() > MAX_CONFIG_LEN {
             return Err(format!(
@@ -104,6 +110,13 @@ impl LdapConfig {
         }
         check_dn("bind_dn", &raw.bind_dn)?;
         check_dn("user_dn", &raw.user_dn)?;
+        if raw.ca_file.is_some() && raw.ca_pem.is_some() {
+            return Err("LDAP rotator config: give ca_file or ca_pem, not both".to_string());
+        }
+        if let Some(pem) = &raw.ca_pem {
+            super::check_ca_pem(pem.as_bytes())
+                .map_err(|e| format!("LDAP rotator config: ca_pem {e}"))?;
+        }
         let ca_file = match raw.ca_file {
             None => None,
             Some(path) => {
@@ -132,6 +145,7 @@ impl LdapConfig {
             bind_dn: raw.bind_dn,
             user_dn: raw.user_dn,
             ca_file,
+            ca_pem: raw.ca_pem,
         })
     }
 
@@ -147,10 +161,13 @@ impl LdapConfig {
         if let Some(path) = &self.ca_file {
             map.insert("ca_file".into(), path.to_string_lossy().into_owned().into());
         }
+        if let Some(pem) = &self.ca_pem {
+            map.insert("ca_pem".into(), pem.clone().into());
+        }
         // serde_json's Map keeps insertion order only with `preserve_order`;
         // write the keys in a fixed order by hand instead.
         let mut out = String::from("{");
-        for (i, key) in ["url", "starttls", "bind_dn", "user_dn", "ca_file"]
+        for (i, key) in ["url", "starttls", "bind_dn", "user_dn", "ca_file", "ca_pem"]
             .iter()
             .filter(|k| map.contains_key(**k))
             .enumerate()
@@ -465,9 +482,10 @@ fn same_dn(a: &str, b: &str) -> bool {
 }
 
 fn connect(config: &LdapConfig, scrub: &Scrubber) -> Result<LdapConn, String> {
-    let ca_pem = match &config.ca_file {
-        None => None,
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
+    let ca_pem = match (&config.ca_pem, &config.ca_file) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, None) => None,
+        (None, Some(path)) => Some(std::fs::read(path).map_err(|e| {
             format!(
                 "cannot read the CA file {} ({}); fix ca_file in the rotator config",
                 path.display(),
@@ -476,9 +494,10 @@ fn connect(config: &LdapConfig, scrub: &Scrubber) -> Result<LdapConn, String> {
         })?),
     };
     let tls = crate::crypto::tls::client_config(ca_pem.as_deref()).map_err(|e| {
-        match &config.ca_file {
-            Some(path) => format!("CA file {}: {e}", path.display()),
-            None => e,
+        match (&config.ca_pem, &config.ca_file) {
+            (Some(_), _) => format!("the embedded CA (ca_pem): {e}"),
+            (None, Some(path)) => format!("CA file {}: {e}", path.display()),
+            (None, None) => e,
         }
     })?;
     let settings = LdapConnSettings::new()
@@ -664,7 +683,7 @@ fn tls_error(error: &rustls::Error, url: &str) -> String {
                 other => format!("{other:?}"),
             };
             format!(
-                "TLS certificate did not verify at {url}: {why}; check the host name in url and the CA (ca_file)"
+                "TLS certificate did not verify at {url}: {why}; check the host name in url and the CA (ca_file, stored as ca_pem)"
             )
         }
         other => format!("TLS with {url} failed: {other}"),

@@ -107,6 +107,43 @@ impl Rotator {
         }
     }
 
+    /// Read the config's `ca_file` into it as `ca_pem`: what the vault stores,
+    /// so the endorsement covers the CA's certificates, not just a path whose
+    /// file anyone with the machine could swap, and the vault works on another
+    /// machine. Called by `put` and `rotate --rotator`.
+    pub fn embed_ca_file(&mut self) -> Result<(), String> {
+        let path = match self {
+            Rotator::Duo(c) => c.ca_file.as_ref().map(std::path::PathBuf::from),
+            Rotator::Ldap(c) | Rotator::Ad(c) => c.ca_file.clone(),
+        };
+        let Some(path) = path else { return Ok(()) };
+        let bytes = read_small(&path, MAX_CA_PEM)
+            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        let pem = String::from_utf8(bytes)
+            .map_err(|_| format!("ca_file {}: not PEM text", path.display()))?;
+        check_ca_pem(pem.as_bytes()).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        match self {
+            Rotator::Duo(c) => {
+                c.ca_file = None;
+                c.ca_pem = Some(pem);
+            }
+            Rotator::Ldap(c) | Rotator::Ad(c) => {
+                c.ca_file = None;
+                c.ca_pem = Some(pem);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the config names a CA file by path (a config file not yet
+    /// stored); a stored config must embed its CA instead.
+    pub fn names_ca_file(&self) -> bool {
+        match self {
+            Rotator::Duo(c) => c.ca_file.is_some(),
+            Rotator::Ldap(c) | Rotator::Ad(c) => c.ca_file.is_some(),
+        }
+    }
+
     /// The config as stored and endorsed: canonical JSON.
     pub fn canonical_config(&self) -> String {
         match self {
@@ -174,6 +211,53 @@ impl std::fmt::Debug for Rotator {
     }
 }
 
+/// Largest CA bundle a config may embed.
+const MAX_CA_PEM: usize = 64 * 1024;
+
+/// Checks a CA bundle: PEM text holding at least one usable certificate.
+pub(crate) fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    if pem.len() > MAX_CA_PEM {
+        return Err(format!(
+            "is {} bytes, more than the {MAX_CA_PEM} accepted",
+            pem.len()
+        ));
+    }
+    crate::crypto::tls::client_config(Some(pem)).map(|_| ())
+}
+
+fn read_small(path: &std::path::Path, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read ({})", e.kind()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read ({})", e.kind()))?;
+    if bytes.len() > limit {
+        return Err(format!("is more than the {limit} bytes accepted"));
+    }
+    Ok(bytes)
+}
+
+/// A stored rotator config as shown to a person: an embedded CA bundle is
+/// given as its SHA-256 (compare with `sha256sum FILE`) and certificate
+/// count instead of pages of PEM. Text that is not a JSON object is shown
+/// as it is (the caller escapes it).
+pub fn shown_config(config: &str) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(config)
+    else {
+        return config.to_string();
+    };
+    if let Some(serde_json::Value::String(pem)) = map.get("ca_pem") {
+        let certificates = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        let digest = hex::encode(crate::crypto::sha256(&[pem.as_bytes()]));
+        map.insert(
+            "ca_pem".into(),
+            format!("sha256:{digest} ({certificates} certificate(s))").into(),
+        );
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
 /// Why a rotator did not finish.
 #[derive(Debug)]
 pub enum RotatorFailure {
@@ -205,5 +289,91 @@ impl RotatorCredentials {
 impl std::fmt::Debug for RotatorCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RotatorCredentials([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_ca_file_is_embedded_as_pem_and_shown_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let pem = ca_pem();
+        std::fs::write(&path, &pem).unwrap();
+        let configs = [
+            (
+                RotatorKind::LdapPassword,
+                serde_json::json!({"url": "ldaps://dc1", "bind_dn": "cn=a", "user_dn": "cn=b", "ca_file": path}),
+            ),
+            (
+                RotatorKind::DuoBypassCodes,
+                serde_json::json!({"api_host": "api-1.duosecurity.com", "user_id": "DU3RP9I2WOC59VZX672N", "integration_key": "DIWJ8X6AEYOR5OMC6TQ1", "ca_file": path}),
+            ),
+        ];
+        for (kind, json) in configs {
+            let mut rotator = Rotator::parse(kind, &json.to_string()).unwrap();
+            assert!(rotator.names_ca_file());
+            rotator.embed_ca_file().unwrap();
+            assert!(!rotator.names_ca_file());
+            let stored = rotator.canonical_config();
+            assert!(!stored.contains("ca_file"), "{stored}");
+            // The stored form reads back to the same config, PEM and all.
+            let again = Rotator::parse(kind, &stored).unwrap();
+            assert_eq!(again.canonical_config(), stored);
+            let value: serde_json::Value = serde_json::from_str(&stored).unwrap();
+            assert_eq!(value["ca_pem"].as_str(), Some(pem.as_str()));
+            let shown = shown_config(&stored);
+            let digest = hex::encode(crate::crypto::sha256(&[pem.as_bytes()]));
+            assert!(
+                shown.contains(&format!("sha256:{digest} (1 certificate(s))"))
+                    && !shown.contains("BEGIN"),
+                "{shown}"
+            );
+            // Both forms at once, or a PEM that holds no certificate, are refused.
+            let mut both = value.clone();
+            both["ca_file"] = path.display().to_string().into();
+            assert!(Rotator::parse(kind, &both.to_string())
+                .err()
+                .is_some_and(|e| e.contains("ca_file") && e.contains("ca_pem")));
+            let mut junk = value.clone();
+            junk["ca_pem"] = "not a certificate".into();
+            assert!(Rotator::parse(kind, &junk.to_string())
+                .err()
+                .is_some_and(|e| e.contains("ca_pem")));
+        }
+    }
+
+    #[test]
+    fn a_missing_or_foreign_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let json = serde_json::json!({"url": "ldaps://dc1", "bind_dn": "cn=a", "user_dn": "cn=b", "ca_file": missing});
+        let mut rotator = Rotator::parse(RotatorKind::AdPassword, &json.to_string()).unwrap();
+        let err = rotator.embed_ca_file().unwrap_err();
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot be read"),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        let json = serde_json::json!({"url": "ldaps://dc1", "bind_dn": "cn=a", "user_dn": "cn=b", "ca_file": junk});
+        let mut rotator = Rotator::parse(RotatorKind::AdPassword, &json.to_string()).unwrap();
+        let err = rotator.embed_ca_file().unwrap_err();
+        assert!(err.contains("junk.pem") && err.contains("PEM"), "{err}");
+    }
+
+    #[test]
+    fn text_that_is_not_a_config_is_shown_as_it_is() {
+        assert_eq!(shown_config("not json"), "not json");
+        assert_eq!(shown_config(r#"{"a":1}"#), r#"{"a":1}"#);
     }
 }

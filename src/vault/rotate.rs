@@ -553,7 +553,7 @@ impl Vault {
                 detail: format!(
                     "its rotator was set or changed after the last signed checkpoint, and {when}: {} {} — read it; if it is yours, rotate again with --trust-hook; nothing was rotated",
                     stored.kind.escape_debug(),
-                    stored.config.escape_debug()
+                    crate::rotators::shown_config(&stored.config).escape_debug()
                 ),
             });
         }
@@ -564,6 +564,12 @@ impl Vault {
                 (r.canonical_config() == stored.config)
                     .then_some(r)
                     .ok_or_else(|| "its config is not in the form breakglass writes (edited?)".to_string())
+            })
+            // A CA by path would trust whatever file is there at rotation time.
+            .and_then(|r| {
+                (!r.names_ca_file()).then_some(r).ok_or_else(|| {
+                    "its config names a CA file by path instead of embedding its certificates".to_string()
+                })
             })
             .map_err(|e| VaultError::Secret {
                 name: name.into(),
