@@ -45,15 +45,20 @@ fn bind_rc(server: &slapd::Slapd, dn: &str, password: &str) -> u32 {
 /// is ldap-password on `server`, endorsed by a full drill; the admin bind
 /// password is in `bind.pw`.
 fn vault(server: &slapd::Slapd, ca_file: &Path) -> Kit {
+    vault_for(server, ca_file, "erin")
+}
+
+/// As [`vault`], for the directory user `uid`.
+fn vault_for(server: &slapd::Slapd, ca_file: &Path, uid: &str) -> Kit {
     let kit = Kit::init(&["alice", "bob"], 2);
     let config = serde_json::json!({
         "url": server.ldaps_url(),
         "bind_dn": slapd::ADMIN_DN,
-        "user_dn": slapd::user_dn("erin"),
+        "user_dn": slapd::user_dn(uid),
         "ca_file": ca_file,
     });
     std::fs::write(kit.path("ldap.json"), config.to_string()).unwrap();
-    support::write_private(&kit.path("old.pw"), &slapd::old_password("erin"));
+    support::write_private(&kit.path("old.pw"), &slapd::old_password(uid));
     support::write_private(&kit.path("bind.pw"), &format!("{}\n", slapd::ADMIN_PW));
     kit.bg()
         .args([
@@ -445,4 +450,127 @@ fn the_ca_is_embedded_and_endorsed_so_a_swapped_ca_file_or_edited_ca_changes_not
     assert!(!out.status.success());
     let error = support::one_line_error(&out);
     assert!(error.contains("names a CA file by path"), "{error}");
+}
+
+/// The stored `userPassword` of `uid`, read as the directory's administrator.
+fn stored_password_hash(server: &slapd::Slapd, uid: &str) -> Vec<u8> {
+    let pem = std::fs::read(&server.ca_file).unwrap();
+    let tls = breakglass::crypto::tls::client_config(Some(&pem)).unwrap();
+    let settings = LdapConnSettings::new().set_config(Arc::clone(&tls));
+    let mut conn = LdapConn::with_settings(settings, &server.ldaps_url()).unwrap();
+    conn.simple_bind(slapd::ADMIN_DN, slapd::ADMIN_PW)
+        .unwrap()
+        .success()
+        .unwrap();
+    let (entries, _) = conn
+        .search(
+            &slapd::user_dn(uid),
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["userPassword"],
+        )
+        .unwrap()
+        .success()
+        .unwrap();
+    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap());
+    let _ = conn.unbind();
+    match entry.attrs.get("userPassword") {
+        Some(text) => text[0].clone().into_bytes(),
+        None => entry.bin_attrs["userPassword"][0].clone(),
+    }
+}
+
+#[test]
+fn an_unproven_rotation_keeps_its_password_revealable_beside_the_active_one() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    // An ACL lets nobody authenticate as `noauth`: the set succeeds, the proof
+    // bind cannot, so the directory may hold a password the vault calls failed.
+    let kit = vault_for(&server, &server.ca_file, "noauth");
+    let before = stored_password_hash(&server, "noauth");
+    let out = rotate(&kit);
+    assert!(!out.status.success());
+    let error = support::one_line_error(&out);
+    assert!(
+        error.contains("proof bind")
+            && error.contains("may now hold version 2's value")
+            && error.contains("--reveal-version bg-admin=2"),
+        "{error}"
+    );
+    assert_ne!(
+        stored_password_hash(&server, "noauth"),
+        before,
+        "the set reached the directory"
+    );
+    // A quorum reveals both: the active (old) value and the failed version.
+    let out = kit
+        .unseal(&["alice", "bob"], &["bg-admin"])
+        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let revealed = v["revealed"].as_array().unwrap();
+    assert_eq!(revealed.len(), 2, "{v}");
+    assert_eq!(
+        (
+            revealed[0]["version"].as_u64(),
+            revealed[0]["state"].as_str()
+        ),
+        (Some(1), Some("active"))
+    );
+    assert_eq!(
+        revealed[0]["value"].as_str(),
+        Some(slapd::old_password("noauth").trim_end())
+    );
+    assert_eq!(
+        (
+            revealed[1]["version"].as_u64(),
+            revealed[1]["state"].as_str(),
+            revealed[1]["mode"].as_str()
+        ),
+        (Some(2), Some("failed"), Some("version"))
+    );
+    let new = revealed[1]["value"].as_str().unwrap();
+    assert_eq!(new.len(), 32);
+    // The log names the state of what was revealed.
+    let log = kit.json(&["audit", "log"]);
+    let reveal = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "reveal" && e["details"]["version"] == 2)
+        .expect("a reveal row for version 2");
+    assert_eq!(reveal["details"]["state"], "failed");
+
+    // The failed version moves to the next epoch (a rekey), so it stays
+    // revealable; a superseded-by-nothing, older failed one would not.
+    let out = kit
+        .unseal(&["alice", "bob"], &[])
+        .args(["--reveal-version", "bg-admin=2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kit
+        .unseal(&["alice", "bob"], &[])
+        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revealed"][0]["value"].as_str(), Some(new));
 }

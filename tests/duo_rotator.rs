@@ -60,6 +60,8 @@ struct Behaviour {
     rate_limited: bool,
     /// Read the request, then answer nothing for this long.
     hang: Option<Duration>,
+    /// Read the request, wait this long, then answer as usual.
+    delay: Option<Duration>,
     /// Changes the body after it arrived and before the signature is checked:
     /// what a man in the middle would do to a parameter.
     tamper: Option<fn(&mut String)>,
@@ -224,6 +226,9 @@ fn serve(
     if let Some(pause) = behaviour.hang {
         std::thread::sleep(pause);
         return record;
+    }
+    if let Some(pause) = behaviour.delay {
+        std::thread::sleep(pause);
     }
     let (status, answer, issued) = answer(&record, host, behaviour, port, serial);
     record.status = status;
@@ -992,4 +997,65 @@ fn editing_the_endorsed_rotator_table_too_does_not_make_an_edit_endorsed() {
         fake.seen().is_empty(),
         "an edited endorsement reached the peer"
     );
+}
+
+/// The state and epoch of version `version` of `duo`, read with SQL.
+fn version_row(kit: &support::Kit, version: u32) -> Option<(String, u64)> {
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.query_row(
+        "SELECT state, epoch FROM secret_versions WHERE secret = 'duo' AND version = ?1",
+        [version],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    )
+    .ok()
+}
+
+#[test]
+fn a_rekey_between_the_two_phases_keeps_duos_codes_readable_at_the_new_epoch() {
+    let fake = FakeDuo::start(Behaviour {
+        delay: Some(Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let kit = vault_with_duo_rotator(&fake);
+    endorse(&kit);
+    let mut child = support::spawnable(&kit.vault);
+    child
+        .args(["rotate", "duo", "--json", "--credentials"])
+        .arg(kit.path("skey.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    // Phase 1 wrote the pending marker at epoch 1; Duo is still thinking.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while version_row(&kit, 2).is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(version_row(&kit, 2), Some(("pending".to_string(), 1)));
+    // The marker is never shown as a value, even to a quorum.
+    let out = kit
+        .unseal(&["alice", "bob"], &[])
+        .args(["--reveal-version", "duo=2", "--no-rekey"])
+        .output()
+        .unwrap();
+    let error = support::one_line_error(&out);
+    assert!(error.contains("version 2 holds no value"), "{error}");
+    // A quorum moves the vault to epoch 2 meanwhile.
+    let mut rekey = kit.bg();
+    rekey.arg("rekey");
+    for who in ["alice", "bob"] {
+        rekey.arg("--identity").arg(kit.key(who));
+    }
+    rekey.assert().success();
+    assert_eq!(version_row(&kit, 2), Some(("pending".to_string(), 2)));
+    // Duo answers: its codes are sealed to the key in force now, and active.
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(version_row(&kit, 2), Some(("active".to_string(), 2)));
+    let issued = fake.wait_for(1)[0].issued.clone();
+    assert_eq!(issued.len(), 4);
+    assert_eq!(revealed_codes(&kit), issued);
 }

@@ -451,6 +451,9 @@ pub struct UnsealArgs {
     /// A bypass-codes secret: hand out only its next unused code and mark it used (repeatable; combines with --reveal)
     #[arg(long = "reveal-one", value_name = "NAME")]
     pub reveal_one: Vec<String>,
+    /// Reveal version N of a secret whatever its state, e.g. a failed rotation's password the directory may hold (repeatable; `list --json` shows versions)
+    #[arg(long = "reveal-version", value_name = "NAME=N")]
+    pub reveal_version: Vec<String>,
     /// Do not move to a new key epoch after revealing (warned and logged; a re-key stays due)
     #[arg(long)]
     pub no_rekey: bool,

@@ -538,6 +538,27 @@ pub fn rotator(kind: &str, config: &Path) -> Result<breakglass::rotators::Rotato
     Ok(rotator)
 }
 
+/// `--reveal-version NAME=N` (a name holds no `=`; N counts from 1).
+pub fn reveal_versions(specs: &[String]) -> Result<Vec<breakglass::vault::Reveal>, VaultError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let parsed = spec
+                .rsplit_once('=')
+                .and_then(|(name, n)| Some((name, n.parse::<u32>().ok().filter(|n| *n > 0)?)));
+            match parsed {
+                Some((name, n)) if !name.is_empty() => {
+                    Ok(breakglass::vault::Reveal::version(name, n))
+                }
+                _ => Err(VaultError::Invalid(format!(
+                    "--reveal-version {}: give NAME=N, e.g. --reveal-version bg-admin=3 (`breakglass list --json` shows versions)",
+                    spec.escape_debug()
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// Which `--credentials [NAME=]FILE` is for secret `name`: `NAME=FILE`
 /// entries by name; a bare FILE only for a single rotation (`named_only` off).
 pub fn credentials_file_for(

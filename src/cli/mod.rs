@@ -545,6 +545,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     .into_iter()
                     .map(Reveal::whole)
                     .chain(a.reveal_one.into_iter().map(Reveal::one_code))
+                    .chain(input::reveal_versions(&a.reveal_version)?)
                     .collect(),
                 no_rekey: a.no_rekey,
                 one_code: a.one,

@@ -296,6 +296,10 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
             }
             (RevealMode::OneCode, None) => "; one code, now marked used".to_string(),
             (RevealMode::Whole, _) => String::new(),
+            (RevealMode::Version(_), _) if r.state == "active" => {
+                ", the active version".to_string()
+            }
+            (RevealMode::Version(_), _) => format!(", {} — not the active version", r.state),
         };
         writeln!(
             out,
@@ -310,7 +314,7 @@ fn write_unseal_human(out: &mut impl Write, report: &UnsealReport) -> std::io::R
     if !report.revealed.is_empty() {
         writeln!(out, "---")?;
     }
-    if report.revealed.iter().any(|r| r.mode == RevealMode::Whole) {
+    if report.revealed.iter().any(|r| r.mode.shows_whole_value()) {
         writeln!(
             out,
             "Revealed secrets are now marked exposed: rotate them (`breakglass rotate NAME`)."
@@ -347,11 +351,12 @@ fn write_unseal_json(
         }
         write!(
             out,
-            "{{\"name\":{},\"kind\":{},\"username\":{},\"version\":{},\"mode\":{},\"code_index\":{},\"codes_left\":{},\"value\":",
+            "{{\"name\":{},\"kind\":{},\"username\":{},\"version\":{},\"state\":{},\"mode\":{},\"code_index\":{},\"codes_left\":{},\"value\":",
             serde_json::to_string(&r.name)?,
             serde_json::to_string(r.kind.as_str())?,
             serde_json::to_string(&r.username)?,
             r.version,
+            serde_json::to_string(&r.state)?,
             serde_json::to_string(r.mode.as_str())?,
             serde_json::to_string(&r.code_index)?,
             serde_json::to_string(&r.codes_left)?
@@ -631,7 +636,7 @@ pub fn abandoned(outcome: &AbandonOutcome, as_json: bool) {
         at = outcome.started_at,
     );
     outln!(
-        "If its apply hook had already run, the target system may hold version {v}'s value: rotate {name} again now so both agree.",
+        "If its apply hook or rotator had already run, the target system may hold version {v}'s value (`breakglass unseal --reveal-version {name}={v}` shows it, if it holds one): rotate {name} again now so both agree.",
         name = outcome.name,
         v = outcome.version,
     );

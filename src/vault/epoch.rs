@@ -237,7 +237,21 @@ impl Vault {
         // whose transaction this is).
         let mut resealed = 0;
         let mut not_resealed = Vec::new();
-        for version in tx.read().versions_in(&["active", "pending"])? {
+        // Live versions: active, pending, and a failed version newer than the
+        // active one (a rotator may have set it at the target before its
+        // outcome was lost, so it stays revealable with --reveal-version).
+        let all = tx.read().versions_in(&["active", "pending", "failed"])?;
+        let active_of = |secret: &str| {
+            all.iter()
+                .find(|v| v.state == "active" && v.secret == secret)
+                .map(|v| v.version)
+        };
+        let live: Vec<_> = all
+            .iter()
+            .filter(|v| v.state != "failed" || active_of(&v.secret).is_some_and(|a| v.version > a))
+            .cloned()
+            .collect();
+        for version in live {
             let opened =
                 match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), old_keys) {
                     DecryptOutcome::Plaintext(p) => records::decode_secret(&p)

@@ -33,6 +33,12 @@ pub const ROTATOR_LENGTH: usize = 32;
 /// What a pending version holds while a peer (Duo) makes its value.
 const AWAITING_PEER: &[u8] = b"awaiting-the-rotator's-value";
 
+/// Whether a version's value is the marker of a rotation still waiting for
+/// its peer's value (never a value to reveal).
+pub(crate) fn awaits_peer(value: &SecretValue) -> bool {
+    value.expose_secret() == AWAITING_PEER
+}
+
 /// Alphabets for generated passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Charset {
@@ -485,6 +491,7 @@ impl Vault {
             let detail = match (&rotator, target_changed) {
                 (None, _) => format!("{why}; version {version} kept as failed and the old version stays active — fix the hook and rotate again"),
                 (Some(_), false) => format!("{why}; version {version} kept as failed and the old version stays active (the peer still holds it) — fix the cause and rotate again"),
+                (Some(r), true) if r.kind().value_made_here() => format!("{why}; version {version} kept as failed and the old version stays active in the vault, but the target may now hold version {version}'s value — try both (`breakglass unseal --reveal {name} --reveal-version {name}={version}`), then rotate again"),
                 (Some(_), true) => format!("{why}; version {version} kept as failed and the old version stays active in the vault, but the target may now hold version {version}'s value — check the account and rotate again"),
             };
             return Err(VaultError::Secret { name, detail });

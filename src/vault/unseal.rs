@@ -67,6 +67,10 @@ pub enum RevealMode {
     /// A bypass-codes secret only: its next unused code, which is marked used;
     /// the other codes are not shown and stay unexposed (`--reveal-one NAME`).
     OneCode,
+    /// The whole value of this version, whatever its state: a superseded one,
+    /// or a `failed`/`pending` one a rotator may have set at the target before
+    /// its outcome was lost (`--reveal-version NAME=N`). Marked exposed.
+    Version(u32),
 }
 
 impl RevealMode {
@@ -75,7 +79,13 @@ impl RevealMode {
         match self {
             RevealMode::Whole => "whole",
             RevealMode::OneCode => "one-code",
+            RevealMode::Version(_) => "version",
         }
+    }
+
+    /// Whether the whole value is shown (and so the secret is exposed).
+    pub fn shows_whole_value(&self) -> bool {
+        !matches!(self, RevealMode::OneCode)
     }
 }
 
@@ -94,6 +104,14 @@ impl Reveal {
         Reveal {
             name: name.into(),
             mode: RevealMode::Whole,
+        }
+    }
+
+    /// Reveal version `version` of secret `name`, whatever its state.
+    pub fn version(name: impl Into<String>, version: u32) -> Reveal {
+        Reveal {
+            name: name.into(),
+            mode: RevealMode::Version(version),
         }
     }
 
@@ -169,6 +187,9 @@ pub struct Revealed {
     pub username: Option<String>,
     /// The version revealed.
     pub version: u32,
+    /// That version's state: `active`, or with `--reveal-version` also
+    /// `superseded`, `failed` or `pending`.
+    pub state: String,
     /// The value (zeroized on drop).
     pub value: SecretValue,
     /// The mode it was revealed in (after `--one` applied).
@@ -711,9 +732,7 @@ fn write_session_in(
     let mut revealed = Vec::new();
     for (name, mode) in resolve_reveals(&read, request)? {
         let name = &name;
-        let version = read
-            .active_version(name)?
-            .ok_or_else(|| VaultError::UnknownSecret(name.clone()))?;
+        let version = version_to_reveal(&read, name, mode)?;
         match Vault::endorsement(&endorsed, &version) {
             super::checkpoint::Endorsement::Tampered => {
                 return Err(VaultError::Secret {
@@ -721,11 +740,26 @@ fn write_session_in(
                     detail: format!("version {} does not match the ciphertext the last checkpoint signed; the vault file was tampered with — nothing revealed, restore from a trusted copy", version.version),
                 })
             }
-            super::checkpoint::Endorsement::Unendorsed => warnings.push(format!(
+            super::checkpoint::Endorsement::Unendorsed if version.state == "active" => warnings.push(format!(
                 "secret {name} version {} was deposited by {} after the last signed checkpoint (unendorsed); check it is genuine before using it",
                 version.version, version.depositor
             )),
+            super::checkpoint::Endorsement::Unendorsed => warnings.push(format!(
+                "secret {name} version {} is {} (made by {} at {}) and no checkpoint endorsed it: it may or may not be what the target holds — try it, and rotate {name} once you know",
+                version.version, version.state, version.depositor, version.created
+            )),
             super::checkpoint::Endorsement::Endorsed => {}
+        }
+        if version.epoch != m.epoch {
+            // Only live versions move to a new epoch; older ones stay sealed
+            // to a key whose shares are dead, on purpose.
+            return Err(VaultError::Secret {
+                name: name.clone(),
+                detail: format!(
+                    "version {} ({}) is sealed to epoch {}'s key, which is gone: only active and pending versions, and failed ones newer than the active, move to a new epoch — nothing was revealed",
+                    version.version, version.state, version.epoch
+                ),
+            });
         }
         revealed.push(decrypt_secret(&read, &session.keys, vault_id, name, mode)?);
     }
@@ -755,6 +789,7 @@ fn write_session_in(
                 .reason(&request.reason)
                 .details(serde_json::json!({
                     "version": r.version,
+                    "state": r.state,
                     "custodians": session.used,
                     "mode": r.mode.as_str(),
                     "code_index": r.code_index,
@@ -798,12 +833,20 @@ fn write_session_in(
 }
 
 /// The secrets to reveal, each once: a name given twice in the same mode
-/// counts once; in both modes it is refused, naming it.
+/// counts once; whole and one code at once is refused, naming it. Named
+/// versions come beside either (to compare a failed version with the active).
 fn distinct_reveals(reveal: &[Reveal]) -> Result<Vec<Reveal>, VaultError> {
     let mut distinct: Vec<Reveal> = Vec::new();
     for r in reveal {
-        match distinct.iter().find(|d| d.name == r.name) {
-            Some(d) if d.mode == r.mode => {}
+        let clash = |d: &&Reveal| {
+            d.name == r.name
+                && !matches!(d.mode, RevealMode::Version(_))
+                && !matches!(r.mode, RevealMode::Version(_))
+        };
+        if distinct.contains(r) {
+            continue;
+        }
+        match distinct.iter().find(clash) {
             Some(_) => {
                 return Err(VaultError::Secret {
                     name: r.name.clone(),
@@ -835,6 +878,11 @@ fn resolve_reveals(
         };
         let kind = SecretKind::parse(&meta.kind)?;
         let mode = match (kind, r.mode) {
+            // A named version is shown whole, whatever --one says.
+            (_, RevealMode::Version(v)) => {
+                version_to_reveal(read, &name, RevealMode::Version(v))?;
+                RevealMode::Version(v)
+            }
             (SecretKind::BypassCodes, _) => {
                 any_codes = true;
                 if request.one_code {
@@ -874,8 +922,32 @@ fn resolve_reveals(
     Ok(resolved)
 }
 
-/// Open the active version of `name` with the vault key and check it is bound
-/// to its row; in [`RevealMode::OneCode`], hand out only the next unused code.
+/// The version of `name` a reveal opens: the active one, or the one named
+/// with [`RevealMode::Version`].
+fn version_to_reveal(
+    read: &Reader<'_>,
+    name: &str,
+    mode: RevealMode,
+) -> Result<crate::store::VersionRow, VaultError> {
+    match mode {
+        RevealMode::Version(wanted) => read
+            .versions_of(name)?
+            .into_iter()
+            .find(|v| v.version == wanted)
+            .ok_or_else(|| VaultError::Secret {
+                name: name.into(),
+                detail: format!(
+                    "has no version {wanted}; `breakglass list` shows its versions — nothing was revealed"
+                ),
+            }),
+        _ => read
+            .active_version(name)?
+            .ok_or_else(|| VaultError::UnknownSecret(name.into())),
+    }
+}
+
+/// Open the version of `name` to reveal with the vault key and check it is
+/// bound to its row; in [`RevealMode::OneCode`], hand out only the next unused code.
 fn decrypt_secret(
     read: &Reader<'_>,
     keys: &VaultKeys,
@@ -892,9 +964,7 @@ fn decrypt_secret(
     let meta = read
         .secret(name)?
         .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
-    let version = read
-        .active_version(name)?
-        .ok_or_else(|| VaultError::UnknownSecret(name.into()))?;
+    let version = version_to_reveal(read, name, mode)?;
     let plaintext = match crypto::decrypt_with_vault_key(version.ciphertext.as_bytes(), keys) {
         DecryptOutcome::Plaintext(p) => p,
         DecryptOutcome::NotMine => return Err(tampered("value is not sealed to this vault's key")),
@@ -912,16 +982,26 @@ fn decrypt_secret(
             version.version
         )));
     }
+    if super::rotate::awaits_peer(&value) {
+        return Err(VaultError::Secret {
+            name: name.into(),
+            detail: format!(
+                "version {} holds no value: it is a rotation whose peer never sent one (its codes never reached the vault) — nothing was revealed",
+                version.version
+            ),
+        });
+    }
     let kind = SecretKind::parse(&meta.kind)?;
     let (value, code_index, codes_left) = match mode {
         RevealMode::OneCode => next_unused_code(read, name, kind, version.version, &value)?,
-        RevealMode::Whole => (value, None, None),
+        RevealMode::Whole | RevealMode::Version(_) => (value, None, None),
     };
     Ok(Revealed {
         name: name.into(),
         kind,
         username: meta.username,
         version: version.version,
+        state: version.state,
         value,
         mode,
         code_index,
