@@ -158,6 +158,7 @@ fn deposits(c: &mut Criterion) {
                             confirmed_hook: None,
                             credentials: None,
                             confirmed_rotator: None,
+                            rotator: None,
                         })
                         .unwrap(),
                 )
@@ -179,6 +180,7 @@ fn deposits(c: &mut Criterion) {
                             confirmed_hook: None,
                             credentials: None,
                             confirmed_rotator: None,
+                            rotator: None,
                         })
                         .unwrap(),
                 )

@@ -574,3 +574,196 @@ fn an_unproven_rotation_keeps_its_password_revealable_beside_the_active_one() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revealed"][0]["value"].as_str(), Some(new));
 }
+
+/// The stored rotator config of `secret` and its apply hook, read with SQL.
+fn stored_settings(kit: &Kit, secret: &str) -> (Option<String>, Option<String>) {
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let config = conn
+        .query_row(
+            "SELECT config FROM rotators WHERE secret = ?1",
+            [secret],
+            |r| r.get(0),
+        )
+        .ok();
+    let hook = conn
+        .query_row(
+            "SELECT apply_cmd FROM rotation_settings WHERE secret = ?1",
+            [secret],
+            |r| r.get(0),
+        )
+        .ok()
+        .flatten();
+    (config, hook)
+}
+
+#[test]
+fn a_rotator_is_changed_or_removed_from_the_command_line_without_a_new_deposit() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    let kit = vault(&server, &server.ca_file);
+    let user = slapd::user_dn("erin");
+    // A new config (StartTLS instead of LDAPS) given on the command line runs
+    // now, though no quorum endorsed it yet: the user's own words.
+    let config = serde_json::json!({
+        "url": server.ldap_url(),
+        "starttls": true,
+        "bind_dn": slapd::ADMIN_DN,
+        "user_dn": user,
+        "ca_file": server.ca_file,
+    });
+    std::fs::write(kit.path("starttls.json"), config.to_string()).unwrap();
+    let out = kit
+        .bg()
+        .args([
+            "rotate",
+            "bg-admin",
+            "--rotator",
+            "ldap-password",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .arg("--credentials")
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bind_rc(&server, &user, &revealed(&kit)), 0);
+    let stored = stored_settings(&kit, "bg-admin").0.unwrap();
+    assert!(stored.contains(r#""starttls":true"#), "{stored}");
+    // Kept, but a later rotation from the stored config needs an endorsement.
+    let out = rotate(&kit);
+    assert!(support::one_line_error(&out).contains("no quorum endorsed it"));
+
+    // `--rotator none` removes it: the new value is given again.
+    let rows = kit.audit_actions().len();
+    let out = kit
+        .bg()
+        .args([
+            "rotate",
+            "bg-admin",
+            "--rotator",
+            "none",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("drop --rotator-config"));
+    let out = kit
+        .bg()
+        .args(["rotate", "bg-admin", "--rotator", "ldap-password"])
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("--rotator-config FILE"));
+    assert_eq!(kit.audit_actions().len(), rows, "a refused command wrote");
+    std::fs::write(kit.path("manual.pw"), "typed-by-hand-1").unwrap();
+    kit.bg()
+        .args(["rotate", "bg-admin", "--rotator", "none", "--file"])
+        .arg(kit.path("manual.pw"))
+        .assert()
+        .success();
+    assert_eq!(stored_settings(&kit, "bg-admin"), (None, None));
+    assert_eq!(revealed(&kit), "typed-by-hand-1");
+
+    // A hook is replaced by a rotator set with put, and a rotator by a hook
+    // once it is removed: a secret has one or the other, never both.
+    kit.bg()
+        .args([
+            "put",
+            "svc",
+            "--kind",
+            "password",
+            "--apply",
+            "cat >/dev/null",
+        ])
+        .write_stdin("v1")
+        .assert()
+        .success();
+    kit.bg()
+        .args([
+            "put",
+            "svc",
+            "--kind",
+            "password",
+            "--rotator",
+            "ldap-password",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .write_stdin("v2")
+        .assert()
+        .success();
+    let (config, hook) = stored_settings(&kit, "svc");
+    assert!(config.is_some() && hook.is_none(), "{config:?} {hook:?}");
+    kit.bg()
+        .args([
+            "put",
+            "svc",
+            "--kind",
+            "password",
+            "--rotator",
+            "none",
+            "--apply",
+            "cat >/dev/null",
+        ])
+        .write_stdin("v3")
+        .assert()
+        .success();
+    assert_eq!(
+        stored_settings(&kit, "svc"),
+        (None, Some("cat >/dev/null".into()))
+    );
+    // A rotator for another kind of secret is refused by name, nothing stored.
+    let out = kit
+        .bg()
+        .args([
+            "put",
+            "notes",
+            "--kind",
+            "note",
+            "--rotator",
+            "ldap-password",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .write_stdin("n")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("rotates password secrets, not note"));
+
+    // While another rotation is pending (another process), a change is
+    // refused under the write lock and nothing is changed.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
+         SELECT secret, version + 1, epoch, ciphertext, 'pending', 'other', strftime('%Y-%m-%dT%H:%M:%SZ','now')
+         FROM secret_versions WHERE secret = 'svc' AND state = 'active'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = kit
+        .bg()
+        .args([
+            "rotate",
+            "svc",
+            "--rotator",
+            "ldap-password",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .arg("--credentials")
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&out).contains("pending"));
+    assert_eq!(
+        stored_settings(&kit, "svc"),
+        (None, Some("cat >/dev/null".into()))
+    );
+}

@@ -203,6 +203,7 @@ fn a_hook_swapped_after_it_was_confirmed_never_runs() {
             confirmed_hook: confirmed,
             credentials: None,
             confirmed_rotator: None,
+            rotator: None,
         })
         .unwrap_err()
         .to_string();

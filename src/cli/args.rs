@@ -218,13 +218,8 @@ pub struct PutArgs {
     /// Date the credential stops working (YYYY-MM-DD); `status` flags it two weeks ahead
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
-    /// A built-in rotator for this secret: duo-bypass-codes, ldap-password or ad-password (its own credentials are given at rotation time, never stored)
-    #[arg(
-        long,
-        value_name = "KIND",
-        requires = "rotator_config",
-        conflicts_with = "apply"
-    )]
+    /// A built-in rotator for this secret: duo-bypass-codes, ldap-password or ad-password (its own credentials are given at rotation time, never stored; replaces an apply hook), or `none` to remove it
+    #[arg(long, value_name = "KIND|none")]
     pub rotator: Option<String>,
     /// The rotator's config: a JSON file of non-secret settings (hosts, DNs, ids, counts); see the README
     #[arg(long, value_name = "FILE", requires = "rotator")]
@@ -251,7 +246,7 @@ pub struct RotateArgs {
     #[arg(
         long,
         requires = "name",
-        conflicts_with_all = ["exposed", "generate", "file", "apply", "max_age", "expires", "trust_hook"]
+        conflicts_with_all = ["exposed", "generate", "file", "apply", "max_age", "expires", "trust_hook", "rotator"]
     )]
     pub abandon: bool,
     /// Draw a new password from the OS CSPRNG
@@ -278,6 +273,12 @@ pub struct RotateArgs {
     /// Run a stored apply hook or rotator that was set or changed after the last signed checkpoint (it is shown first)
     #[arg(long)]
     pub trust_hook: bool,
+    /// Set this secret's rotator now (it runs, is kept, and replaces an apply hook): duo-bypass-codes, ldap-password or ad-password; or `none` to remove it and give the new value
+    #[arg(long, value_name = "KIND|none", conflicts_with = "exposed")]
+    pub rotator: Option<String>,
+    /// The config of the rotator set with --rotator: a JSON file of non-secret settings; see the README
+    #[arg(long, value_name = "FILE", requires = "rotator")]
+    pub rotator_config: Option<PathBuf>,
     /// The rotator's own credentials (Duo Admin API secret key, LDAP/AD bind password) from this file, never stored; with --exposed, NAME=FILE per secret (repeatable). Else asked on the terminal
     #[arg(long = "credentials", value_name = "[NAME=]FILE")]
     pub credentials: Vec<String>,

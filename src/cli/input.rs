@@ -538,6 +538,27 @@ pub fn rotator(kind: &str, config: &Path) -> Result<breakglass::rotators::Rotato
     Ok(rotator)
 }
 
+/// `--rotator KIND|none` with `--rotator-config FILE`: a rotator to set, or
+/// the stored one to remove.
+pub fn rotator_change(
+    kind: Option<&str>,
+    config: Option<&Path>,
+) -> Result<Option<breakglass::rotators::RotatorChange>, VaultError> {
+    use breakglass::rotators::RotatorChange;
+    match (kind, config) {
+        (None, _) => Ok(None),
+        (Some("none"), None) => Ok(Some(RotatorChange::Remove)),
+        (Some("none"), Some(_)) => Err(VaultError::Invalid(
+            "--rotator none removes the rotator; drop --rotator-config".into(),
+        )),
+        (Some(kind), Some(file)) => Ok(Some(RotatorChange::Set(rotator(kind, file)?))),
+        (Some(kind), None) => Err(VaultError::Invalid(format!(
+            "--rotator {}: give its config with --rotator-config FILE (see the README), or --rotator none to remove it",
+            kind.escape_debug()
+        ))),
+    }
+}
+
 /// `--reveal-version NAME=N` (a name holds no `=`; N counts from 1).
 pub fn reveal_versions(specs: &[String]) -> Result<Vec<breakglass::vault::Reveal>, VaultError> {
     specs

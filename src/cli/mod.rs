@@ -250,10 +250,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 KindArg::Note => SecretKind::Note,
             };
             let name = a.name.clone();
-            let rotator = match (&a.rotator, &a.rotator_config) {
-                (Some(kind), Some(file)) => Some(input::rotator(kind, file)?),
-                _ => None,
-            };
+            let rotator = input::rotator_change(a.rotator.as_deref(), a.rotator_config.as_deref())?;
             let version = vault.put(
                 Deposit {
                     name: a.name,
@@ -312,10 +309,16 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             }
             let policy = Policy::parse(a.max_age.as_deref(), a.expires.as_deref())?;
             vault.refuse_while_rotating(&name, "nothing was rotated")?;
+            let change = input::rotator_change(a.rotator.as_deref(), a.rotator_config.as_deref())?;
             let stored_rotator = vault.rotator_of(&name)?;
-            // With --apply the library refuses a secret that has a rotator.
-            let rotator = stored_rotator.filter(|_| a.apply.is_none());
-            if let (Some(_), true) = (&rotator, a.trust_hook) {
+            // With --apply the library refuses a secret that has a rotator. A
+            // rotator set on this command line runs as given (no question).
+            let rotator = match &change {
+                Some(c) => c.rotator().map(|r| r.kind()),
+                None => stored_rotator.filter(|_| a.apply.is_none()),
+            };
+            let from_command_line = change.is_some();
+            if let (Some(_), true, false) = (&rotator, a.trust_hook, from_command_line) {
                 // --trust-hook runs what is stored: show it, escaped, first.
                 if let Some((kind, config)) = vault.untrusted_rotator(&name)? {
                     errln!(
@@ -326,7 +329,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     );
                 }
             }
-            let confirmed_rotator = match (&rotator, a.trust_hook) {
+            let confirmed_rotator = match (&rotator, a.trust_hook || from_command_line) {
                 (Some(_), false) => {
                     let stored = vault.untrusted_rotator(&name)?;
                     match &stored {
@@ -341,7 +344,9 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                     let file = input::credentials_file_for(&a.credentials, &name, false)?;
                     Some(input::rotator_credentials(file.as_deref(), &name, kind)?)
                 }
-                None if !a.credentials.is_empty() && stored_rotator.is_none() => {
+                None if !a.credentials.is_empty()
+                    && (stored_rotator.is_none() || change.is_some()) =>
+                {
                     return Err(VaultError::Secret {
                         name,
                         detail: "has no rotator; --credentials is for a secret put with --rotator"
@@ -386,6 +391,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 confirmed_hook,
                 credentials,
                 confirmed_rotator,
+                rotator: change,
             })?;
             render::rotated(&outcome, a.json);
             Ok(EXIT_OK)

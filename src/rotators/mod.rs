@@ -211,6 +211,46 @@ impl std::fmt::Debug for Rotator {
     }
 }
 
+/// A change to a secret's rotator from the user's own command line
+/// (`put`/`rotate --rotator KIND --rotator-config FILE`, or `--rotator none`).
+#[derive(Debug)]
+pub enum RotatorChange {
+    /// Set this rotator (replacing any apply hook).
+    Set(Rotator),
+    /// Remove the rotator: new values are given again (or a hook applies them).
+    Remove,
+}
+
+impl RotatorChange {
+    /// The rotator set, if any.
+    pub fn rotator(&self) -> Option<&Rotator> {
+        match self {
+            RotatorChange::Set(r) => Some(r),
+            RotatorChange::Remove => None,
+        }
+    }
+
+    /// As stored: `Some(setting)` to set, `None` to remove.
+    pub fn setting(&self) -> Option<crate::store::RotatorSetting> {
+        self.rotator().map(|r| crate::store::RotatorSetting {
+            kind: r.kind().as_str().into(),
+            config: r.canonical_config(),
+        })
+    }
+
+    /// Whether it may go on a secret of `kind`; the error says why not.
+    pub fn check_secret_kind(&self, kind: &str) -> Result<(), String> {
+        match self.rotator() {
+            Some(r) if r.kind().secret_kind() != kind => Err(format!(
+                "rotator {} rotates {} secrets, not {kind}",
+                r.kind().as_str(),
+                r.kind().secret_kind(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Largest CA bundle a config may embed.
 const MAX_CA_PEM: usize = 64 * 1024;
 

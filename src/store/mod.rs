@@ -849,6 +849,29 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Set or remove a secret's built-in rotator, from the user's command line.
+    /// A rotator set replaces any apply hook: a secret has one or the other.
+    pub fn set_rotator(
+        &self,
+        secret: &str,
+        rotator: Option<&RotatorSetting>,
+    ) -> Result<(), StoreError> {
+        match rotator {
+            Some(rotator) => {
+                self.run(
+                    "UPDATE rotation_settings SET apply_cmd = NULL WHERE secret = ?1",
+                    params![secret],
+                )?;
+                self.run(
+                    "INSERT INTO rotators (secret, kind, config) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(secret) DO UPDATE SET kind = excluded.kind, config = excluded.config",
+                    params![secret, rotator.kind, rotator.config],
+                )
+            }
+            None => self.run("DELETE FROM rotators WHERE secret = ?1", params![secret]),
+        }
+    }
+
     /// How many single-use codes a bypass-codes version holds (counted at deposit).
     pub fn set_code_count(
         &self,

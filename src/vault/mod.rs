@@ -196,9 +196,10 @@ pub struct Deposit {
     pub apply: Option<String>,
     /// Rotation policy: generated length and charset, maximum age, expiry.
     pub policy: Policy,
-    /// A built-in rotator with its config (`--rotator KIND --rotator-config
-    /// FILE`), stored as a rotation setting: endorsed like a hook.
-    pub rotator: Option<crate::rotators::Rotator>,
+    /// Set a built-in rotator with its config (`--rotator KIND
+    /// --rotator-config FILE`, replacing any apply hook), or remove it
+    /// (`--rotator none`). Stored as a rotation setting: endorsed like a hook.
+    pub rotator: Option<crate::rotators::RotatorChange>,
 }
 
 /// An opened, verified, still sealed vault.
@@ -411,28 +412,24 @@ impl Vault {
                 });
             }
         }
-        if let Some(rotator) = &deposit.rotator {
-            if rotator.kind().secret_kind() != deposit.kind.as_str() {
+        if let Some(change) = &deposit.rotator {
+            if let Err(why) = change.check_secret_kind(deposit.kind.as_str()) {
                 return Err(VaultError::Secret {
                     name: deposit.name,
-                    detail: format!(
-                        "rotator {} rotates {} secrets, not {}; nothing was deposited",
-                        rotator.kind().as_str(),
-                        rotator.kind().secret_kind(),
-                        deposit.kind.as_str()
-                    ),
+                    detail: format!("{why}; nothing was deposited"),
                 });
             }
-            if deposit.apply.is_some() || tx.read().rotation(&deposit.name)?.apply_cmd.is_some() {
-                return Err(VaultError::Secret {
-                    name: deposit.name,
-                    detail: "has an apply hook: a secret is rotated by a hook or a rotator, not both; nothing was deposited".into(),
-                });
-            }
-        } else if deposit.apply.is_some() && tx.read().rotation(&deposit.name)?.rotator.is_some() {
+        }
+        let setting_rotator = deposit
+            .rotator
+            .as_ref()
+            .is_some_and(|c| c.rotator().is_some());
+        let keeps_rotator =
+            deposit.rotator.is_none() && tx.read().rotation(&deposit.name)?.rotator.is_some();
+        if deposit.apply.is_some() && (setting_rotator || keeps_rotator) {
             return Err(VaultError::Secret {
                 name: deposit.name,
-                detail: "has a rotator: a secret is rotated by a hook or a rotator, not both; nothing was deposited".into(),
+                detail: "has a rotator: a secret is rotated by a hook or a rotator, not both — remove the rotator with --rotator none, or drop --apply; nothing was deposited".into(),
             });
         }
         let version = tx.read().latest_version_number(&deposit.name)? + 1;
@@ -457,16 +454,12 @@ impl Vault {
                 apply_cmd: deposit.apply.clone(),
                 max_age_days: deposit.policy.max_age_days,
                 expires: deposit.policy.expires.clone(),
-                rotator: deposit
-                    .rotator
-                    .as_ref()
-                    .map(|r| crate::store::RotatorSetting {
-                        kind: r.kind().as_str().into(),
-                        config: r.canonical_config(),
-                    }),
                 ..Default::default()
             },
         )?;
+        if let Some(change) = &deposit.rotator {
+            tx.set_rotator(&deposit.name, change.setting().as_ref())?;
+        }
         if deposit.kind == SecretKind::BypassCodes {
             tx.set_code_count(&deposit.name, version, count_codes(&deposit.value)?)?;
         }
@@ -486,8 +479,9 @@ impl Vault {
                     "version": version,
                     "kind": deposit.kind.as_str(),
                     "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
-                    "rotator": deposit.rotator.as_ref().map(|r| r.kind().as_str()),
-                    "rotator_config": deposit.rotator.as_ref().map(|r| r.canonical_config()),
+                    "rotator": deposit.rotator.as_ref().and_then(|c| c.rotator()).map(|r| r.kind().as_str()),
+                    "rotator_config": deposit.rotator.as_ref().and_then(|c| c.rotator()).map(|r| r.canonical_config()),
+                    "rotator_removed": matches!(deposit.rotator, Some(crate::rotators::RotatorChange::Remove)),
                 })),
             ],
         )?;

@@ -18,7 +18,7 @@ use super::records::{self, SecretValue};
 use super::{count_codes, Policy, SecretKind, Vault, VaultError};
 use crate::audit::{self, NewEntry};
 use crate::crypto::{self, CustodianRecipient};
-use crate::rotators::{Rotator, RotatorCredentials, RotatorFailure, RotatorKind};
+use crate::rotators::{Rotator, RotatorChange, RotatorCredentials, RotatorFailure, RotatorKind};
 use crate::store::{Reader, RotationRow, RotatorSetting, VersionRow};
 
 /// How long an apply hook may run before it is killed and the rotation fails.
@@ -120,6 +120,9 @@ pub struct RotateRequest {
     /// The stored rotator (kind, canonical config) the user was shown and
     /// confirmed: it runs only if the stored one is still exactly this.
     pub confirmed_rotator: Option<(String, String)>,
+    /// Set a rotator from the command line (it runs now and is kept,
+    /// replacing any apply hook), or remove the stored one.
+    pub rotator: Option<RotatorChange>,
 }
 
 /// What one rotation did.
@@ -185,8 +188,9 @@ pub struct ExposedRotation {
 
 impl Vault {
     /// Stores a new version of a secret (given or generated), runs its apply hook if any, and logs the rotation. No quorum needed.
-    pub fn rotate(&mut self, request: RotateRequest) -> Result<RotateOutcome, VaultError> {
+    pub fn rotate(&mut self, mut request: RotateRequest) -> Result<RotateOutcome, VaultError> {
         let name = request.name.clone();
+        let change = request.rotator.take();
         let meta = self
             .store
             .read()
@@ -195,10 +199,30 @@ impl Vault {
         let kind = SecretKind::parse(&meta.kind)?;
         // Early and friendly; the check that counts is under the write lock.
         self.refuse_while_rotating(&name, "nothing was rotated")?;
-        // A stored rotator runs unless a hook is given on the command line; it
-        // must be endorsed, or shown and confirmed, like a stored hook.
-        let rotator = match (&request.apply, self.store.read().rotation(&name)?.rotator) {
-            (None, Some(stored)) => {
+        if let Some(change) = &change {
+            change
+                .check_secret_kind(&meta.kind)
+                .map_err(|why| VaultError::Secret {
+                    name: name.clone(),
+                    detail: format!("{why}; nothing was rotated"),
+                })?;
+        }
+        // What to store once the rotation starts: Some(None) removes.
+        let rotator_setting = change.as_ref().map(RotatorChange::setting);
+        // A rotator from the command line runs (the user's own words); a
+        // stored one runs unless a hook is given on the command line, and must
+        // be endorsed, or shown and confirmed, like a stored hook.
+        let stored_rotator = self.store.read().rotation(&name)?.rotator;
+        let rotator = match (change, &request.apply, stored_rotator) {
+            (Some(RotatorChange::Set(_)), Some(_), _) => {
+                return Err(VaultError::Secret {
+                    name,
+                    detail: "a secret is rotated by a hook or a rotator, not both; drop --apply or --rotator; nothing was rotated".into(),
+                })
+            }
+            (Some(RotatorChange::Set(r)), None, _) => Some(r),
+            (Some(RotatorChange::Remove), _, _) => None,
+            (None, None, Some(stored)) => {
                 // Asked before anything is logged as trusted.
                 if request.credentials.is_none() {
                     let what = RotatorKind::parse(&stored.kind)
@@ -213,16 +237,16 @@ impl Vault {
                 }
                 Some(self.trusted_rotator(&name, &stored, &request)?)
             }
-            (Some(_), Some(stored)) => {
+            (None, Some(_), Some(stored)) => {
                 return Err(VaultError::Secret {
                     name,
                     detail: format!(
-                        "has the rotator {}: a secret is rotated by a hook or a rotator, not both; drop --apply; nothing was rotated",
+                        "has the rotator {}: a secret is rotated by a hook or a rotator, not both; drop --apply, or remove the rotator with --rotator none; nothing was rotated",
                         stored.kind.escape_debug()
                     ),
                 })
             }
-            (_, None) => None,
+            (None, _, None) => None,
         };
         let value_spec = match (&rotator, request.value) {
             (Some(r), NewValue::ByRotator) if r.kind().value_made_here() => {
@@ -349,7 +373,13 @@ impl Vault {
         };
 
         // Phase 1: the new version, pending (refused while another is pending).
-        let version = self.store_pending(&name, &value, &settings, &request.actor, kind)?;
+        let version = self.store_pending(
+            &name,
+            &value,
+            (&settings, rotator_setting.as_ref()),
+            &request.actor,
+            kind,
+        )?;
 
         // Phase 2: apply it where it lives.
         let mut from_peer: Option<SecretValue> = None;
@@ -620,11 +650,13 @@ impl Vault {
             .and_then(|r| RotatorKind::parse(&r.kind).ok()))
     }
 
+    /// Phase 1: the new version, pending, with the settings it was asked
+    /// with (`rotator`: Some(None) removes the rotator, Some(Some) sets it).
     fn store_pending(
         &mut self,
         name: &str,
         value: &SecretValue,
-        settings: &RotationRow,
+        (settings, rotator): (&RotationRow, Option<&Option<RotatorSetting>>),
         actor: &str,
         kind: SecretKind,
     ) -> Result<u32, VaultError> {
@@ -653,6 +685,9 @@ impl Vault {
             created: audit::now(),
         })?;
         tx.update_rotation(name, settings)?;
+        if let Some(rotator) = rotator {
+            tx.set_rotator(name, rotator.as_ref())?;
+        }
         if kind == SecretKind::BypassCodes {
             tx.set_code_count(name, version, count_codes(value)?)?;
         }
@@ -663,6 +698,8 @@ impl Vault {
                     "version": version,
                     "kind": kind.as_str(),
                     "ciphertext_sha256": hex::encode(crypto::sha256(&[ciphertext.as_bytes()])),
+                    "rotator_set": rotator.and_then(Option::as_ref).map(|s| serde_json::json!({ "rotator": s.kind, "config": s.config })),
+                    "rotator_removed": matches!(rotator, Some(None)),
                 })),
             ],
         )?;
@@ -794,6 +831,7 @@ impl Vault {
                         .iter()
                         .find(|(n, _)| *n == name)
                         .map(|(_, r)| r.clone()),
+                    rotator: None,
                 }) {
                     Ok(outcome) => report.rotated.push(outcome),
                     Err(e) => report.failed.push(e.to_string()),
@@ -828,6 +866,7 @@ impl Vault {
                     .map(|(_, cmd)| cmd.clone()),
                 credentials: None,
                 confirmed_rotator: None,
+                rotator: None,
             }) {
                 Ok(outcome) => report.rotated.push(outcome),
                 Err(e) => report.failed.push(e.to_string()),
