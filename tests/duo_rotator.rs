@@ -1059,3 +1059,53 @@ fn a_rekey_between_the_two_phases_keeps_duos_codes_readable_at_the_new_epoch() {
     assert_eq!(issued.len(), 4);
     assert_eq!(revealed_codes(&kit), issued);
 }
+
+#[test]
+fn trust_hook_trusts_only_the_config_it_showed_not_one_swapped_in_after() {
+    use std::io::{BufRead, Write};
+    let fake = FakeDuo::start(Behaviour::default());
+    let kit = vault_with_duo_rotator(&fake);
+    // The credentials come through a FIFO: the command blocks reading it
+    // after it showed (and trusted) the config, which the test edits then.
+    let fifo = kit.path("skey.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = support::spawnable(&kit.vault);
+    child
+        .args(["rotate", "duo", "--trust-hook", "--credentials"])
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped());
+    let mut child = child.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut shown = String::new();
+    stderr.read_line(&mut shown).unwrap();
+    assert!(
+        shown.starts_with("warning: trusting (--trust-hook) the unendorsed rotator of duo")
+            && shown.contains(USER),
+        "{shown}"
+    );
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE rotators SET config = replace(config, ?1, 'DUATTACKERSUSER00000')",
+        [USER],
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(format!("{SKEY}\n").as_bytes())
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(
+        rest.contains("it changed after you confirmed it") && rest.contains("DUATTACKERSUSER00000"),
+        "{rest}"
+    );
+    assert!(fake.seen().is_empty(), "a swapped config reached the peer");
+}

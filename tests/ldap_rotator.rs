@@ -248,6 +248,44 @@ fn ldap_proof_failure_is_told_apart_from_a_refused_set() {
 }
 
 #[test]
+fn ldap_server_that_accepts_but_never_answers_times_out_and_changes_nothing() {
+    let Some(server) = slapd() else { return };
+    for (url, starttls) in [(server.ldaps_url(), false), (server.ldap_url(), true)] {
+        let mut cfg = config(
+            &url,
+            starttls,
+            slapd::ADMIN_DN,
+            &slapd::user_dn("carol"),
+            &server.ca_file,
+        );
+        cfg.timeout_secs = Some(2);
+        server.freeze(true);
+        let started = std::time::Instant::now();
+        let result = set_ldap_password(&cfg, &pw(slapd::ADMIN_PW), b"new-carol-pw-1");
+        server.freeze(false);
+        let err = result.unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert!(matches!(err, LdapError::NotSet(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains(&format!("no answer from {url} within 2 s"))
+                && err.to_string().ends_with("nothing was changed"),
+            "{err}"
+        );
+        assert_no_secret(&err, &[slapd::ADMIN_PW, "new-carol-pw-1"]);
+        assert_eq!(
+            bind_rc(
+                &url,
+                &server.ca_file,
+                &slapd::user_dn("carol"),
+                &slapd::old_password("carol")
+            ),
+            0
+        );
+    }
+}
+
+#[test]
 fn ldap_server_down_is_named() {
     let pki = tls::TestPki::new();
     let dir = tempfile::tempdir().unwrap();

@@ -275,11 +275,10 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
         Command::Rotate(a) => {
             let mut vault = open(path, Access::ReadWrite)?;
             if a.exposed {
-                let (confirmed_hooks, confirmed_rotators) = if a.trust_hook {
-                    (Vec::new(), Vec::new())
-                } else {
-                    confirm_exposed_settings(&vault)?
-                };
+                // --trust-hook trusts exactly what it shows, never a row
+                // swapped in after: it confirms without asking.
+                let (confirmed_hooks, confirmed_rotators) =
+                    confirm_exposed_settings(&vault, a.trust_hook)?;
                 let mut credentials = Vec::new();
                 for name in vault.exposed_names()? {
                     if let Some(kind) = vault.rotator_of(&name)? {
@@ -292,7 +291,7 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 }
                 let report = vault.rotate_exposed(ExposedRequest {
                     actor,
-                    trust_hook: a.trust_hook,
+                    trust_hook: false,
                     confirmed_hooks,
                     confirmed_rotators,
                     credentials,
@@ -318,22 +317,13 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 None => stored_rotator.filter(|_| a.apply.is_none()),
             };
             let from_command_line = change.is_some();
-            if let (Some(_), true, false) = (&rotator, a.trust_hook, from_command_line) {
-                // --trust-hook runs what is stored: show it, escaped, first.
-                if let Some((kind, config)) = vault.untrusted_rotator(&name)? {
-                    errln!(
-                        "warning: trusting the unendorsed rotator of {}: {} {}",
-                        render::visible(&name),
-                        render::visible(&kind),
-                        render::visible(&breakglass::rotators::shown_config(&config))
-                    );
-                }
-            }
-            let confirmed_rotator = match (&rotator, a.trust_hook || from_command_line) {
+            // A stored, unendorsed rotator is shown and confirmed (with
+            // --trust-hook, without asking): exactly what was shown may run.
+            let confirmed_rotator = match (&rotator, from_command_line) {
                 (Some(_), false) => {
                     let stored = vault.untrusted_rotator(&name)?;
                     match &stored {
-                        Some(setting) if !confirm_rotator(setting, &name)? => None,
+                        Some(setting) if !confirm_rotator(setting, &name, a.trust_hook)? => None,
                         _ => stored,
                     }
                 }
@@ -370,10 +360,10 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
             } else {
                 NewValue::Given(input::secret_value(a.file.as_deref(), &name)?)
             };
-            let confirmed_hook = match (&a.apply, a.trust_hook) {
-                (None, false) if rotator.is_none() => {
+            let confirmed_hook = match &a.apply {
+                None if rotator.is_none() => {
                     let stored = vault.untrusted_hook(&name)?;
-                    if confirm_hook(&stored, &name)? {
+                    if confirm_hook(&stored, &name, a.trust_hook)? {
                         stored
                     } else {
                         None
@@ -387,7 +377,8 @@ fn dispatch(command: Command, vault_flag: bool, path: &Path) -> Result<i32, Vaul
                 apply: a.apply,
                 policy,
                 actor,
-                trust_hook: a.trust_hook,
+                // --trust-hook became the confirmation of what was shown.
+                trust_hook: false,
                 confirmed_hook,
                 credentials,
                 confirmed_rotator,
@@ -987,8 +978,16 @@ fn endorsement(vault: &Vault, flag: bool) -> Result<Unendorsed, VaultError> {
 
 /// A stored hook no checkpoint endorsed: show it, and run it only if the user
 /// confirms on the terminal (or passed --trust-hook).
-fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
+fn confirm_hook(hook: &Option<String>, name: &str, trust: bool) -> Result<bool, VaultError> {
     let Some(cmd) = hook else { return Ok(false) };
+    if trust {
+        errln!(
+            "warning: trusting (--trust-hook) the unendorsed apply hook of {}: {}",
+            render::visible(name),
+            render::visible(cmd)
+        );
+        return Ok(true);
+    }
     // The command comes from the file: shown with any control characters escaped,
     // so what is confirmed is what is seen.
     let warning = format!(
@@ -1005,7 +1004,20 @@ fn confirm_hook(hook: &Option<String>, name: &str) -> Result<bool, VaultError> {
 
 /// A stored rotator no checkpoint endorsed: show its kind and config (from
 /// the file, so escaped) and ask whether to run it.
-fn confirm_rotator(setting: &(String, String), name: &str) -> Result<bool, VaultError> {
+fn confirm_rotator(
+    setting: &(String, String),
+    name: &str,
+    trust: bool,
+) -> Result<bool, VaultError> {
+    if trust {
+        errln!(
+            "warning: trusting (--trust-hook) the unendorsed rotator of {}: {} {}",
+            render::visible(name),
+            render::visible(&setting.0),
+            render::visible(&breakglass::rotators::shown_config(&setting.1))
+        );
+        return Ok(true);
+    }
     let warning = format!(
         "warning: the rotator of {} was set or changed after the last signed checkpoint; no quorum endorsed it:\n    {} {}",
         render::visible(name),
@@ -1023,18 +1035,19 @@ fn confirm_rotator(setting: &(String, String), name: &str) -> Result<bool, Vault
 type ConfirmedSettings = (Vec<(String, String)>, Vec<(String, (String, String))>);
 
 /// `rotate --exposed`: confirm every unendorsed hook and rotator it would
-/// run, at once. Returns exactly those confirmed; one "no" trusts none.
-fn confirm_exposed_settings(vault: &Vault) -> Result<ConfirmedSettings, VaultError> {
+/// run, at once (with `trust`, show them and confirm without asking).
+/// Returns exactly those confirmed; one "no" trusts none.
+fn confirm_exposed_settings(vault: &Vault, trust: bool) -> Result<ConfirmedSettings, VaultError> {
     let mut hooks = Vec::new();
     let mut rotators = Vec::new();
     for name in vault.exposed_names()? {
         if let Some(setting) = vault.untrusted_rotator(&name)? {
-            if !confirm_rotator(&setting, &name)? {
+            if !confirm_rotator(&setting, &name, trust)? {
                 return Ok(Default::default());
             }
             rotators.push((name, setting));
         } else if let Some(cmd) = vault.untrusted_hook(&name)? {
-            if !confirm_hook(&Some(cmd.clone()), &name)? {
+            if !confirm_hook(&Some(cmd.clone()), &name, trust)? {
                 return Ok(Default::default());
             }
             hooks.push((name, cmd));

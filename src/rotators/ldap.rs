@@ -60,6 +60,9 @@ pub struct LdapConfig {
     pub ca_file: Option<PathBuf>,
     /// The CA bundle's PEM text, as stored in the vault (and endorsed).
     pub ca_pem: Option<String>,
+    /// Seconds to wait for a connection and for each answer, 1 to 300
+    /// (unset: 10 s to connect, 30 s per answer).
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +77,8 @@ struct RawConfig {
     ca_file: Option<String>,
     #[serde(default)]
     ca_pem: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
 }
 
 impl LdapConfig {
@@ -107,6 +112,13 @@ impl LdapConfig {
                 ))
             }
             _ => {}
+        }
+        if let Some(secs) = raw.timeout_secs {
+            if !(1..=300).contains(&secs) {
+                return Err(format!(
+                    "LDAP rotator config: timeout_secs must be 1 to 300, not {secs}"
+                ));
+            }
         }
         check_dn("bind_dn", &raw.bind_dn)?;
         check_dn("user_dn", &raw.user_dn)?;
@@ -146,12 +158,25 @@ impl LdapConfig {
             user_dn: raw.user_dn,
             ca_file,
             ca_pem: raw.ca_pem,
+            timeout_secs: raw.timeout_secs,
         })
     }
 
-    /// The config as canonical JSON (fixed key order, no spaces; `ca_file`
-    /// only when set), for storage and comparison. `parse` reads it back to an
-    /// equal config.
+    /// How long to wait for a connection (with TLS).
+    pub fn connect_timeout(&self) -> Duration {
+        self.timeout_secs
+            .map_or(CONNECT_TIMEOUT, Duration::from_secs)
+    }
+
+    /// How long to wait for the answer to one operation.
+    pub fn operation_timeout(&self) -> Duration {
+        self.timeout_secs
+            .map_or(OPERATION_TIMEOUT, Duration::from_secs)
+    }
+
+    /// The config as canonical JSON (fixed key order, no spaces; optional
+    /// keys only when set), for storage and comparison. `parse` reads it
+    /// back to an equal config.
     pub fn to_canonical_json(&self) -> String {
         let mut map = serde_json::Map::new();
         map.insert("url".into(), self.url.clone().into());
@@ -164,13 +189,24 @@ impl LdapConfig {
         if let Some(pem) = &self.ca_pem {
             map.insert("ca_pem".into(), pem.clone().into());
         }
+        if let Some(secs) = self.timeout_secs {
+            map.insert("timeout_secs".into(), secs.into());
+        }
         // serde_json's Map keeps insertion order only with `preserve_order`;
         // write the keys in a fixed order by hand instead.
         let mut out = String::from("{");
-        for (i, key) in ["url", "starttls", "bind_dn", "user_dn", "ca_file", "ca_pem"]
-            .iter()
-            .filter(|k| map.contains_key(**k))
-            .enumerate()
+        for (i, key) in [
+            "url",
+            "starttls",
+            "bind_dn",
+            "user_dn",
+            "ca_file",
+            "ca_pem",
+            "timeout_secs",
+        ]
+        .iter()
+        .filter(|k| map.contains_key(**k))
+        .enumerate()
         {
             if i > 0 {
                 out.push(',');
@@ -342,7 +378,9 @@ pub fn set_ldap_password(
         old_pass: self_change.then(|| bind_password.expose()),
         new_pass: Some(new),
     };
-    let answer = conn.with_timeout(OPERATION_TIMEOUT).extended(request);
+    let answer = conn
+        .with_timeout(config.operation_timeout())
+        .extended(request);
     let _ = conn.unbind();
     match answer {
         Err(e) => {
@@ -350,7 +388,7 @@ pub fn set_ldap_password(
                 "password modify for {} was sent to {} but no answer came ({}); the account may hold either password: try a bind with each",
                 config.user_dn,
                 config.url,
-                transport_error(&e, &config.url)
+                transport_error(&e, config)
             ))))
         }
         Ok(ldap3::result::ExopResult(_, result)) if result.rc != 0 => {
@@ -393,7 +431,7 @@ pub fn set_ad_password(
         vec![Mod::Replace(attr(), HashSet::from([new_value]))]
     };
     let answer = conn
-        .with_timeout(OPERATION_TIMEOUT)
+        .with_timeout(config.operation_timeout())
         .modify(&config.user_dn, mods);
     let _ = conn.unbind();
     match answer {
@@ -402,7 +440,7 @@ pub fn set_ad_password(
                 "unicodePwd change for {} was sent to {} but no answer came ({}); the account may hold either password: try a bind with each",
                 config.user_dn,
                 config.url,
-                transport_error(&e, &config.url)
+                transport_error(&e, config)
             ))))
         }
         Ok(result) if result.rc != 0 => {
@@ -501,11 +539,11 @@ fn connect(config: &LdapConfig, scrub: &Scrubber) -> Result<LdapConn, String> {
         }
     })?;
     let settings = LdapConnSettings::new()
-        .set_conn_timeout(CONNECT_TIMEOUT)
+        .set_conn_timeout(config.connect_timeout())
         .set_starttls(config.starttls)
         .set_config(Arc::clone(&tls));
     LdapConn::with_settings(settings, &config.url)
-        .map_err(|e| scrub.clean(transport_error(&e, &config.url)))
+        .map_err(|e| scrub.clean(transport_error(&e, config)))
 }
 
 fn connect_and_bind(
@@ -517,13 +555,13 @@ fn connect_and_bind(
     let mut conn =
         connect(config, scrub).map_err(|e| not_set(format!("{e}; nothing was changed")))?;
     match conn
-        .with_timeout(OPERATION_TIMEOUT)
+        .with_timeout(config.operation_timeout())
         .simple_bind(&config.bind_dn, bind_password.expose())
     {
         Err(e) => Err(not_set(format!(
             "bind as {} failed: {}; nothing was changed",
             config.bind_dn,
-            transport_error(&e, &config.url)
+            transport_error(&e, config)
         ))),
         Ok(result) if result.rc != 0 => Err(not_set(format!(
             "bind as {} refused by {}: {}; check the bind DN and password; nothing was changed",
@@ -545,11 +583,11 @@ fn prove(config: &LdapConfig, new: &str, scrub: &Scrubber) -> Result<(), LdapErr
     };
     let mut conn = connect(config, scrub).map_err(failed)?;
     let answer = conn
-        .with_timeout(OPERATION_TIMEOUT)
+        .with_timeout(config.operation_timeout())
         .simple_bind(&config.user_dn, new);
     let _ = conn.unbind();
     match answer {
-        Err(e) => Err(failed(transport_error(&e, &config.url))),
+        Err(e) => Err(failed(transport_error(&e, config))),
         Ok(result) if result.rc != 0 => Err(failed(describe(&result))),
         Ok(_) => Ok(()),
     }
@@ -633,7 +671,8 @@ fn describe(result: &LdapResult) -> String {
 }
 
 /// A connection-level failure in words: down, TLS verification, timeout.
-fn transport_error(error: &ldap3::LdapError, url: &str) -> String {
+fn transport_error(error: &ldap3::LdapError, config: &LdapConfig) -> String {
+    let url = config.url.as_str();
     use std::io::ErrorKind;
     match error {
         ldap3::LdapError::Io { source } => {
@@ -656,7 +695,10 @@ fn transport_error(error: &ldap3::LdapError, url: &str) -> String {
         }
         ldap3::LdapError::Timeout { .. } => format!(
             "no answer from {url} within {} s",
-            OPERATION_TIMEOUT.as_secs().max(CONNECT_TIMEOUT.as_secs())
+            config
+                .operation_timeout()
+                .as_secs()
+                .max(config.connect_timeout().as_secs())
         ),
         ldap3::LdapError::Rustls { source } => tls_error(source, url),
         ldap3::LdapError::DNSName { source } => {

@@ -74,6 +74,15 @@ impl Slapd {
         format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }
 
+    /// Stop (SIGSTOP) or resume (SIGCONT) the server: a peer that accepts
+    /// connections (the kernel does) but never answers.
+    pub fn freeze(&self, frozen: bool) {
+        use rustix::process::{kill_process, Pid, Signal};
+        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        let signal = if frozen { Signal::STOP } else { Signal::CONT };
+        kill_process(pid, signal).unwrap();
+    }
+
     pub fn ldap_url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.ldap_port)
     }
