@@ -767,3 +767,77 @@ fn a_rotator_is_changed_or_removed_from_the_command_line_without_a_new_deposit()
         (None, Some("cat >/dev/null".into()))
     );
 }
+
+#[test]
+fn killed_while_the_directory_is_silent_the_rotation_stays_pending_and_its_password_readable() {
+    let Some(server) = slapd_or_skip() else {
+        return;
+    };
+    let kit = vault(&server, &server.ca_file);
+    server.freeze(true);
+    let mut child = support::spawnable(&kit.vault)
+        .args(["rotate", "bg-admin", "--credentials"])
+        .arg(kit.path("bind.pw"))
+        .spawn()
+        .unwrap();
+    // Phase 1 is written (a pending version), then the directory never answers.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let pending = || -> bool {
+        conn.query_row(
+            "SELECT count(*) FROM secret_versions WHERE secret = 'bg-admin' AND state = 'pending'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+            == 1
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pending() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(pending(), "no pending version was written");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.freeze(false);
+    // The vault opens, the old password stays active, and the pending
+    // password can be read by a quorum (it may have reached the directory).
+    let out = kit
+        .unseal(&["alice", "bob"], &["bg-admin"])
+        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["revealed"][0]["value"].as_str(),
+        Some(slapd::old_password("erin").trim_end())
+    );
+    assert_eq!(v["revealed"][1]["state"], "pending");
+    assert_eq!(v["revealed"][1]["value"].as_str().map(str::len), Some(32));
+    // A second rotation meanwhile is refused; --abandon settles it by name.
+    let out = rotate(&kit);
+    assert!(support::one_line_error(&out).contains("--abandon"));
+    kit.bg()
+        .args(["rotate", "bg-admin", "--abandon"])
+        .assert()
+        .success();
+    assert_eq!(
+        bind_rc(
+            &server,
+            &slapd::user_dn("erin"),
+            &slapd::old_password("erin")
+        ),
+        0,
+        "the directory never received the new password"
+    );
+    let out = rotate(&kit);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
