@@ -93,10 +93,13 @@ fn rotate(kit: &Kit) -> std::process::Output {
         .unwrap()
 }
 
-fn revealed(kit: &Kit) -> String {
+/// `unseal --json` by alice and bob, revealing `reveal` with `extra` flags;
+/// it must succeed.
+fn unseal_json(kit: &Kit, reveal: &[&str], extra: &[&str]) -> serde_json::Value {
     let out = kit
-        .unseal(&["alice", "bob"], &["bg-admin"])
-        .args(["--json", "--no-rekey"])
+        .unseal(&["alice", "bob"], reveal)
+        .arg("--json")
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -104,7 +107,11 @@ fn revealed(kit: &Kit) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn revealed(kit: &Kit) -> String {
+    let v = unseal_json(kit, &["bg-admin"], &["--no-rekey"]);
     v["revealed"][0]["value"].as_str().unwrap().to_string()
 }
 
@@ -504,17 +511,11 @@ fn an_unproven_rotation_keeps_its_password_revealable_beside_the_active_one() {
         "the set reached the directory"
     );
     // A quorum reveals both: the active (old) value and the failed version.
-    let out = kit
-        .unseal(&["alice", "bob"], &["bg-admin"])
-        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = unseal_json(
+        &kit,
+        &["bg-admin"],
+        &["--reveal-version", "bg-admin=2", "--no-rekey"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let revealed = v["revealed"].as_array().unwrap();
     assert_eq!(revealed.len(), 2, "{v}");
     assert_eq!(
@@ -551,27 +552,8 @@ fn an_unproven_rotation_keeps_its_password_revealable_beside_the_active_one() {
 
     // The failed version moves to the next epoch (a rekey), so it stays
     // revealable; a superseded-by-nothing, older failed one would not.
-    let out = kit
-        .unseal(&["alice", "bob"], &[])
-        .args(["--reveal-version", "bg-admin=2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = kit
-        .unseal(&["alice", "bob"], &[])
-        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    unseal_json(&kit, &[], &["--reveal-version", "bg-admin=2"]);
+    let v = unseal_json(&kit, &[], &["--reveal-version", "bg-admin=2", "--no-rekey"]);
     assert_eq!(v["revealed"][0]["value"].as_str(), Some(new));
 }
 
@@ -596,6 +578,23 @@ fn stored_settings(kit: &Kit, secret: &str) -> (Option<String>, Option<String>) 
     (config, hook)
 }
 
+/// `rotate SECRET --rotator ldap-password --rotator-config starttls.json`.
+fn rotate_with_starttls_rotator(kit: &Kit, secret: &str) -> std::process::Output {
+    kit.bg()
+        .args([
+            "rotate",
+            secret,
+            "--rotator",
+            "ldap-password",
+            "--rotator-config",
+        ])
+        .arg(kit.path("starttls.json"))
+        .arg("--credentials")
+        .arg(kit.path("bind.pw"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_rotator_is_changed_or_removed_from_the_command_line_without_a_new_deposit() {
     let Some(server) = slapd_or_skip() else {
@@ -613,20 +612,7 @@ fn a_rotator_is_changed_or_removed_from_the_command_line_without_a_new_deposit()
         "ca_file": server.ca_file,
     });
     std::fs::write(kit.path("starttls.json"), config.to_string()).unwrap();
-    let out = kit
-        .bg()
-        .args([
-            "rotate",
-            "bg-admin",
-            "--rotator",
-            "ldap-password",
-            "--rotator-config",
-        ])
-        .arg(kit.path("starttls.json"))
-        .arg("--credentials")
-        .arg(kit.path("bind.pw"))
-        .output()
-        .unwrap();
+    let out = rotate_with_starttls_rotator(&kit, "bg-admin");
     assert!(
         out.status.success(),
         "{}",
@@ -747,20 +733,7 @@ fn a_rotator_is_changed_or_removed_from_the_command_line_without_a_new_deposit()
     )
     .unwrap();
     drop(conn);
-    let out = kit
-        .bg()
-        .args([
-            "rotate",
-            "svc",
-            "--rotator",
-            "ldap-password",
-            "--rotator-config",
-        ])
-        .arg(kit.path("starttls.json"))
-        .arg("--credentials")
-        .arg(kit.path("bind.pw"))
-        .output()
-        .unwrap();
+    let out = rotate_with_starttls_rotator(&kit, "svc");
     assert!(support::one_line_error(&out).contains("pending"));
     assert_eq!(
         stored_settings(&kit, "svc"),
@@ -801,17 +774,11 @@ fn killed_while_the_directory_is_silent_the_rotation_stays_pending_and_its_passw
     server.freeze(false);
     // The vault opens, the old password stays active, and the pending
     // password can be read by a quorum (it may have reached the directory).
-    let out = kit
-        .unseal(&["alice", "bob"], &["bg-admin"])
-        .args(["--reveal-version", "bg-admin=2", "--json", "--no-rekey"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = unseal_json(
+        &kit,
+        &["bg-admin"],
+        &["--reveal-version", "bg-admin=2", "--no-rekey"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["revealed"][0]["value"].as_str(),
         Some(slapd::old_password("erin").trim_end())
