@@ -1,0 +1,485 @@
+#!/usr/bin/env python3
+"""Open a breakglass vault without breakglass.
+
+An independent implementation of FORMAT.md: the Python 3 standard library
+(sqlite3, hashlib, hmac, subprocess) plus the stock `age` command-line tool.
+It shares no code with the Rust crate. Usage:
+
+    python3 recovery/recover.py --vault breakglass.db \\
+        --identity alice.key --identity bob.key \\
+        [--passphrase-file NAME=PATH]... --secret NAME [--check-with openssl]
+
+It prints the secret's active value to stdout (exactly its bytes; a newline
+is added only when stdout is a terminal) and otherwise exits 1 with a
+one-line reason. Identity files are anything `age -d -i` takes: age keys,
+OpenSSH ed25519/RSA keys, age plugin identities (with the plugin installed).
+
+Passphrase custodians need Argon2id, which the standard library lacks. The
+script uses, in this order: the `argon2` Python module (argon2-cffi: Debian
+`python3-argon2`, or `pip install argon2-cffi`), else the reference `argon2`
+CLI (Debian `argon2`), which cannot take a salt holding a zero byte.
+
+What it checks: each share against the commitment in the manifest, that the
+combined key is the vault's (its age recipient), and each secret's framing
+(vault id, name, version). What it does NOT check unless `--check-with
+openssl` is given: the Ed25519 signatures of the manifests (the standard
+library has no Ed25519). It never checks endorsement (which versions a quorum
+signed) or the audit chain: use `breakglass audit verify` for those.
+
+Importable helpers (used by check_vectors.py): gf256_mul, combine_shares,
+hkdf_sha256, bech32_encode, vault_age_identity, share_commitment,
+parse_share_record, parse_secret_plaintext, fingerprint.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+SHARE_MAGIC = b"BGSHARE1"
+SECRET_MAGIC = b"BGSECRT1"
+SHARE_LEN = 33
+COMMITMENT_LABEL = b"breakglass/v1/share-commitment"
+HKDF_SALT = b"breakglass/v1/vault-seed"
+LABEL_AGE = b"breakglass/v1/age-x25519-identity"
+MANIFEST_LABEL = b"breakglass/v1/manifest\0"
+FINGERPRINT_LABEL = b"breakglass/v1/fingerprint\0"
+FINGERPRINT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+
+
+class Fail(Exception):
+    """A one-line reason to stop."""
+
+
+# ---- GF(256) Shamir (the AES field: x^8 + x^4 + x^3 + x + 1) ----
+
+def gf256_mul(a, b):
+    product = 0
+    while b:
+        if b & 1:
+            product ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= 0x11B
+        b >>= 1
+    return product
+
+
+def gf256_inv(a):
+    if a == 0:
+        raise ZeroDivisionError("0 has no inverse in GF(256)")
+    # a^254 = a^-1 in GF(256)
+    result, power, exponent = 1, a, 254
+    while exponent:
+        if exponent & 1:
+            result = gf256_mul(result, power)
+        power = gf256_mul(power, power)
+        exponent >>= 1
+    return result
+
+
+def combine_shares(shares):
+    """Lagrange interpolation at x = 0 of [(x, y_bytes), ...] (distinct x != 0)."""
+    xs = [x for x, _ in shares]
+    if len(set(xs)) != len(xs) or 0 in xs:
+        raise ValueError("share indices must be distinct and non-zero")
+    length = len(shares[0][1])
+    secret = bytearray(length)
+    for i, (xi, yi) in enumerate(shares):
+        # l_i(0) = prod_{j != i} x_j / (x_j - x_i); subtraction is XOR.
+        basis = 1
+        for j, (xj, _) in enumerate(shares):
+            if j != i:
+                basis = gf256_mul(basis, gf256_mul(xj, gf256_inv(xj ^ xi)))
+        for k in range(length):
+            secret[k] ^= gf256_mul(yi[k], basis)
+    return bytes(secret)
+
+
+# ---- Keys ----
+
+def hkdf_sha256(ikm, salt, info, length):
+    """RFC 5869 HKDF with SHA-256."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
+BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _bech32_polymod(values):
+    generator = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    checksum = 1
+    for value in values:
+        top = checksum >> 25
+        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
+        for i in range(5):
+            checksum ^= generator[i] if (top >> i) & 1 else 0
+    return checksum
+
+
+def bech32_encode(hrp, data):
+    """BIP 173 Bech32 of `data` (bytes, regrouped to 5 bits), lowercase."""
+    acc, bits, words = 0, 0, []
+    for byte in data:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            words.append((acc >> bits) & 31)
+    if bits:
+        words.append((acc << (5 - bits)) & 31)
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    polymod = _bech32_polymod(expanded + words + [0] * 6) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(BECH32_CHARSET[w] for w in words + checksum)
+
+
+def vault_age_identity(seed):
+    """The epoch's age identity (AGE-SECRET-KEY-1...) from the 32-byte seed."""
+    scalar = hkdf_sha256(seed, HKDF_SALT, LABEL_AGE, 32)
+    return bech32_encode("age-secret-key-", scalar).upper()
+
+
+def fingerprint(vault_id_hex, genesis_verify_key_hex):
+    digest = hashlib.sha256(FINGERPRINT_LABEL + vault_id_hex.encode() + b"\0"
+                            + genesis_verify_key_hex.encode()).digest()
+    bits = int.from_bytes(digest[:10], "big")
+    chars = "".join(FINGERPRINT_ALPHABET[(bits >> (5 * i)) & 31] for i in reversed(range(16)))
+    return "BG-" + "-".join(chars[i:i + 4] for i in range(0, 16, 4))
+
+
+# ---- Records ----
+
+def share_commitment(vault_id, epoch, share):
+    """hex SHA-256(label || vault_id || u64_be(epoch) || index || share)."""
+    return hashlib.sha256(COMMITMENT_LABEL + vault_id + epoch.to_bytes(8, "big")
+                          + share[:1] + share).hexdigest()
+
+
+def parse_share_record(data):
+    """BGSHARE1 || vault_id(16) || epoch(u64 BE) || K || index || len || name || share(33)."""
+    if len(data) < 8 + 16 + 8 + 3 or data[:8] != SHARE_MAGIC:
+        raise ValueError("not a share record")
+    vault_id = data[8:24]
+    epoch = int.from_bytes(data[24:32], "big")
+    threshold, index, name_len = data[32], data[33], data[34]
+    name = data[35:35 + name_len]
+    share = data[35 + name_len:]
+    if len(name) != name_len or len(share) != SHARE_LEN:
+        raise ValueError("share record has the wrong length")
+    return {"vault_id": vault_id, "epoch": epoch, "threshold": threshold,
+            "index": index, "custodian": name.decode("utf-8"), "share": share}
+
+
+def parse_secret_plaintext(data):
+    """BGSECRT1 || vault_id(16) || version(u32 BE) || u16_be(len) || name || value."""
+    if len(data) < 8 + 16 + 4 + 2 or data[:8] != SECRET_MAGIC:
+        raise ValueError("not a secret record")
+    vault_id = data[8:24]
+    version = int.from_bytes(data[24:28], "big")
+    name_len = int.from_bytes(data[28:30], "big")
+    name = data[30:30 + name_len]
+    if len(name) != name_len:
+        raise ValueError("secret record is truncated")
+    return vault_id, name.decode("utf-8"), version, data[30 + name_len:]
+
+
+# ---- age ----
+
+def age_decrypt(armored, identity_path=None, identity_text=None):
+    """Decrypt with the stock age CLI. A derived identity goes through a pipe,
+    never argv, the environment or a file. Returns bytes, or None."""
+    if shutil.which("age") is None:
+        raise Fail("the `age` command is not installed (Debian: apt-get install age)")
+    pass_fds, read_end = (), None
+    if identity_text is not None:
+        read_end, write_end = os.pipe()
+        os.write(write_end, identity_text.encode() + b"\n")
+        os.close(write_end)
+        identity_path = "/dev/fd/%d" % read_end
+        pass_fds = (read_end,)
+    try:
+        result = subprocess.run(["age", "-d", "-i", identity_path], input=armored.encode(),
+                                capture_output=True, pass_fds=pass_fds, check=False)
+    finally:
+        if read_end is not None:
+            os.close(read_end)
+    return result.stdout if result.returncode == 0 else None
+
+
+def age_recipient_of(identity_text):
+    read_end, write_end = os.pipe()
+    os.write(write_end, identity_text.encode() + b"\n")
+    os.close(write_end)
+    try:
+        result = subprocess.run(["age-keygen", "-y", "/dev/fd/%d" % read_end], capture_output=True,
+                                pass_fds=(read_end,), check=False)
+    finally:
+        os.close(read_end)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+# ---- Passphrase custodians (Argon2id) ----
+
+def argon2id_raw(passphrase, salt, m_kib, t, p, use="auto"):
+    """Argon2id v1.3, 32 bytes, no secret or associated data. `use`: auto
+    (the module, else the command), python (argon2-cffi) or cli (`argon2`)."""
+    if use in ("auto", "python"):
+        try:
+            from argon2.low_level import Type, hash_secret_raw  # argon2-cffi
+            return hash_secret_raw(passphrase, salt, time_cost=t, memory_cost=m_kib,
+                                   parallelism=p, hash_len=32, type=Type.ID, version=19)
+        except ImportError:
+            if use == "python":
+                raise Fail("--argon2 python: the argon2 module is not installed (Debian "
+                           "`python3-argon2`, or `pip install argon2-cffi`)")
+    if shutil.which("argon2") is None:
+        raise Fail("a passphrase custodian needs Argon2id: install Debian `python3-argon2` "
+                   "(or `pip install argon2-cffi`), or the `argon2` command")
+    if b"\0" in salt:
+        raise Fail("this custodian's Argon2id salt holds a zero byte, which the `argon2` command "
+                   "cannot take: install Debian `python3-argon2` (or `pip install argon2-cffi`)")
+    # The passphrase goes on stdin; the salt (not secret) on the command line.
+    result = subprocess.run(["argon2", salt, "-id", "-t", str(t), "-k", str(m_kib),
+                             "-p", str(p), "-l", "32", "-r"], input=passphrase,
+                            capture_output=True, check=False)
+    if result.returncode != 0:
+        raise Fail("the argon2 command failed: " + result.stderr.decode(errors="replace").strip())
+    return bytes.fromhex(result.stdout.decode().strip())
+
+
+# ---- The vault ----
+
+def read_vault(path):
+    if not os.path.isfile(path):
+        raise Fail("vault %s: no such file; give the vault file with --vault" % path)
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise Fail("vault %s is not a breakglass vault (%s)" % (path, e))
+    if not rows:
+        raise Fail("vault %s has no manifest; it is not a breakglass vault" % path)
+    return db, rows
+
+
+def open_shares(db, manifest, identities, passphrases, argon2_use="auto"):
+    """Decrypt the envelopes the given keys open; check each share. Returns
+    {custodian: share bytes} of good shares, and the problems found."""
+    vault_id = bytes.fromhex(manifest["vault_id"])
+    epoch = manifest["epoch"]
+    custodians = {c["name"]: c for c in manifest["custodians"]}
+    envelopes = db.execute("SELECT custodian, share_index, envelope FROM envelopes WHERE epoch = ?",
+                           (epoch,)).fetchall()
+    good, problems, opened = {}, [], set()
+
+    def take(custodian, index, plaintext):
+        entry = custodians.get(custodian)
+        try:
+            record = parse_share_record(plaintext)
+        except ValueError as e:
+            problems.append("custodian %s: envelope holds no valid share (%s)" % (custodian, e))
+            return
+        if entry is None:
+            problems.append("custodian %s: not in the manifest" % custodian)
+        elif (record["vault_id"], record["epoch"], record["custodian"], record["index"],
+              record["share"][0]) != (vault_id, epoch, custodian, entry["index"], entry["index"]) \
+                or index != entry["index"]:
+            problems.append("custodian %s: the share is for another vault, epoch or custodian"
+                            % custodian)
+        elif share_commitment(vault_id, epoch, record["share"]) != entry["commitment"]:
+            problems.append("custodian %s: the share does not match its commitment (tampered)"
+                            % custodian)
+        else:
+            good[custodian] = record["share"]
+
+    for label, path in identities:
+        if not os.path.isfile(path):
+            raise Fail("identity %s: no such file" % path)
+        matched = False
+        for custodian, index, envelope in envelopes:
+            if custodian in opened:
+                continue
+            plaintext = age_decrypt(envelope, identity_path=path)
+            if plaintext is not None:
+                opened.add(custodian)
+                matched = True
+                take(custodian, index, plaintext)
+                break
+        if not matched:
+            problems.append("identity %s opens no envelope of epoch %d (another vault, an old "
+                            "epoch, or a custodian who was removed)" % (label, epoch))
+    for name, path in passphrases:
+        entry = custodians.get(name)
+        if entry is None or entry["kind"] != "passphrase" or not entry.get("kdf"):
+            raise Fail("--passphrase-file %s: %s is not a passphrase custodian of this vault"
+                       % (name, name))
+        try:
+            with open(path, "rb") as f:
+                passphrase = f.read()
+        except OSError as e:
+            raise Fail("--passphrase-file %s: cannot read %s (%s)" % (name, path, e.strerror))
+        if passphrase.endswith(b"\n"):
+            passphrase = passphrase[:-1]
+        kdf = entry["kdf"]
+        params = kdf["params"]
+        key = argon2id_raw(passphrase, bytes.fromhex(kdf["salt"]), params["m_kib"], params["t"],
+                           params["p"], argon2_use)
+        identity = bech32_encode("age-secret-key-", key).upper()
+        for custodian, index, envelope in envelopes:
+            if custodian == name:
+                plaintext = age_decrypt(envelope, identity_text=identity)
+                if plaintext is None:
+                    problems.append("passphrase of %s does not open their envelope (wrong "
+                                    "passphrase?)" % name)
+                else:
+                    opened.add(custodian)
+                    take(custodian, index, plaintext)
+    return good, problems
+
+
+def check_signatures(rows, tool):
+    """Verify every manifest's Ed25519 signatures and the chain from epoch 1."""
+    if tool != "openssl" or shutil.which("openssl") is None:
+        raise Fail("--check-with openssl: the `openssl` command is not installed")
+    previous = None
+    with tempfile.TemporaryDirectory() as work:
+        def verify(key_hex, message, sig_hex):
+            key, msg, sig = (os.path.join(work, n) for n in ("key.der", "msg", "sig"))
+            with open(key, "wb") as f:
+                f.write(ED25519_SPKI_PREFIX + bytes.fromhex(key_hex))
+            with open(msg, "wb") as f:
+                f.write(message)
+            with open(sig, "wb") as f:
+                f.write(bytes.fromhex(sig_hex))
+            return subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
+                                   "-inkey", key, "-rawin", "-in", msg, "-sigfile", sig],
+                                  capture_output=True, check=False).returncode == 0
+
+        for epoch, body, signatures in rows:
+            manifest = json.loads(body)
+            sigs = {s["key"]: s["sig"] for s in json.loads(signatures)}
+            message = MANIFEST_LABEL + body.encode()
+            key = manifest["verify_key"]
+            if manifest["epoch"] != epoch or key not in sigs or not verify(key, message, sigs[key]):
+                raise Fail("manifest of epoch %d: its own signature does not verify (tampered)"
+                           % epoch)
+            if previous is None:
+                if key != manifest["genesis_verify_key"]:
+                    raise Fail("manifest of epoch %d: the first key is not the genesis key" % epoch)
+            else:
+                old_key = previous[0]["verify_key"]
+                linked = manifest.get("prev_manifest_hash") == \
+                    hashlib.sha256(previous[1].encode()).hexdigest()
+                if not linked or old_key not in sigs or not verify(old_key, message, sigs[old_key]):
+                    raise Fail("manifest of epoch %d: not signed by epoch %d's key (tampered)"
+                               % (epoch, previous[0]["epoch"]))
+            previous = (manifest, body)
+
+
+def recover(args):
+    db, rows = read_vault(args.vault)
+    if args.check_with:
+        check_signatures(rows, args.check_with)
+    epoch, body, _ = rows[-1]
+    manifest = json.loads(body)
+    vault_id = bytes.fromhex(manifest["vault_id"])
+    identities = [(p, p) for p in args.identity]
+    passphrases = []
+    for spec in args.passphrase_file:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise Fail("--passphrase-file %s: give NAME=PATH" % spec)
+        passphrases.append((name, path))
+    good, problems = open_shares(db, manifest, identities, passphrases, args.argon2)
+    for problem in problems:
+        print("warning: " + problem, file=sys.stderr)
+    threshold = manifest["threshold"]
+    if len(good) < threshold:
+        reason = "; ".join(problems) if problems else "each key given opened one envelope"
+        raise Fail("%d good share(s) of the %d needed for vault %s epoch %d (%s): give more "
+                   "custodians' keys with --identity or --passphrase-file"
+                   % (len(good), threshold, fingerprint(manifest["vault_id"],
+                                                        manifest["genesis_verify_key"]),
+                      epoch, reason))
+    chosen = sorted(good.items())[:threshold]
+    seed = combine_shares([(share[0], share[1:]) for _, share in chosen])
+    identity = vault_age_identity(seed)
+    if age_recipient_of(identity) != manifest["vault_recipient"]:
+        raise Fail("the shares of %s do not combine to this vault's key (a share is damaged)"
+                   % ", ".join(name for name, _ in chosen))
+    secret = db.execute("SELECT name FROM secrets WHERE name = ?", (args.secret,)).fetchone()
+    if secret is None:
+        raise Fail("secret %s: not in this vault; `sqlite3 %s 'SELECT name FROM secrets'` lists "
+                   "them" % (args.secret, args.vault))
+    active = db.execute("SELECT version, ciphertext FROM secret_versions WHERE secret = ? AND "
+                        "state = 'active'", (args.secret,)).fetchall()
+    if len(active) != 1:
+        raise Fail("secret %s: %d active versions; the vault file was edited" % (args.secret,
+                                                                              len(active)))
+    version, ciphertext = active[0]
+    plaintext = age_decrypt(ciphertext, identity_text=identity)
+    if plaintext is None:
+        raise Fail("secret %s version %d does not decrypt with this epoch's key (tampered, or "
+                   "sealed to an older epoch)" % (args.secret, version))
+    try:
+        bound_id, bound_name, bound_version, value = parse_secret_plaintext(plaintext)
+    except ValueError as e:
+        raise Fail("secret %s version %d: %s (tampered)" % (args.secret, version, e))
+    if (bound_id, bound_name, bound_version) != (vault_id, args.secret, version):
+        raise Fail("secret %s version %d holds %s version %d (moved between rows: tampered)"
+                   % (args.secret, version, bound_name, bound_version))
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Recover a secret from a breakglass vault without breakglass (FORMAT.md). "
+                    "Checks shares against their commitments and each secret's framing; does NOT "
+                    "check signatures (unless --check-with openssl), endorsement or the audit log.")
+    parser.add_argument("--vault", required=True, help="the vault file (SQLite)")
+    parser.add_argument("--identity", action="append", default=[], metavar="FILE",
+                        help="a custodian's age key, OpenSSH key or plugin identity (repeatable)")
+    parser.add_argument("--passphrase-file", action="append", default=[], metavar="NAME=PATH",
+                        help="a passphrase custodian's passphrase, from a file (repeatable)")
+    parser.add_argument("--secret", required=True, metavar="NAME", help="the secret to print")
+    parser.add_argument("--argon2", choices=["auto", "python", "cli"], default="auto",
+                        help="Argon2id for passphrase custodians: the argon2 Python module "
+                             "(argon2-cffi), the `argon2` command, or the first found (default)")
+    parser.add_argument("--check-with", choices=["openssl"],
+                        help="also verify the manifests' Ed25519 signatures with openssl")
+    args = parser.parse_args(argv)
+    if not args.check_with:
+        print("note: signatures, endorsement and the audit log are not checked "
+              "(see --check-with openssl and `breakglass audit verify`)", file=sys.stderr)
+    try:
+        value = recover(args)
+    except Fail as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError, sqlite3.Error) as e:
+        print("error: the vault file is malformed or unreadable (%s: %s)"
+              % (type(e).__name__, str(e).splitlines()[0] if str(e) else ""), file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(value)
+    if sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

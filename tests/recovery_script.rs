@@ -1,0 +1,381 @@
+//! The independent recovery script (recovery/recover.py: Python's standard
+//! library and the stock `age` CLI, no code shared with this crate) against
+//! vaults the real binary made: every quorum recovers every secret with the
+//! value the binary reveals, smaller sets fail, tampering is named.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::Kit;
+
+fn on_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The system Python (Debian's python3-argon2 installs for it), else `python3`.
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+fn tools_present(tools: &[&str]) -> bool {
+    let missing: Vec<&&str> = tools
+        .iter()
+        .filter(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty() || !on_ci(),
+        "CI=true but {missing:?} missing: .ci/run installs them"
+    );
+    if !missing.is_empty() {
+        eprintln!("SKIPPED: {missing:?} not installed");
+    }
+    missing.is_empty()
+}
+
+fn recover(vault: &Path, identities: &[PathBuf], extra: &[&str], secret: &str) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("recovery/recover.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg("--vault").arg(vault);
+    for identity in identities {
+        cmd.arg("--identity").arg(identity);
+    }
+    cmd.args(extra).args(["--secret", secret]);
+    cmd.output().unwrap()
+}
+
+/// The one `error:` line of a failed run (and never a traceback).
+fn script_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_string()
+}
+
+/// A 3-of-5 vault of three age, one ssh-ed25519 and one ssh-rsa custodian,
+/// holding three secrets, moved to epoch 2 by an unseal; with the identity
+/// files in custodian order and each secret's value as the binary reveals it.
+struct Vault35 {
+    kit: Kit,
+    identities: Vec<PathBuf>,
+    secrets: Vec<(String, String)>,
+}
+
+fn vault_3_of_5() -> Vault35 {
+    let kit = Kit::new(&["a", "b", "c"]);
+    let ed = support::ssh_ed25519_key(kit.dir.path(), "d_ed25519");
+    let rsa = kit.path("e_rsa");
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap()
+        .success());
+    let mut init = kit.bg();
+    init.args(["init", "--threshold", "3"]);
+    for name in ["a", "b", "c"] {
+        init.arg("--custodian")
+            .arg(format!("{name}={}", kit.public(name)));
+    }
+    init.arg("--custodian")
+        .arg(format!("d=@{}.pub", ed.display()))
+        .arg("--custodian")
+        .arg(format!("e=@{}.pub", rsa.display()));
+    init.assert().success();
+    for (name, kind, value) in [
+        ("vpn", "password", "correct horse battery staple"),
+        ("duo", "bypass-codes", "123456\n234567\n345678"),
+        (
+            "runbook-url",
+            "note",
+            "Ünïcødé ✓ https://fw.example/failmode?open=1\n\n",
+        ),
+    ] {
+        let file = kit.path(&format!("{name}.value"));
+        std::fs::write(&file, value).unwrap();
+        kit.bg()
+            .args(["put", name, "--kind", kind, "--file"])
+            .arg(&file)
+            .assert()
+            .success();
+    }
+    let identities = vec![kit.key("a"), kit.key("b"), kit.key("c"), ed, rsa];
+    // An unseal moves the vault to epoch 2: recovery reads the newest epoch.
+    let unseal = |extra: &[&str]| {
+        let mut cmd = kit.bg();
+        cmd.args(["unseal", "--reason", "drill", "--json"]);
+        for identity in &identities[..3] {
+            cmd.arg("--identity").arg(identity);
+        }
+        for name in ["vpn", "duo", "runbook-url"] {
+            cmd.args(["--reveal", name]);
+        }
+        let out = cmd.args(extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    unseal(&[]);
+    let revealed = unseal(&["--no-rekey"]);
+    assert_eq!(revealed["epoch"], 2);
+    let secrets = revealed["revealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    Vault35 {
+        kit,
+        identities,
+        secrets,
+    }
+}
+
+#[test]
+fn every_three_custodians_recover_every_secret_and_no_two_do() {
+    if !tools_present(&[python(), "age", "age-keygen", "ssh-keygen"]) {
+        return;
+    }
+    let v = vault_3_of_5();
+    assert_eq!(v.secrets.len(), 3);
+    for subset in support::subsets(5, 3) {
+        let keys: Vec<PathBuf> = subset.iter().map(|&i| v.identities[i].clone()).collect();
+        for (name, value) in &v.secrets {
+            let out = recover(&v.kit.vault, &keys, &[], name);
+            assert!(
+                out.status.success(),
+                "{subset:?} {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                *value,
+                "{subset:?} {name}"
+            );
+        }
+    }
+    for subset in support::subsets(5, 2) {
+        let keys: Vec<PathBuf> = subset.iter().map(|&i| v.identities[i].clone()).collect();
+        let out = recover(&v.kit.vault, &keys, &[], "vpn");
+        let error = script_error(&out);
+        assert!(
+            error.contains("2 good share(s) of the 3 needed") && error.contains("epoch 2"),
+            "{subset:?}: {error}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn tampered_envelopes_and_manifests_are_named() {
+    if !tools_present(&[python(), "age", "age-keygen", "ssh-keygen", "openssl"]) {
+        return;
+    }
+    let v = vault_3_of_5();
+    let vault = &v.kit.vault;
+    let three = &v.identities[..3];
+    // Signatures verify with openssl on the untouched file.
+    let out = recover(vault, three, &["--check-with", "openssl"], "vpn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(vault).unwrap();
+    // a's envelope row now holds b's envelope: b's key opens the row that
+    // claims to be a's, and the share inside names its real owner.
+    conn.execute(
+        "UPDATE envelopes SET envelope = (SELECT envelope FROM envelopes WHERE custodian = 'b' AND epoch = 2) WHERE custodian = 'a' AND epoch = 2",
+        [],
+    )
+    .unwrap();
+    let keys = vec![
+        v.identities[1].clone(),
+        v.identities[2].clone(),
+        v.identities[3].clone(),
+    ];
+    let out = recover(vault, &keys, &[], "vpn");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let error = script_error(&out);
+    assert!(
+        stderr.contains("custodian a: the share is for another vault, epoch or custodian"),
+        "{stderr}"
+    );
+    assert!(error.contains("2 good share(s) of the 3 needed"), "{error}");
+    // Three untouched custodians still recover.
+    let rest = vec![
+        v.identities[2].clone(),
+        v.identities[3].clone(),
+        v.identities[4].clone(),
+    ];
+    assert!(recover(vault, &rest, &[], "vpn").status.success());
+    // A commitment edited in the manifest: the share is named as tampered;
+    // --check-with openssl also catches the edited manifest itself.
+    conn.execute(
+        "UPDATE manifests SET body = replace(body, (SELECT json_extract(body, '$.custodians[2].commitment') FROM manifests WHERE epoch = 2), '00' || substr((SELECT json_extract(body, '$.custodians[2].commitment') FROM manifests WHERE epoch = 2), 3)) WHERE epoch = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = recover(vault, &rest, &[], "vpn");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    script_error(&out);
+    assert!(
+        stderr.contains("custodian c: the share does not match its commitment (tampered)"),
+        "{stderr}"
+    );
+    let out = recover(vault, &rest, &["--check-with", "openssl"], "vpn");
+    let error = script_error(&out);
+    assert!(
+        error.contains("manifest of epoch 2: its own signature does not verify"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_and_no_value() {
+    if !tools_present(&[python(), "age", "age-keygen", "ssh-keygen"]) {
+        return;
+    }
+    let v = vault_3_of_5();
+    let three = &v.identities[..3];
+    let error = script_error(&recover(&v.kit.vault, three, &[], "nope"));
+    assert!(error.contains("secret nope: not in this vault"), "{error}");
+    // A key of another vault opens nothing and is named.
+    let other = Kit::new(&["x"]);
+    let keys = vec![
+        v.identities[0].clone(),
+        v.identities[1].clone(),
+        other.key("x"),
+    ];
+    let out = recover(&v.kit.vault, &keys, &[], "vpn");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    script_error(&out);
+    assert!(
+        stderr.contains(&format!(
+            "identity {} opens no envelope",
+            other.key("x").display()
+        )),
+        "{stderr}"
+    );
+    // Not a vault, and no file at all.
+    let junk = v.kit.path("junk.db");
+    std::fs::write(&junk, "not sqlite").unwrap();
+    assert!(script_error(&recover(&junk, three, &[], "vpn")).contains("is not a breakglass vault"));
+    let missing = v.kit.path("missing.db");
+    assert!(script_error(&recover(&missing, three, &[], "vpn")).contains("no such file"));
+    assert!(script_error(&recover(
+        &v.kit.vault,
+        three,
+        &["--passphrase-file", "a"],
+        "vpn"
+    ))
+    .contains("give NAME=PATH"));
+}
+
+#[test]
+fn a_passphrase_custodian_recovers_with_either_argon2() {
+    if !tools_present(&[python(), "age", "age-keygen", "argon2"]) {
+        return;
+    }
+    let has_module = Command::new(python())
+        .args(["-c", "import argon2.low_level"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        has_module || !on_ci(),
+        "CI=true but python3-argon2 is missing"
+    );
+    // The argon2 command cannot take a salt with a zero byte: make vaults
+    // until the salt has none (15 in 16 do).
+    let (kit, salt) = loop {
+        let kit = Kit::new(&["a"]);
+        support::write_private(&kit.path("p.pass"), "correct horse battery staple\n");
+        kit.bg()
+            .args([
+                "init",
+                "--threshold",
+                "2",
+                "--insecure-test-only-kdf",
+                "--custodian",
+            ])
+            .arg(format!("a={}", kit.public("a")))
+            .args(["--custodian", "pat=passphrase", "--passphrase-file"])
+            .arg(format!("pat={}", kit.path("p.pass").display()))
+            .assert()
+            .success();
+        kit.put("vpn", "password", "from-a-passphrase");
+        let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+        let salt: String = conn
+            .query_row(
+                "SELECT json_extract(body, '$.custodians[1].kdf.salt') FROM manifests",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(conn);
+        if !hex::decode(&salt).unwrap().contains(&0) {
+            break (kit, salt);
+        }
+    };
+    assert_eq!(salt.len(), 32);
+    let pass = format!("pat={}", kit.path("p.pass").display());
+    let mut ways = vec!["cli"];
+    if has_module {
+        ways.push("python");
+    }
+    for way in ways {
+        let out = recover(
+            &kit.vault,
+            &[kit.key("a")],
+            &["--passphrase-file", &pass, "--argon2", way],
+            "vpn",
+        );
+        assert!(
+            out.status.success(),
+            "{way}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"from-a-passphrase", "{way}");
+    }
+    // A wrong passphrase is named, and nothing is printed.
+    support::write_private(&kit.path("wrong.pass"), "wrong horse\n");
+    let wrong = format!("pat={}", kit.path("wrong.pass").display());
+    let out = recover(
+        &kit.vault,
+        &[kit.key("a")],
+        &["--passphrase-file", &wrong],
+        "vpn",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    script_error(&out);
+    assert!(
+        stderr.contains("passphrase of pat does not open their envelope"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
