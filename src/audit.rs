@@ -74,7 +74,7 @@ impl NewEntry {
 }
 
 /// hash = SHA-256(label ‖ prev_hash ‖ canonical row).
-fn row_hash(entry: &Entry) -> String {
+pub(crate) fn row_hash(entry: &Entry) -> String {
     let canonical = serde_json::to_vec(&(
         entry.seq,
         &entry.time,

@@ -8,6 +8,8 @@
 
 pub mod audit;
 pub mod crypto;
+#[cfg(test)]
+mod format_vectors;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hygiene;

@@ -379,3 +379,66 @@ fn a_passphrase_custodian_recovers_with_either_argon2() {
     );
     assert!(out.stdout.is_empty());
 }
+
+fn check_vectors(file: &Path) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new(python())
+        .arg(root.join("recovery/check_vectors.py"))
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_committed_vectors_pass_in_the_python_implementation_and_a_changed_one_fails() {
+    if !tools_present(&[python(), "age-keygen", "openssl", "argon2"]) {
+        return;
+    }
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/vault-2of3.json");
+    let out = check_vectors(&vectors);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every group ran (none skipped on CI, where every tool is installed).
+    for group in [
+        "ok: shares",
+        "ok: vault age identity",
+        "ok: passphrase custodian carol",
+        "ok: secret plaintext",
+        "ok: audit row hashes",
+        "ok: checkpoint digests, message and signature (openssl)",
+        "ok: read-back words",
+    ] {
+        assert!(stdout.contains(group), "{group} missing: {stdout}");
+    }
+    // One changed byte anywhere is caught and named.
+    let text = std::fs::read_to_string(&vectors).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (pointer, said) in [
+        ("/custodians/1/commitment", "bob commitment"),
+        ("/seed", "seed from"),
+        ("/audit/1/hash", "audit row 2 hash"),
+        ("/checkpoint/signature", "checkpoint signature"),
+        ("/read_back_words/words/0", "read-back words"),
+    ] {
+        let mut changed = v.clone();
+        let field = changed.pointer_mut(pointer).unwrap();
+        let mut s = field.as_str().unwrap().to_string();
+        let first = if s.starts_with('0') { "1" } else { "0" };
+        s.replace_range(0..1, first);
+        *field = s.into();
+        let file = dir.path().join("changed.json");
+        std::fs::write(&file, changed.to_string()).unwrap();
+        let out = check_vectors(&file);
+        assert_eq!(out.status.code(), Some(1), "{pointer}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(said),
+            "{pointer}: {stderr}"
+        );
+    }
+}

@@ -127,7 +127,7 @@ impl KdfParams {
 /// `associated_data` (both empty, which Argon2 hashes exactly as absent); the
 /// two inputs exist so RFC 9106's test vector, which sets both, runs through
 /// this same function.
-fn argon2id(
+pub(crate) fn argon2id(
     params: &KdfParams,
     secret: &[u8],
     associated_data: &[u8],

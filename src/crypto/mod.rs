@@ -22,11 +22,18 @@ pub use age_file::{
 pub use kdf::{read_back_hash, READ_BACK_PARAMS};
 pub use kdf::{KdfParams, Passphrase, KDF_TEST_ONLY_INSECURE};
 pub use keys::{VaultKeys, VaultSeed};
+// The test vectors' deterministic path (src/format_vectors.rs): test builds only.
+#[cfg(test)]
+pub(crate) use kdf::argon2id;
+#[cfg(test)]
+pub(crate) use keys::x25519_identity_from_bytes;
 pub use mac::{hmac_sha1_hex, hmac_sha512_hex, sha512_hex};
 pub use plugin::{
     install_hint, valid_plugin_name, NoPluginUi, PluginOptions, PluginUi, DEFAULT_PLUGIN_TIMEOUT,
 };
 pub use proof::ShareProofKey;
+#[cfg(test)]
+pub(crate) use shamir::split_seeded;
 pub use shamir::{check_threshold, combine, commitment, split, ShamirError, Share, SHARE_LEN};
 pub use sign::{verify_signature, VerifyKey};
 pub use strength::{

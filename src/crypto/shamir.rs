@@ -74,8 +74,29 @@ pub enum ShamirError {
 
 /// Split the seed K-of-N. Share `i` (0-based) has index `i + 1`.
 pub fn split(seed: &VaultSeed, threshold: usize, count: usize) -> Result<Vec<Share>, ShamirError> {
+    split_with(seed, threshold, count, rand::rngs::OsRng)
+}
+
+/// `split` with the polynomial coefficients drawn from a seeded RNG: the
+/// test vectors' deterministic path, compiled into test builds only.
+#[cfg(test)]
+pub(crate) fn split_seeded(
+    seed: &VaultSeed,
+    threshold: usize,
+    count: usize,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Result<Vec<Share>, ShamirError> {
+    split_with(seed, threshold, count, rng)
+}
+
+fn split_with(
+    seed: &VaultSeed,
+    threshold: usize,
+    count: usize,
+    rng: impl rand::RngCore + rand::CryptoRng,
+) -> Result<Vec<Share>, ShamirError> {
     check_threshold(threshold, count)?;
-    let mut raw = Gf256::split_array(threshold, count, seed.expose_bytes(), rand::rngs::OsRng)
+    let mut raw = Gf256::split_array(threshold, count, seed.expose_bytes(), rng)
         .map_err(|_| ShamirError::CombineFailed)?;
     let shares = raw
         .iter()
