@@ -200,7 +200,7 @@ def check(v):
     rb = v["read_back_words"]
     a = rb["argon2id"]
     try:
-        digest = recover.argon2id_raw(rb["request"].encode(), a["salt"].encode(), a["m_kib"],
+        digest = recover.argon2id_raw(rb["request_core"].encode(), a["salt"].encode(), a["m_kib"],
                                       a["t"], a["p"])
     except recover.Fail as e:
         print("skipped: read-back words (%s)" % e)

@@ -211,11 +211,28 @@ fn generate() -> Value {
         }),
     };
     let message = audit::checkpoint_message(&body);
-    let request = "BGREQ1:test-vector-request-bytes";
+    // A request core (compact JSON in field order); the words are its hash.
+    let request = serde_json::to_string(&crate::remote::request::Request {
+        v: crate::remote::request::REQUEST_FORMAT,
+        purpose: "unseal".into(),
+        vault_id: vault_id_hex.clone(),
+        fingerprint: crate::manifest::fingerprint(&vault_id_hex, &verify_key),
+        epoch,
+        threshold,
+        request_id: hex::encode(draw::<16>(&mut rng)),
+        requester: "root@vectors".into(),
+        reason: "Duo outage".into(),
+        created: "2026-01-03T12:00:00Z".into(),
+        expires: "2026-01-04T12:00:00Z".into(),
+        recipient: age_identity(&draw::<32>(&mut rng)).1,
+        manifest_sha256: hex::encode(crypto::sha256(&[b"the manifest section"])),
+        envelopes: Default::default(),
+    })
+    .unwrap();
 
     json!({
         "about": "breakglass format test vectors (FORMAT.md, schema user_version 7). Regenerated and compared by `cargo test --lib format_vectors`; checked independently by recovery/check_vectors.py.",
-        "rng": "ChaCha20Rng (rand_chacha 0.3) from 32 bytes of 0x42; drawn in order: vault_id (16), seed (32), alice's age key (32), bob's ed25519 public key (32), carol's salt (16), then the Shamir coefficients (vsss-rs split_array)",
+        "rng": "ChaCha20Rng (rand_chacha 0.3) from 32 bytes of 0x42; drawn in order: vault_id (16), seed (32), alice's age key (32), bob's ed25519 public key (32), carol's salt (16), the Shamir coefficients (vsss-rs split_array), then the request id (16) and the request's ephemeral age key (32)",
         "vault_id": vault_id_hex,
         "epoch": epoch,
         "threshold": threshold,
@@ -246,7 +263,7 @@ fn generate() -> Value {
             "signature": hex::encode(keys.sign(&message)),
         },
         "read_back_words": {
-            "request": request,
+            "request_core": request,
             "argon2id": { "salt": "breakglass/v1/read-back-words", "m_kib": crypto::READ_BACK_PARAMS.m_kib, "t": crypto::READ_BACK_PARAMS.t, "p": crypto::READ_BACK_PARAMS.p },
             "hash": hex::encode(crypto::read_back_hash(request.as_bytes()).unwrap()),
             "words": crate::remote::words::read_back_words(request.as_bytes()).unwrap(),
