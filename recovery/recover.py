@@ -332,8 +332,10 @@ def open_shares(db, manifest, identities, passphrases, argon2_use="auto"):
                 passphrase = f.read()
         except OSError as e:
             raise Fail("--passphrase-file %s: cannot read %s (%s)" % (name, path, e.strerror))
-        if passphrase.endswith(b"\n"):
+        if passphrase.endswith(b"\n"):  # one final newline (LF or CRLF) is not part of it
             passphrase = passphrase[:-1]
+            if passphrase.endswith(b"\r"):
+                passphrase = passphrase[:-1]
         kdf = entry["kdf"]
         params = kdf["params"]
         key = argon2id_raw(passphrase, bytes.fromhex(kdf["salt"]), params["m_kib"], params["t"],
