@@ -309,6 +309,18 @@ def open_shares(db, manifest, identities, passphrases, argon2_use="auto"):
     for label, path in identities:
         if not os.path.isfile(path):
             raise Fail("identity %s: no such file" % path)
+        owner = custodian_of_key(path, manifest["custodians"])
+        if owner is not None and owner not in opened:
+            # Its custodian is known from the public key: only their envelope.
+            row = [e for e in envelopes if e[0] == owner]
+            plaintext = age_decrypt(row[0][2], identity_path=path) if row else None
+            if plaintext is None:
+                problems.append("custodian %s: their envelope does not open with their key %s "
+                                "(damaged or tampered)" % (owner, label))
+            else:
+                opened.add(owner)
+                take(owner, row[0][1], plaintext)
+            continue
         matched = False
         for custodian, index, envelope in envelopes:
             if custodian in opened:
@@ -351,6 +363,25 @@ def open_shares(db, manifest, identities, passphrases, argon2_use="auto"):
                     opened.add(custodian)
                     take(custodian, index, plaintext)
     return good, problems
+
+
+def custodian_of_key(path, custodians):
+    """The custodian whose recipient is this key file's public key (age or
+    OpenSSH keys), or None (a plugin identity, or no match)."""
+    public = None
+    for cmd in (["age-keygen", "-y", path], ["ssh-keygen", "-y", "-f", path]):
+        if shutil.which(cmd[0]) is None:
+            continue
+        result = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+        if result.returncode == 0 and result.stdout.strip():
+            public = result.stdout.decode().split()
+            break
+    if not public:
+        return None
+    for c in custodians:
+        if c["recipient"].split()[:2] == public[:2]:
+            return c["name"]
+    return None
 
 
 def check_signatures(rows, tool):

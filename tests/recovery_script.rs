@@ -205,11 +205,42 @@ fn tampered_envelopes_and_manifests_are_named() {
         String::from_utf8_lossy(&out.stderr)
     );
     let conn = rusqlite::Connection::open(vault).unwrap();
-    // a's envelope row now holds b's envelope: b's key opens the row that
-    // claims to be a's, and the share inside names its real owner.
+    // a's envelope row now holds b's envelope (an edit with sqlite3): a's key
+    // cannot open it, and the custodian is named (found from the key's
+    // public half), not just the key file.
     conn.execute(
         "UPDATE envelopes SET envelope = (SELECT envelope FROM envelopes WHERE custodian = 'b' AND epoch = 2) WHERE custodian = 'a' AND epoch = 2",
         [],
+    )
+    .unwrap();
+    let keys = vec![
+        v.identities[0].clone(),
+        v.identities[2].clone(),
+        v.identities[3].clone(),
+    ];
+    let out = recover(vault, &keys, &[], "vpn");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let error = script_error(&out);
+    assert!(
+        stderr.contains("custodian a: their envelope does not open with their key"),
+        "{stderr}"
+    );
+    assert!(error.contains("2 good share(s) of the 3 needed"), "{error}");
+    // A damaged envelope (one base64 character changed) of an SSH custodian
+    // is named the same way.
+    let damaged: String = conn
+        .query_row(
+            "SELECT envelope FROM envelopes WHERE custodian = 'd' AND epoch = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut lines: Vec<String> = damaged.lines().map(String::from).collect();
+    let flipped = if lines[2].starts_with('A') { "B" } else { "A" };
+    lines[2].replace_range(0..1, flipped);
+    conn.execute(
+        "UPDATE envelopes SET envelope = ?1 WHERE custodian = 'd' AND epoch = 2",
+        [lines.join("\n") + "\n"],
     )
     .unwrap();
     let keys = vec![
@@ -219,12 +250,16 @@ fn tampered_envelopes_and_manifests_are_named() {
     ];
     let out = recover(vault, &keys, &[], "vpn");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let error = script_error(&out);
+    script_error(&out);
     assert!(
-        stderr.contains("custodian a: the share is for another vault, epoch or custodian"),
+        stderr.contains("custodian d: their envelope does not open with their key"),
         "{stderr}"
     );
-    assert!(error.contains("2 good share(s) of the 3 needed"), "{error}");
+    conn.execute(
+        "UPDATE envelopes SET envelope = ?1 WHERE custodian = 'd' AND epoch = 2",
+        [&damaged],
+    )
+    .unwrap();
     // Three untouched custodians still recover.
     let rest = vec![
         v.identities[2].clone(),
