@@ -266,9 +266,20 @@ def argon2id_raw(passphrase, salt, m_kib, t, p, use="auto"):
 def read_vault(path):
     if not os.path.isfile(path):
         raise Fail("vault %s: no such file; give the vault file with --vault" % path)
+    from urllib.parse import quote
+    uri = "file:%s?mode=ro" % quote(os.path.abspath(path))
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-        rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch").fetchall()
+        try:
+            db = sqlite3.connect(uri, uri=True)
+            rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
+                .fetchall()
+        except sqlite3.OperationalError as e:
+            if "unable to open" not in str(e):
+                raise
+            # A copy on read-only media: no -shm can be made; read it as is.
+            db = sqlite3.connect(uri + "&immutable=1", uri=True)
+            rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
+                .fetchall()
     except sqlite3.DatabaseError as e:
         raise Fail("vault %s is not a breakglass vault (%s)" % (path, e))
     if not rows:

@@ -477,3 +477,67 @@ fn the_committed_vectors_pass_in_the_python_implementation_and_a_changed_one_fai
         );
     }
 }
+
+#[test]
+fn during_and_after_a_killed_rotation_the_script_reads_the_active_value() {
+    if !tools_present(&[python(), "age", "age-keygen"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("db", "password", "old-db-pw");
+    std::fs::write(kit.path("new"), "new-db-pw").unwrap();
+    // Another process rotates with a hook that hangs: version 2 is pending.
+    let mut child = support::spawnable(&kit.vault)
+        .args(["rotate", "db", "--apply", "sleep 30", "--file"])
+        .arg(kit.path("new"))
+        .spawn()
+        .unwrap();
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pending = || {
+        conn.query_row(
+            "SELECT count(*) FROM secret_versions WHERE state = 'pending'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+            == 1
+    };
+    while !pending() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(pending());
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let out = recover(&kit.vault, &keys, &[], "db");
+    assert_eq!(
+        out.stdout,
+        b"old-db-pw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = recover(&kit.vault, &keys, &[], "db");
+    assert_eq!(
+        out.stdout,
+        b"old-db-pw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A read-only copy (as on write-protected media) opens too.
+    let copy = kit.path("copy.db");
+    let conn2 = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn2
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let mut perms = std::fs::metadata(&copy).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&copy, perms).unwrap();
+    let out = recover(&copy, &keys, &[], "db");
+    assert_eq!(
+        out.stdout,
+        b"old-db-pw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
