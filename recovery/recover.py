@@ -161,6 +161,12 @@ def fingerprint(vault_id_hex, genesis_verify_key_hex):
     return "BG-" + "-".join(chars[i:i + 4] for i in range(0, 16, 4))
 
 
+def compact_json(value):
+    """JSON as serde_json writes it: no whitespace, keys in the given order,
+    non-ASCII as UTF-8, control characters escaped."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 # ---- Records ----
 
 def share_commitment(vault_id, epoch, share):

@@ -543,3 +543,123 @@ fn during_and_after_a_killed_rotation_the_script_reads_the_active_value() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn check_codes(vault: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new(python())
+        .arg(root.join("recovery/check_codes.py"))
+        .arg("--vault")
+        .arg(vault)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn codes_and_anchors_the_binary_makes_match_format_md_in_python() {
+    if !tools_present(&[python(), "age", "openssl"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "hunter2");
+    // A signed anchor from a revealing unseal (§6.3).
+    let out = kit
+        .unseal(&["alice", "bob"], &["vpn"])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let anchor = v["anchor"].as_str().unwrap().to_string();
+    assert_eq!(anchor.split_whitespace().count(), 5, "{anchor}");
+    std::fs::write(kit.path("anchor.txt"), &anchor).unwrap();
+    // A request code (§7.1) and its read-back words (§7.3).
+    let out = kit
+        .bg()
+        .args(["request", "--reason", "Duo outage", "--json", "--out"])
+        .arg(kit.path("req.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let req: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(kit.path("req.code"), req["code"].as_str().unwrap()).unwrap();
+    // A remote drill proof (§7.4), answered at alice's home with only her key.
+    kit.bg()
+        .args(["drill", "--remote", "--out"])
+        .arg(kit.path("challenge.txt"))
+        .assert()
+        .success();
+    let home = kit.path("alice-home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(kit.key("alice"), home.join("me.key")).unwrap();
+    std::fs::copy(kit.path("challenge.txt"), home.join("challenge.txt")).unwrap();
+    support::bg_without_vault(&home)
+        .args([
+            "drill",
+            "--challenge",
+            "challenge.txt",
+            "--out",
+            "proof.txt",
+            "--identity",
+            "me.key",
+        ])
+        .assert()
+        .success();
+    let out = check_codes(
+        &kit.vault,
+        &[
+            "--request".as_ref(),
+            kit.path("req.code").as_os_str(),
+            "--anchor".as_ref(),
+            kit.path("anchor.txt").as_os_str(),
+            "--proof".as_ref(),
+            home.join("proof.txt").as_os_str(),
+            "--identity".as_ref(),
+            kit.key("alice").as_os_str(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<&str> = req["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(stdout.lines().next().unwrap(), words.join(" "));
+    assert!(stdout.contains("ok: anchor") && stdout.contains("ok: drill proof"));
+    // Each can fail: another row's seq in the anchor, and a proof claiming bob.
+    let mut parts: Vec<String> = anchor.split_whitespace().map(String::from).collect();
+    parts[2] = (parts[2].parse::<u64>().unwrap() - 1).to_string();
+    std::fs::write(kit.path("bad-anchor.txt"), parts.join(" ")).unwrap();
+    let out = check_codes(
+        &kit.vault,
+        &["--anchor".as_ref(), kit.path("bad-anchor.txt").as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("anchor head is not audit row"));
+    let proof = std::fs::read_to_string(home.join("proof.txt")).unwrap();
+    let mut parsed = breakglass::vault::DrillProof::parse(&proof).unwrap();
+    parsed.statement.custodian = "bob".into();
+    std::fs::write(kit.path("bad-proof.txt"), parsed.code()).unwrap();
+    let out = check_codes(
+        &kit.vault,
+        &["--proof".as_ref(), kit.path("bad-proof.txt").as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drill proof signature by bob's proof_key")
+    );
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Check codes and anchors the binary made against FORMAT.md, independently
+(recover.py's helpers, the standard library, and openssl for Ed25519):
+
+    python3 recovery/check_codes.py --vault V [--request FILE] [--anchor FILE]
+                                    [--proof FILE --identity KEY]
+
+--request: a BGREQ2/BGDRC1 code (§7.1): framing, checksum, payload layout,
+  the manifest section (the vault's current manifest, `manifest_sha256`) and
+  each envelope's hash; prints the read-back words (§7.3) on stdout.
+--anchor: a signed BGANCHOR1 line (§6.3): fingerprint, the row's hash, and the
+  epoch key's signature.
+--proof: a BGDRP1 drill proof (§7.4): the signature by the manifest's
+  proof_key, and (with the custodian's --identity) that the key derives from
+  their share.
+Exits 1 with one line naming the first mismatch.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import recover  # noqa: E402
+
+ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+
+
+class Mismatch(Exception):
+    pass
+
+
+def decode_code(text, prefixes):
+    text = "".join(text.split())
+    prefix, sep, body = text.partition(":")
+    if not sep or prefix + ":" not in prefixes:
+        raise Mismatch("not a %s code" % " or ".join(prefixes))
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    length = int.from_bytes(raw[:4], "big")
+    payload, checksum = raw[4:4 + length], raw[4 + length:]
+    if len(payload) != length or len(checksum) != 4:
+        raise Mismatch("code framing: length field %d, %d bytes" % (length, len(raw)))
+    if hashlib.sha256((prefix + ":").encode() + payload).digest()[:4] != checksum:
+        raise Mismatch("code checksum")
+    return prefix + ":", payload
+
+
+def dearmor(text):
+    lines = [l for l in text.strip().splitlines() if not l.startswith("-----")]
+    return base64.b64decode("".join(lines))
+
+
+def verify(key_hex, message, sig_hex):
+    with tempfile.TemporaryDirectory() as work:
+        paths = [os.path.join(work, n) for n in ("key.der", "msg", "sig")]
+        for path, data in zip(paths, (recover.ED25519_SPKI_PREFIX + bytes.fromhex(key_hex),
+                                      message, bytes.fromhex(sig_hex))):
+            with open(path, "wb") as f:
+                f.write(data)
+        return subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
+                               "-inkey", paths[0], "-rawin", "-in", paths[1], "-sigfile", paths[2]],
+                              capture_output=True).returncode == 0
+
+
+def ed25519_public(seed):
+    """The public key of a 32-byte Ed25519 seed, through openssl (stdin only)."""
+    der = subprocess.run(["openssl", "pkey", "-inform", "DER", "-pubout", "-outform", "DER"],
+                         input=ED25519_PKCS8_PREFIX + seed, capture_output=True, check=True).stdout
+    return der[-32:].hex()
+
+
+def check_request(text, db, manifest_row):
+    prefix, p = decode_code(text, ["BGREQ2:", "BGDRC1:"])
+    at = [0]
+
+    def take(n):
+        chunk = p[at[0]:at[0] + n]
+        if len(chunk) != n:
+            raise Mismatch("request payload is truncated")
+        at[0] += n
+        return chunk
+
+    def chunk32():
+        return take(int.from_bytes(take(4), "big"))
+
+    core = chunk32()
+    start = at[0]
+    body, signatures = chunk32(), chunk32()
+    links = int.from_bytes(take(2), "big")
+    take(104 * links)
+    section = p[start:at[0]]
+    envelopes = {}
+    for _ in range(take(1)[0]):
+        name = take(take(1)[0]).decode()
+        envelopes[name] = chunk32()
+    if at[0] != len(p):
+        raise Mismatch("request payload has %d bytes after the envelopes" % (len(p) - at[0]))
+    request = json.loads(core)
+    if list(request) != ["v", "purpose", "vault_id", "fingerprint", "epoch", "threshold",
+                         "request_id", "requester", "reason", "created", "expires", "recipient",
+                         "manifest_sha256", "envelopes"]:
+        raise Mismatch("request core fields: %s" % list(request))
+    if recover.compact_json(request) != core:
+        raise Mismatch("request core is not compact JSON in field order")
+    if (prefix == "BGDRC1:") != (request["purpose"] == "drill"):
+        raise Mismatch("prefix %s with purpose %s" % (prefix, request["purpose"]))
+    epoch, stored_body, stored_sigs = manifest_row
+    if (body.decode(), signatures.decode(), request["epoch"]) != (stored_body, stored_sigs, epoch):
+        raise Mismatch("the request's manifest section is not the vault's current manifest")
+    if hashlib.sha256(section).hexdigest() != request["manifest_sha256"]:
+        raise Mismatch("manifest_sha256")
+    for name, binary in envelopes.items():
+        row = db.execute("SELECT envelope FROM envelopes WHERE epoch = ? AND custodian = ?",
+                         (epoch, name)).fetchone()
+        if row is None or dearmor(row[0]) != binary:
+            raise Mismatch("envelope of %s is not the vault's, dearmored" % name)
+        if hashlib.sha256(binary).hexdigest() != request["envelopes"].get(name):
+            raise Mismatch("envelope hash of %s" % name)
+    if sorted(envelopes) != sorted(request["envelopes"]):
+        raise Mismatch("envelope names differ between core and payload")
+    digest = recover.argon2id_raw(core, b"breakglass/v1/read-back-words", 65536, 3, 1)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "src", "remote", "bip39-english.txt")) as f:
+        words = [w.strip() for w in f if w.strip()]
+    bits = int.from_bytes(digest[:16], "big")
+    return [words[(bits >> (128 - 11 * (i + 1))) & 0x7FF] for i in range(6)]
+
+
+def check_anchor(line, db, manifests):
+    parts = line.split()
+    if len(parts) != 5 or parts[0] != "BGANCHOR1" or ":" not in parts[4]:
+        raise Mismatch("not a signed BGANCHOR1 line")
+    _, fp, seq, head, signed = parts
+    epoch, sig = signed.split(":", 1)
+    first = json.loads(manifests[0][1])
+    if fp != recover.fingerprint(first["vault_id"], first["genesis_verify_key"]):
+        raise Mismatch("anchor fingerprint")
+    row = db.execute("SELECT hash FROM audit WHERE seq = ?", (int(seq),)).fetchone()
+    if row is None or row[0] != head:
+        raise Mismatch("anchor head is not audit row %s's hash" % seq)
+    key = {e: json.loads(b)["verify_key"] for e, b, _ in manifests}[int(epoch)]
+    message = b"breakglass/v1/anchor\0" + ("%s %s %s %s" % (fp, epoch, seq, head)).encode()
+    if not verify(key, message, sig):
+        raise Mismatch("anchor signature")
+
+
+def check_proof(text, manifest, share_of_identity):
+    _, payload = decode_code(text, ["BGDRP1:"])
+    proof = json.loads(payload)
+    st = proof["statement"]
+    order = ["v", "vault_id", "epoch", "custodian", "at", "challenge", "remote"]
+    if list(st) != order:
+        raise Mismatch("proof statement fields: %s" % list(st))
+    entry = next((c for c in manifest["custodians"] if c["name"] == st["custodian"]), None)
+    if entry is None or not entry.get("proof_key"):
+        raise Mismatch("no proof_key for %s" % st["custodian"])
+    message = b"breakglass/v1/drill-proof\0" + recover.compact_json(st)
+    if not verify(entry["proof_key"], message, proof["signature"]):
+        raise Mismatch("drill proof signature by %s's proof_key" % st["custodian"])
+    if share_of_identity:
+        share = share_of_identity
+        vault_id = bytes.fromhex(manifest["vault_id"])
+        seed = recover.hkdf_sha256(share, b"breakglass/v1/share-proof-key",
+                                   vault_id + manifest["epoch"].to_bytes(8, "big") + share[:1], 32)
+        if ed25519_public(seed) != entry["proof_key"]:
+            raise Mismatch("proof_key of %s does not derive from their share" % st["custodian"])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vault", required=True)
+    parser.add_argument("--request")
+    parser.add_argument("--anchor")
+    parser.add_argument("--proof")
+    parser.add_argument("--identity")
+    args = parser.parse_args()
+    try:
+        db, manifests = recover.read_vault(args.vault)
+        current = json.loads(manifests[-1][1])
+        if args.request:
+            with open(args.request) as f:
+                print(" ".join(check_request(f.read(), db, manifests[-1])))
+        if args.anchor:
+            with open(args.anchor) as f:
+                check_anchor(f.read().strip(), db, manifests)
+            print("ok: anchor")
+        if args.proof:
+            share = None
+            if args.identity:
+                good, problems = recover.open_shares(db, current, [(args.identity,
+                                                                    args.identity)], [])
+                if not good:
+                    raise Mismatch("identity: %s" % "; ".join(problems))
+                share = next(iter(good.values()))
+            with open(args.proof) as f:
+                check_proof(f.read(), current, share)
+            print("ok: drill proof")
+    except (Mismatch, recover.Fail) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
