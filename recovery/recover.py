@@ -269,38 +269,63 @@ def argon2id_raw(passphrase, salt, m_kib, t, p, use="auto"):
 
 # ---- The vault ----
 
-def read_vault(path):
+def read_vault(path, secret_name):
+    """Everything recovery needs, read in one read transaction and then
+    closed: a breakglass command committing meanwhile (a new epoch deletes the
+    old envelopes) is seen wholly or not at all, and the vault is locked for
+    milliseconds, not for the Argon2 and age work that follows."""
     if not os.path.isfile(path):
         raise Fail("vault %s: no such file; give the vault file with --vault" % path)
     from urllib.parse import quote
     uri = "file:%s?mode=ro" % quote(os.path.abspath(path))
+
+    def snapshot(db):
+        db.execute("BEGIN")
+        manifests = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
+            .fetchall()
+        if not manifests:
+            raise Fail("vault %s has no manifest; it is not a breakglass vault" % path)
+        envelopes = db.execute("SELECT custodian, share_index, envelope FROM envelopes "
+                               "WHERE epoch = ?", (json.loads(manifests[-1][1])["epoch"],))\
+            .fetchall()
+        secret = db.execute("SELECT name FROM secrets WHERE name = ?", (secret_name,)).fetchone()
+        active = db.execute("SELECT version, ciphertext FROM secret_versions WHERE secret = ? "
+                            "AND state = 'active'", (secret_name,)).fetchall()
+        db.execute("COMMIT")
+        return {"manifests": manifests, "envelopes": envelopes, "secret_exists": secret is not None,
+                "active": active}
+
     try:
         try:
-            db = sqlite3.connect(uri, uri=True)
-            rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
-                .fetchall()
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            try:
+                return snapshot(db)
+            finally:
+                db.close()
         except sqlite3.OperationalError as e:
             if "unable to open" not in str(e):
                 raise
-            # A copy on read-only media: no -shm can be made; read it as is.
-            db = sqlite3.connect(uri + "&immutable=1", uri=True)
-            rows = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
-                .fetchall()
+            # A copy on read-only media: no journal can be checked; read it as is.
+            db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+            try:
+                return snapshot(db)
+            finally:
+                db.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise Fail("vault %s stayed locked by another process for 30 s; retry when the "
+                       "breakglass command using it has finished" % path)
+        raise Fail("vault %s is not a breakglass vault (%s)" % (path, e))
     except sqlite3.DatabaseError as e:
         raise Fail("vault %s is not a breakglass vault (%s)" % (path, e))
-    if not rows:
-        raise Fail("vault %s has no manifest; it is not a breakglass vault" % path)
-    return db, rows
 
 
-def open_shares(db, manifest, identities, passphrases, argon2_use="auto"):
+def open_shares(envelopes, manifest, identities, passphrases, argon2_use="auto"):
     """Decrypt the envelopes the given keys open; check each share. Returns
     {custodian: share bytes} of good shares, and the problems found."""
     vault_id = bytes.fromhex(manifest["vault_id"])
     epoch = manifest["epoch"]
     custodians = {c["name"]: c for c in manifest["custodians"]}
-    envelopes = db.execute("SELECT custodian, share_index, envelope FROM envelopes WHERE epoch = ?",
-                           (epoch,)).fetchall()
     good, problems, opened = {}, [], set()
 
     def take(custodian, index, plaintext):
@@ -441,7 +466,8 @@ def check_signatures(rows, tool):
 
 
 def recover(args):
-    db, rows = read_vault(args.vault)
+    vault = read_vault(args.vault, args.secret)
+    rows = vault["manifests"]
     if args.check_with:
         check_signatures(rows, args.check_with)
     epoch, body, _ = rows[-1]
@@ -454,7 +480,7 @@ def recover(args):
         if not sep or not name or not path:
             raise Fail("--passphrase-file %s: give NAME=PATH" % spec)
         passphrases.append((name, path))
-    good, problems = open_shares(db, manifest, identities, passphrases, args.argon2)
+    good, problems = open_shares(vault["envelopes"], manifest, identities, passphrases, args.argon2)
     for problem in problems:
         print("warning: " + problem, file=sys.stderr)
     threshold = manifest["threshold"]
@@ -471,12 +497,10 @@ def recover(args):
     if age_recipient_of(identity) != manifest["vault_recipient"]:
         raise Fail("the shares of %s do not combine to this vault's key (a share is damaged)"
                    % ", ".join(name for name, _ in chosen))
-    secret = db.execute("SELECT name FROM secrets WHERE name = ?", (args.secret,)).fetchone()
-    if secret is None:
+    if not vault["secret_exists"]:
         raise Fail("secret %s: not in this vault; `sqlite3 %s 'SELECT name FROM secrets'` lists "
                    "them" % (args.secret, args.vault))
-    active = db.execute("SELECT version, ciphertext FROM secret_versions WHERE secret = ? AND "
-                        "state = 'active'", (args.secret,)).fetchall()
+    active = vault["active"]
     if len(active) != 1:
         raise Fail("secret %s: %d active versions; the vault file was edited" % (args.secret,
                                                                               len(active)))

@@ -544,6 +544,67 @@ fn during_and_after_a_killed_rotation_the_script_reads_the_active_value() {
     );
 }
 
+/// Unseals commit new epochs (deleting the old envelopes and re-sealing every
+/// secret) while the script reads: it must see each commit whole or not at
+/// all, so every run recovers the value; reading table by table outside one
+/// transaction fails here within a few runs.
+#[test]
+fn new_epochs_committed_while_the_script_reads_never_break_recovery() {
+    if !tools_present(&[python(), "age", "age-keygen"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "vpn-pw");
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (runs, epochs) = std::thread::scope(|scope| {
+        let unsealer = scope.spawn(|| {
+            for _ in 0..12 {
+                let out = kit
+                    .bg()
+                    .args([
+                        "unseal",
+                        "--reason",
+                        "race",
+                        "--reveal",
+                        "vpn",
+                        "--identity",
+                    ])
+                    .arg(&keys[0])
+                    .arg("--identity")
+                    .arg(&keys[1])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut runs = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let out = recover(&kit.vault, &keys, &[], "vpn");
+            assert_eq!(
+                out.stdout,
+                b"vpn-pw",
+                "run {runs}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            runs += 1;
+        }
+        unsealer.join().unwrap();
+        let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+        let epochs: i64 = conn
+            .query_row("SELECT max(epoch) FROM manifests", [], |r| r.get(0))
+            .unwrap();
+        (runs, epochs)
+    });
+    assert_eq!(epochs, 13);
+    assert!(runs >= 3, "only {runs} runs overlapped the unseals");
+}
+
 fn check_codes(vault: &Path, args: &[&std::ffi::OsStr]) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     Command::new(python())
