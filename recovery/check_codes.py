@@ -24,7 +24,6 @@ import os
 import subprocess
 import sqlite3
 import sys
-import tempfile
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -57,16 +56,7 @@ def dearmor(text):
     return base64.b64decode("".join(lines))
 
 
-def verify(key_hex, message, sig_hex):
-    with tempfile.TemporaryDirectory() as work:
-        paths = [os.path.join(work, n) for n in ("key.der", "msg", "sig")]
-        for path, data in zip(paths, (recover.ED25519_SPKI_PREFIX + bytes.fromhex(key_hex),
-                                      message, bytes.fromhex(sig_hex))):
-            with open(path, "wb") as f:
-                f.write(data)
-        return subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
-                               "-inkey", paths[0], "-rawin", "-in", paths[1], "-sigfile", paths[2]],
-                              capture_output=True).returncode == 0
+verify = recover.openssl_verify
 
 
 def ed25519_public(seed):

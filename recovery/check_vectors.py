@@ -15,16 +15,11 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recover  # noqa: E402  (this directory's recover.py)
 
-AUDIT_LABEL = b"breakglass/v1/audit-row\0"
-CHECKPOINT_LABEL = b"breakglass/v1/checkpoint\0"
-VERSIONS_LABEL = b"breakglass/v1/endorsed-versions\0"
 SETTINGS_LABEL = b"breakglass/v1/endorsed-settings\0"
 READ_BACK_SALT = b"breakglass/v1/read-back-words"
 
@@ -38,13 +33,8 @@ def expect(what, want, got):
         raise Mismatch("%s: the vectors say %r, Python computes %r" % (what, want, got))
 
 
-def compact(value):
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def put_str(text):
-    data = text.encode()
-    return len(data).to_bytes(4, "big") + data
+compact = recover.compact_json
+put_str = recover.put_str
 
 
 def put_opt(value, put):
@@ -52,14 +42,8 @@ def put_opt(value, put):
 
 
 def versions_digest(versions):
-    items = b"".join(put_str(v["secret"]) + v["version"].to_bytes(4, "big")
-                     + put_str(v["ciphertext_sha256"]) + put_str(v["depositor"])
-                     for v in sorted(versions, key=lambda v: (v["secret"].encode(), v["version"],
-                                                               v["ciphertext_sha256"],
-                                                               v["depositor"])))
-    count = len(versions)
-    return {"count": count,
-            "sha256": hashlib.sha256(VERSIONS_LABEL + count.to_bytes(8, "big") + items).hexdigest()}
+    return recover.versions_digest([(v["secret"], v["version"], v["ciphertext_sha256"],
+                                     v["depositor"]) for v in versions])
 
 
 def settings_digest(settings):
@@ -158,9 +142,9 @@ def check(v):
     prev = "0" * 64
     for row in v["audit"]:
         expect("audit row %d prev_hash" % row["seq"], row["prev_hash"], prev)
-        canonical = compact([row["seq"], row["time"], row["actor"], row["action"],
-                             row["subject"], row["reason"], row["details"]])
-        prev = hashlib.sha256(AUDIT_LABEL + row["prev_hash"].encode() + canonical).hexdigest()
+        prev = recover.audit_row_hash(tuple(row[k] for k in (
+            "seq", "time", "actor", "action", "subject", "reason", "details", "prev_hash",
+            "hash")))
         expect("audit row %d hash" % row["seq"], row["hash"], prev)
     print("ok: audit row hashes")
 
@@ -171,25 +155,10 @@ def check(v):
            versions_digest(cp["endorsed_versions"]))
     expect("endorsed settings digest", body["endorsed"]["settings"],
            settings_digest(cp["endorsed_settings"]))
-    ordered = {"vault_id": body["vault_id"], "epoch": body["epoch"], "seq": body["seq"],
-               "head": body["head"],
-               "endorsed": {"versions": {"count": body["endorsed"]["versions"]["count"],
-                                         "sha256": body["endorsed"]["versions"]["sha256"]},
-                            "settings": {"count": body["endorsed"]["settings"]["count"],
-                                         "sha256": body["endorsed"]["settings"]["sha256"]}}}
-    message = CHECKPOINT_LABEL + compact(ordered)
+    message = recover.checkpoint_message(body)
     expect("checkpoint message", cp["message"], message.hex())
     if shutil.which("openssl"):
-        with tempfile.TemporaryDirectory() as work:
-            paths = [os.path.join(work, n) for n in ("key.der", "msg", "sig")]
-            for path, data in zip(paths, (recover.ED25519_SPKI_PREFIX
-                                          + bytes.fromhex(keys["ed25519_verify_key"]),
-                                          message, bytes.fromhex(cp["signature"]))):
-                with open(path, "wb") as f:
-                    f.write(data)
-            ok = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
-                                 "-inkey", paths[0], "-rawin", "-in", paths[1],
-                                 "-sigfile", paths[2]], capture_output=True).returncode == 0
+        ok = recover.openssl_verify(keys["ed25519_verify_key"], message, cp["signature"])
         if not ok:
             raise Mismatch("checkpoint signature: openssl does not verify it")
         print("ok: checkpoint digests, message and signature (openssl)")

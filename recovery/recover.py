@@ -22,13 +22,18 @@ CLI (Debian `argon2`), which cannot take a salt holding a zero byte.
 What it checks: each share against the commitment in the manifest, that the
 combined key is the vault's (its age recipient), and each secret's framing
 (vault id, name, version). What it does NOT check unless `--check-with
-openssl` is given: the Ed25519 signatures of the manifests (the standard
-library has no Ed25519). It never checks endorsement (which versions a quorum
-signed) or the audit chain: use `breakglass audit verify` for those.
+openssl` is given (the standard library has no Ed25519): the manifests'
+signatures and epoch chain, and endorsement. With it, the last checkpoint
+(its link to the row before it and its signature by the current epoch's key)
+and the endorsed-versions digest it signed are checked too: a version whose
+ciphertext differs from the endorsed one is refused, an unendorsed one gets a
+warning. It never checks the rest of the audit chain, anchors, or a rollback
+of the whole file to an older copy: use `breakglass audit verify` for those.
 
-Importable helpers (used by check_vectors.py): gf256_mul, combine_shares,
-hkdf_sha256, bech32_encode, vault_age_identity, share_commitment,
-parse_share_record, parse_secret_plaintext, fingerprint.
+Importable helpers (used by check_vectors.py and check_codes.py): gf256_mul,
+combine_shares, hkdf_sha256, bech32_encode, vault_age_identity,
+share_commitment, parse_share_record, parse_secret_plaintext, fingerprint,
+audit_row_hash, versions_digest, checkpoint_message, openssl_verify.
 """
 
 import argparse
@@ -52,6 +57,9 @@ MANIFEST_LABEL = b"breakglass/v1/manifest\0"
 FINGERPRINT_LABEL = b"breakglass/v1/fingerprint\0"
 FINGERPRINT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+AUDIT_LABEL = b"breakglass/v1/audit-row\0"
+CHECKPOINT_LABEL = b"breakglass/v1/checkpoint\0"
+ENDORSED_VERSIONS_LABEL = b"breakglass/v1/endorsed-versions\0"
 
 
 class Fail(Exception):
@@ -291,9 +299,19 @@ def read_vault(path, secret_name):
         secret = db.execute("SELECT name FROM secrets WHERE name = ?", (secret_name,)).fetchone()
         active = db.execute("SELECT version, ciphertext FROM secret_versions WHERE secret = ? "
                             "AND state = 'active'", (secret_name,)).fetchall()
+        columns = "seq, time, actor, action, subject, reason, details, prev_hash, hash"
+        checkpoint = db.execute("SELECT %s FROM audit WHERE action = 'checkpoint' ORDER BY seq "
+                                "DESC LIMIT 1" % columns).fetchone()
+        before = checkpoint and db.execute("SELECT %s FROM audit WHERE seq = ?" % columns,
+                                           (checkpoint[0] - 1,)).fetchone()
+        has_endorsed = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                                  "name = 'endorsed_versions'").fetchone()[0]
+        endorsed = db.execute("SELECT secret, version, ciphertext_sha256, depositor FROM "
+                              "endorsed_versions").fetchall() if has_endorsed else []
         db.execute("COMMIT")
         return {"manifests": manifests, "envelopes": envelopes, "secret_exists": secret is not None,
-                "active": active}
+                "active": active, "checkpoint": checkpoint, "before_checkpoint": before,
+                "endorsed_versions": endorsed}
 
     try:
         try:
@@ -426,43 +444,135 @@ def custodian_of_key(path, custodians):
     return None
 
 
+def openssl_verify(key_hex, message, sig_hex):
+    """Ed25519 verification with the `openssl` command (public data only)."""
+    with tempfile.TemporaryDirectory() as work:
+        key, msg, sig = (os.path.join(work, n) for n in ("key.der", "msg", "sig"))
+        with open(key, "wb") as f:
+            f.write(ED25519_SPKI_PREFIX + bytes.fromhex(key_hex))
+        with open(msg, "wb") as f:
+            f.write(message)
+        with open(sig, "wb") as f:
+            f.write(bytes.fromhex(sig_hex))
+        return subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
+                               "-inkey", key, "-rawin", "-in", msg, "-sigfile", sig],
+                              capture_output=True, check=False).returncode == 0
+
+
 def check_signatures(rows, tool):
     """Verify every manifest's Ed25519 signatures and the chain from epoch 1."""
     if tool != "openssl" or shutil.which("openssl") is None:
         raise Fail("--check-with openssl: the `openssl` command is not installed")
     previous = None
-    with tempfile.TemporaryDirectory() as work:
-        def verify(key_hex, message, sig_hex):
-            key, msg, sig = (os.path.join(work, n) for n in ("key.der", "msg", "sig"))
-            with open(key, "wb") as f:
-                f.write(ED25519_SPKI_PREFIX + bytes.fromhex(key_hex))
-            with open(msg, "wb") as f:
-                f.write(message)
-            with open(sig, "wb") as f:
-                f.write(bytes.fromhex(sig_hex))
-            return subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
-                                   "-inkey", key, "-rawin", "-in", msg, "-sigfile", sig],
-                                  capture_output=True, check=False).returncode == 0
+    for epoch, body, signatures in rows:
+        manifest = json.loads(body)
+        sigs = {s["key"]: s["sig"] for s in json.loads(signatures)}
+        message = MANIFEST_LABEL + body.encode()
+        key = manifest["verify_key"]
+        if manifest["epoch"] != epoch or key not in sigs or \
+                not openssl_verify(key, message, sigs[key]):
+            raise Fail("manifest of epoch %d: its own signature does not verify (tampered)"
+                       % epoch)
+        if previous is None:
+            if key != manifest["genesis_verify_key"]:
+                raise Fail("manifest of epoch %d: the first key is not the genesis key" % epoch)
+        else:
+            old_key = previous[0]["verify_key"]
+            linked = manifest.get("prev_manifest_hash") == \
+                hashlib.sha256(previous[1].encode()).hexdigest()
+            if not linked or old_key not in sigs or not openssl_verify(old_key, message,
+                                                                       sigs[old_key]):
+                raise Fail("manifest of epoch %d: not signed by epoch %d's key (tampered)"
+                           % (epoch, previous[0]["epoch"]))
+        previous = (manifest, body)
 
-        for epoch, body, signatures in rows:
-            manifest = json.loads(body)
-            sigs = {s["key"]: s["sig"] for s in json.loads(signatures)}
-            message = MANIFEST_LABEL + body.encode()
-            key = manifest["verify_key"]
-            if manifest["epoch"] != epoch or key not in sigs or not verify(key, message, sigs[key]):
-                raise Fail("manifest of epoch %d: its own signature does not verify (tampered)"
-                           % epoch)
-            if previous is None:
-                if key != manifest["genesis_verify_key"]:
-                    raise Fail("manifest of epoch %d: the first key is not the genesis key" % epoch)
-            else:
-                old_key = previous[0]["verify_key"]
-                linked = manifest.get("prev_manifest_hash") == \
-                    hashlib.sha256(previous[1].encode()).hexdigest()
-                if not linked or old_key not in sigs or not verify(old_key, message, sigs[old_key]):
-                    raise Fail("manifest of epoch %d: not signed by epoch %d's key (tampered)"
-                               % (epoch, previous[0]["epoch"]))
-            previous = (manifest, body)
+
+def audit_row_hash(row):
+    """FORMAT.md §6.1: SHA-256(label || prev_hash || compact JSON of the row)."""
+    seq, time, actor, action, subject, reason, details, prev_hash, _ = row
+    return hashlib.sha256(AUDIT_LABEL + prev_hash.encode() + compact_json(
+        [seq, time, actor, action, subject, reason, details])).hexdigest()
+
+
+def put_str(text):
+    data = text.encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def versions_digest(versions):
+    """FORMAT.md §6.2: the endorsed-versions digest of (secret, version,
+    ciphertext_sha256, depositor) items."""
+    items = b"".join(put_str(v[0]) + v[1].to_bytes(4, "big") + put_str(v[2]) + put_str(v[3])
+                     for v in sorted(versions, key=lambda v: (v[0].encode(), v[1], v[2], v[3])))
+    count = len(versions)
+    return {"count": count, "sha256": hashlib.sha256(
+        ENDORSED_VERSIONS_LABEL + count.to_bytes(8, "big") + items).hexdigest()}
+
+
+def checkpoint_message(body):
+    """FORMAT.md §6.2, digest format: the signed bytes, keys in the spec's
+    order (the stored details may order them otherwise)."""
+    digests = body["endorsed"]
+    signed = {"vault_id": body["vault_id"], "epoch": body["epoch"], "seq": body["seq"],
+              "head": body["head"], "endorsed": {
+                  part: {"count": digests[part]["count"], "sha256": digests[part]["sha256"]}
+                  for part in ("versions", "settings")}}
+    return CHECKPOINT_LABEL + compact_json(signed)
+
+
+def check_endorsement(vault, manifest, secret, version, ciphertext):
+    """With the manifest chain verified: is the active version the one the last
+    checkpoint (signed by the current epoch's key) endorsed? Returns a line
+    for stderr; raises Fail when the endorsed ciphertext differs (planted)."""
+    checkpoint, before = vault["checkpoint"], vault["before_checkpoint"]
+    if checkpoint is None or before is None:
+        return "warning: the log holds no checkpoint, so nothing counts as endorsed"
+    seq = checkpoint[0]
+    if audit_row_hash(checkpoint) != checkpoint[8] or audit_row_hash(before) != before[8] \
+            or checkpoint[7] != before[8]:
+        return ("warning: the last checkpoint (audit row %d) is not chained to the row before "
+                "it (the log was edited), so nothing counts as endorsed" % seq)
+    try:
+        details = json.loads(checkpoint[6])
+        body, signature = details["body"], details["signature"]
+        ok = body["vault_id"] == manifest["vault_id"] and body["seq"] == before[0] \
+            and body["head"] == before[8]
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        return ("warning: the last checkpoint (audit row %d) does not sign the row before it, so "
+                "nothing counts as endorsed" % seq)
+    if body["epoch"] != manifest["epoch"]:
+        return ("warning: the last checkpoint (audit row %d) is from epoch %s, but the vault is "
+                "at epoch %d (rows were erased), so nothing counts as endorsed"
+                % (seq, body["epoch"], manifest["epoch"]))
+    if "endorsed" not in body or "versions" in body:
+        return ("warning: the last checkpoint (audit row %d) is in the older inline format, which "
+                "this script does not check; run `breakglass list` for endorsement" % seq)
+    try:
+        message = checkpoint_message(body)
+    except (KeyError, TypeError):
+        return ("warning: the last checkpoint (audit row %d) is unreadable, so nothing counts as "
+                "endorsed" % seq)
+    if not openssl_verify(manifest["verify_key"], message, signature):
+        return ("warning: the last checkpoint (audit row %d) is not signed by epoch %d's key "
+                "(forged), so nothing counts as endorsed" % (seq, manifest["epoch"]))
+    endorsed = vault["endorsed_versions"]
+    if versions_digest(endorsed) != body["endorsed"]["versions"]:
+        return ("warning: the endorsed_versions table does not hash to the digest checkpoint "
+                "%d signed (edited in the file), so nothing counts as endorsed" % seq)
+    digest = hashlib.sha256(ciphertext.encode()).hexdigest()
+    for name, number, sha, _ in endorsed:
+        if (name, number) == (secret, version):
+            if sha != digest:
+                raise Fail("secret %s version %d is not the ciphertext checkpoint %d endorsed "
+                           "(the vault file was tampered with): nothing printed; restore from a "
+                           "trusted copy" % (secret, version, seq))
+            return ("checked: secret %s version %d is endorsed by the checkpoint at audit row %d "
+                    "(epoch %d)" % (secret, version, seq, manifest["epoch"]))
+    return ("warning: secret %s version %d is not endorsed by the last checkpoint (audit row %d): "
+            "deposited or rotated since the last quorum session, or planted in the file; check "
+            "it is genuine before using it" % (secret, version, seq))
 
 
 def recover(args):
@@ -505,6 +615,9 @@ def recover(args):
         raise Fail("secret %s: %d active versions; the vault file was edited" % (args.secret,
                                                                               len(active)))
     version, ciphertext = active[0]
+    if args.check_with:
+        print(check_endorsement(vault, manifest, args.secret, version, ciphertext),
+              file=sys.stderr)
     plaintext = age_decrypt(ciphertext, identity_text=identity)
     if plaintext is None:
         raise Fail("secret %s version %d does not decrypt with this epoch's key (tampered, or "
@@ -523,7 +636,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Recover a secret from a breakglass vault without breakglass (FORMAT.md). "
                     "Checks shares against their commitments and each secret's framing; does NOT "
-                    "check signatures (unless --check-with openssl), endorsement or the audit log.")
+                    "check signatures or endorsement (unless --check-with openssl) or the audit "
+                    "log.")
     parser.add_argument("--vault", required=True, help="the vault file (SQLite)")
     parser.add_argument("--identity", action="append", default=[], metavar="FILE",
                         help="a custodian's age key, OpenSSH key or plugin identity (repeatable)")
@@ -534,11 +648,12 @@ def main(argv=None):
                         help="Argon2id for passphrase custodians: the argon2 Python module "
                              "(argon2-cffi), the `argon2` command, or the first found (default)")
     parser.add_argument("--check-with", choices=["openssl"],
-                        help="also verify the manifests' Ed25519 signatures with openssl")
+                        help="also verify, with openssl, the manifests' Ed25519 signatures and "
+                             "that the active version is the one the last checkpoint endorsed")
     args = parser.parse_args(argv)
     if not args.check_with:
-        print("note: signatures, endorsement and the audit log are not checked "
-              "(see --check-with openssl and `breakglass audit verify`)", file=sys.stderr)
+        print("note: signatures and endorsement are not checked (see --check-with openssl), nor "
+              "the audit log (see `breakglass audit verify`)", file=sys.stderr)
     try:
         value = recover(args)
     except Fail as e:

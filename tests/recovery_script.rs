@@ -544,6 +544,157 @@ fn during_and_after_a_killed_rotation_the_script_reads_the_active_value() {
     );
 }
 
+/// An age file of a framed value (FORMAT.md §5) to the vault's public
+/// recipient, made with the stock `age` CLI: anyone holding the file can do
+/// this, no key needed.
+fn planted_ciphertext(vault: &Path, secret: &str, version: u32, value: &str) -> String {
+    use std::io::Write;
+    let conn = rusqlite::Connection::open(vault).unwrap();
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM manifests ORDER BY epoch DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut framed = b"BGSECRT1".to_vec();
+    framed.extend(hex::decode(manifest["vault_id"].as_str().unwrap()).unwrap());
+    framed.extend(version.to_be_bytes());
+    framed.extend((secret.len() as u16).to_be_bytes());
+    framed.extend(secret.as_bytes());
+    framed.extend(value.as_bytes());
+    let mut age = Command::new("age")
+        .args(["-a", "-r", manifest["vault_recipient"].as_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    age.stdin.take().unwrap().write_all(&framed).unwrap();
+    let out = age.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `--check-with openssl` also checks endorsement, as `unseal` does: a value
+/// planted in the file (a framed age file to the public vault recipient) is
+/// refused when it replaces an endorsed ciphertext and warned about when it
+/// is a new version; an edited endorsement table or checkpoint endorses
+/// nothing. Without the option the planted value is printed: the documented
+/// limit.
+#[test]
+fn check_with_openssl_refuses_or_flags_a_planted_value() {
+    if !tools_present(&[python(), "age", "age-keygen", "openssl"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "real-pw");
+    kit.unseal(&["alice", "bob"], &["vpn"])
+        .arg("--endorse")
+        .assert()
+        .success();
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let checked = |vault: &Path| recover(vault, &keys, &["--check-with", "openssl"], "vpn");
+    let out = checked(&kit.vault);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.stdout, b"real-pw", "{stderr}");
+    assert!(
+        stderr.contains("checked: secret vpn version 1 is endorsed by the checkpoint"),
+        "{stderr}"
+    );
+    let planted = planted_ciphertext(&kit.vault, "vpn", 1, "attacker-pw");
+    let copy = |name: &str, sql: &str| {
+        let path = kit.path(name);
+        std::fs::copy(&kit.vault, &path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(sql, [&planted]).unwrap();
+        path
+    };
+    // The endorsed version's ciphertext replaced.
+    let swapped = copy(
+        "swapped.db",
+        "UPDATE secret_versions SET ciphertext = ?1 WHERE secret = 'vpn' AND version = 1",
+    );
+    let out = checked(&swapped);
+    let error = script_error(&out);
+    assert!(out.stdout.is_empty());
+    assert!(
+        error.contains("secret vpn version 1 is not the ciphertext checkpoint")
+            && error.contains("tampered"),
+        "{error}"
+    );
+    let unchecked = recover(&swapped, &keys, &[], "vpn");
+    assert_eq!(unchecked.stdout, b"attacker-pw", "the documented limit");
+    // A new version made active beside it: printed, with a warning.
+    let planted2 = planted_ciphertext(&kit.vault, "vpn", 2, "attacker-pw");
+    let added = kit.path("added.db");
+    std::fs::copy(&kit.vault, &added).unwrap();
+    let conn = rusqlite::Connection::open(&added).unwrap();
+    conn.execute_batch(
+        "UPDATE secret_versions SET state = 'superseded' WHERE secret = 'vpn';
+         INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
+           SELECT secret, 2, epoch, '', 'active', 'mallory', created FROM secret_versions
+           WHERE secret = 'vpn' AND version = 1;",
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE secret_versions SET ciphertext = ?1 WHERE secret = 'vpn' AND version = 2",
+        [&planted2],
+    )
+    .unwrap();
+    let out = checked(&added);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.stdout, b"attacker-pw", "{stderr}");
+    assert!(
+        stderr.contains("warning: secret vpn version 2 is not endorsed by the last checkpoint"),
+        "{stderr}"
+    );
+    // ... and the endorsement table edited to cover it: endorses nothing.
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(planted2.as_bytes()));
+    conn.execute(
+        "INSERT INTO endorsed_versions (secret, version, ciphertext_sha256, depositor) VALUES ('vpn', 2, ?1, 'mallory')",
+        [&sha],
+    )
+    .unwrap();
+    let out = checked(&added);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("the endorsed_versions table does not hash to the digest checkpoint"),
+        "{stderr}"
+    );
+    // ... and the checkpoint's digest rewritten to match, the log rechained:
+    // the signature no longer verifies.
+    let digest: String = {
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(
+                "import sys, sqlite3; sys.path.insert(0, sys.argv[1]); import recover; \
+                 db = sqlite3.connect(sys.argv[2]); \
+                 print(recover.versions_digest(db.execute('SELECT secret, version, ciphertext_sha256, depositor FROM endorsed_versions').fetchall())['sha256'])",
+            )
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("recovery"))
+            .arg(&added)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    conn.execute(
+        "UPDATE audit SET details = json_set(details, '$.body.endorsed.versions.sha256', ?1, '$.body.endorsed.versions.count', 2) WHERE seq = (SELECT max(seq) FROM audit WHERE action = 'checkpoint')",
+        [&digest],
+    )
+    .unwrap();
+    drop(conn);
+    support::rechain(&added);
+    let out = checked(&added);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("is not signed by epoch 2's key (forged)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("checked:"), "{stderr}");
+}
+
 /// Unseals commit new epochs (deleting the old envelopes and re-sealing every
 /// secret) while the script reads: it must see each commit whole or not at
 /// all, so every run recovers the value; reading table by table outside one
