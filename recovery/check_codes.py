@@ -3,6 +3,7 @@
 (recover.py's helpers, the standard library, and openssl for Ed25519):
 
     python3 recovery/check_codes.py --vault V [--request FILE] [--anchor FILE]
+                                    [--approval FILE --request-key FILE]
                                     [--proof FILE --identity KEY]
 
 --request: a BGREQ2/BGDRC1 code (§7.1): framing, checksum, payload layout,
@@ -10,6 +11,10 @@
   each envelope's hash; prints the read-back words (§7.3) on stdout.
 --anchor: a signed BGANCHOR1 line (§6.3): fingerprint, the row's hash, and the
   epoch key's signature.
+--approval (with --request and --request-key, the request's ephemeral age
+  identity from the requester's state directory): a BGAPR1 approval (§7.2):
+  its plaintext framing, request id and hash, and the share record against the
+  manifest and its commitment.
 --proof: a BGDRP1 drill proof (§7.4): the signature by the manifest's
   proof_key, and (with the custodian's --identity) that the key derives from
   their share.
@@ -120,7 +125,36 @@ def check_request(text, db, manifest_row):
     with open(os.path.join(here, "..", "src", "remote", "bip39-english.txt")) as f:
         words = [w.strip() for w in f if w.strip()]
     bits = int.from_bytes(digest[:16], "big")
-    return [words[(bits >> (128 - 11 * (i + 1))) & 0x7FF] for i in range(6)]
+    return [words[(bits >> (128 - 11 * (i + 1))) & 0x7FF] for i in range(6)], request, core
+
+
+def check_approval(text, request, core, request_key, manifest):
+    """§7.2: an approval opens with the request's ephemeral key and holds
+    BGAPPR2, the request id and hash, and a share record that matches the
+    manifest and its commitment. Returns the approving custodian."""
+    _, payload = decode_code(text, ["BGAPR1:"])
+    plaintext = recover.age_decrypt(payload, identity_text=request_key)
+    if plaintext is None:
+        raise Mismatch("approval does not open with the request's key")
+    if plaintext[:8] != b"BGAPPR2\0":
+        raise Mismatch("approval plaintext magic")
+    if plaintext[8:24] != bytes.fromhex(request["request_id"]):
+        raise Mismatch("approval request_id")
+    if plaintext[24:56] != hashlib.sha256(core).digest():
+        raise Mismatch("approval request hash")
+    try:
+        record = recover.parse_share_record(plaintext[56:])
+    except ValueError as e:
+        raise Mismatch("approval share record: %s" % e)
+    entry = next((c for c in manifest["custodians"] if c["name"] == record["custodian"]), None)
+    vault_id = bytes.fromhex(manifest["vault_id"])
+    if entry is None or (record["vault_id"], record["epoch"], record["index"]) != \
+            (vault_id, manifest["epoch"], entry["index"]):
+        raise Mismatch("approval share record is not for this vault, epoch and custodian")
+    if recover.share_commitment(vault_id, manifest["epoch"], record["share"]) \
+            != entry["commitment"]:
+        raise Mismatch("approval share of %s does not match its commitment" % entry["name"])
+    return entry["name"]
 
 
 def check_anchor(line, db, manifests):
@@ -175,7 +209,11 @@ def main():
     parser.add_argument("--anchor")
     parser.add_argument("--proof")
     parser.add_argument("--identity")
+    parser.add_argument("--approval")
+    parser.add_argument("--request-key")
     args = parser.parse_args()
+    if args.approval and not (args.request and args.request_key):
+        parser.error("--approval needs --request and --request-key")
     try:
         manifests = recover.read_vault(args.vault, "")["manifests"]
         current = json.loads(manifests[-1][1])
@@ -183,7 +221,14 @@ def main():
         db = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(args.vault)), uri=True)
         if args.request:
             with open(args.request) as f:
-                print(" ".join(check_request(f.read(), db, manifests[-1])))
+                words, request, core = check_request(f.read(), db, manifests[-1])
+            print(" ".join(words))
+            if args.approval:
+                with open(args.request_key) as f:
+                    request_key = f.read().strip()
+                with open(args.approval) as f:
+                    custodian = check_approval(f.read(), request, core, request_key, current)
+                print("ok: approval by %s" % custodian)
         if args.anchor:
             with open(args.anchor) as f:
                 check_anchor(f.read().strip(), db, manifests)

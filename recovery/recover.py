@@ -214,7 +214,7 @@ def parse_secret_plaintext(data):
 # ---- age ----
 
 def age_decrypt(armored, identity_path=None, identity_text=None):
-    """Decrypt with the stock age CLI. A derived identity goes through a pipe,
+    """Decrypt (armored text or binary bytes) with the stock age CLI. A derived identity goes through a pipe,
     never argv, the environment or a file. Returns bytes, or None."""
     if shutil.which("age") is None:
         raise Fail("the `age` command is not installed (Debian: apt-get install age)")
@@ -226,7 +226,8 @@ def age_decrypt(armored, identity_path=None, identity_text=None):
         identity_path = "/dev/fd/%d" % read_end
         pass_fds = (read_end,)
     try:
-        result = subprocess.run(["age", "-d", "-i", identity_path], input=armored.encode(),
+        data = armored if isinstance(armored, bytes) else armored.encode()
+        result = subprocess.run(["age", "-d", "-i", identity_path], input=data,
                                 capture_output=True, pass_fds=pass_fds, check=False)
     finally:
         if read_end is not None:

@@ -803,6 +803,33 @@ fn codes_and_anchors_the_binary_makes_match_format_md_in_python() {
     );
     let req: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     std::fs::write(kit.path("req.code"), req["code"].as_str().unwrap()).unwrap();
+    let words: Vec<&str> = req["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    // bob approves it at home with only his key (§7.2); the requester's
+    // ephemeral key is in its state directory.
+    let bob_home = kit.path("bob-home");
+    std::fs::create_dir(&bob_home).unwrap();
+    std::fs::copy(kit.key("bob"), bob_home.join("me.key")).unwrap();
+    std::fs::copy(kit.path("req.code"), bob_home.join("req.txt")).unwrap();
+    support::bg_without_vault(&bob_home)
+        .args(["approve", "--request", "req.txt", "--identity", "me.key"])
+        .args(["--out", "approval.txt", "--words", &words.join(" ")])
+        .assert()
+        .success();
+    let request_id = req["request_id"].as_str().unwrap();
+    let pending: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(kit.path(&format!("state/requests/{request_id}.json"))).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        kit.path("request.key"),
+        pending["identity"].as_str().unwrap(),
+    )
+    .unwrap();
     // A remote drill proof (§7.4), answered at alice's home with only her key.
     kit.bg()
         .args(["drill", "--remote", "--out"])
@@ -836,6 +863,10 @@ fn codes_and_anchors_the_binary_makes_match_format_md_in_python() {
             home.join("proof.txt").as_os_str(),
             "--identity".as_ref(),
             kit.key("alice").as_os_str(),
+            "--approval".as_ref(),
+            bob_home.join("approval.txt").as_os_str(),
+            "--request-key".as_ref(),
+            kit.path("request.key").as_os_str(),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -844,14 +875,39 @@ fn codes_and_anchors_the_binary_makes_match_format_md_in_python() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let words: Vec<&str> = req["words"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
     assert_eq!(stdout.lines().next().unwrap(), words.join(" "));
-    assert!(stdout.contains("ok: anchor") && stdout.contains("ok: drill proof"));
+    assert!(
+        stdout.contains("ok: approval by bob")
+            && stdout.contains("ok: anchor")
+            && stdout.contains("ok: drill proof"),
+        "{stdout}"
+    );
+    // An approval checked against another request of the same vault fails.
+    let out = kit
+        .bg()
+        .args(["request", "--reason", "another", "--json", "--out"])
+        .arg(kit.path("req2.txt"))
+        .output()
+        .unwrap();
+    let req2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(kit.path("req2.code"), req2["code"].as_str().unwrap()).unwrap();
+    let out = check_codes(
+        &kit.vault,
+        &[
+            "--request".as_ref(),
+            kit.path("req2.code").as_os_str(),
+            "--approval".as_ref(),
+            bob_home.join("approval.txt").as_os_str(),
+            "--request-key".as_ref(),
+            kit.path("request.key").as_os_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("approval request_id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Each can fail: another row's seq in the anchor, and a proof claiming bob.
     let mut parts: Vec<String> = anchor.split_whitespace().map(String::from).collect();
     parts[2] = (parts[2].parse::<u64>().unwrap() - 1).to_string();
