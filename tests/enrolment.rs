@@ -88,15 +88,7 @@ fn init(kit: &Kit, test_only: bool, extra: &[String]) -> std::process::Output {
 }
 
 fn manifest_custodian(vault: &Path, name: &str) -> serde_json::Value {
-    let conn = rusqlite::Connection::open(vault).unwrap();
-    let body: String = conn
-        .query_row(
-            "SELECT body FROM manifests ORDER BY epoch DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let manifest = support::latest_manifest(vault);
     manifest["custodians"]
         .as_array()
         .unwrap()

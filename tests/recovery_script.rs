@@ -549,15 +549,7 @@ fn during_and_after_a_killed_rotation_the_script_reads_the_active_value() {
 /// this, no key needed.
 fn planted_ciphertext(vault: &Path, secret: &str, version: u32, value: &str) -> String {
     use std::io::Write;
-    let conn = rusqlite::Connection::open(vault).unwrap();
-    let body: String = conn
-        .query_row(
-            "SELECT body FROM manifests ORDER BY epoch DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let manifest = support::latest_manifest(vault);
     let mut framed = b"BGSECRT1".to_vec();
     framed.extend(hex::decode(manifest["vault_id"].as_str().unwrap()).unwrap());
     framed.extend(version.to_be_bytes());

@@ -222,6 +222,19 @@ pub fn bg_without_vault(dir: &Path) -> Command {
     cmd
 }
 
+/// The newest epoch's manifest, as stored (read straight from the file).
+pub fn latest_manifest(vault: &Path) -> serde_json::Value {
+    let conn = rusqlite::Connection::open(vault).unwrap();
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM manifests ORDER BY epoch DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
 /// Recompute every audit row's prev_hash and hash after the rows were edited in
 /// the file, as someone with write access but no key could.
 pub fn rechain(vault: &Path) {
