@@ -118,6 +118,8 @@ def check_request(text, db, manifest_row):
             raise Mismatch("envelope of %s is not the vault's, dearmored" % name)
         if hashlib.sha256(binary).hexdigest() != request["envelopes"].get(name):
             raise Mismatch("envelope hash of %s" % name)
+    if list(envelopes) != sorted(envelopes, key=str.encode):
+        raise Mismatch("the payload's envelopes are not in ascending name order")
     if sorted(envelopes) != sorted(request["envelopes"]):
         raise Mismatch("envelope names differ between core and payload")
     digest = recover.argon2id_raw(core, b"breakglass/v1/read-back-words", 65536, 3, 1)
@@ -246,7 +248,11 @@ def main():
                 check_proof(f.read(), current, share)
             print("ok: drill proof")
     except (Mismatch, recover.Fail) as e:
-        print("error: %s" % e, file=sys.stderr)
+        print("error: %s" % recover.shown(e), file=sys.stderr)
+        return 1
+    except Exception as e:  # a malformed code or file: one line, never a traceback
+        print("error: malformed input (%s: %s)" % (type(e).__name__, recover.shown(e)[:200]),
+              file=sys.stderr)
         return 1
     return 0
 

@@ -7,7 +7,8 @@ It shares no code with the Rust crate. Usage:
 
     python3 recovery/recover.py --vault breakglass.db \\
         --identity alice.key --identity bob.key \\
-        [--passphrase-file NAME=PATH]... --secret NAME [--check-with openssl]
+        [--passphrase-file NAME=PATH]... --secret NAME \\
+        [--check-with openssl [--fingerprint BG-…] [--require-endorsed]]
 
 It prints the secret's active value to stdout (exactly its bytes; a newline
 is added only when stdout is a terminal) and otherwise exits 1 with a
@@ -27,8 +28,10 @@ signatures and epoch chain, and endorsement. With it, the last checkpoint
 (its link to the row before it and its signature by the current epoch's key)
 and the endorsed-versions digest it signed are checked too: a version whose
 ciphertext differs from the endorsed one is refused, an unendorsed one gets a
-warning. It never checks the rest of the audit chain, anchors, or a rollback
-of the whole file to an older copy: use `breakglass audit verify` for those.
+warning (--require-endorsed refuses it). The fingerprint is always printed on
+stderr; --fingerprint refuses a vault whose signed genesis key does not match
+it. It never checks the rest of the audit chain, anchors, or a rollback of the
+whole file to an older copy: use `breakglass audit verify` for those.
 
 Importable helpers (used by check_vectors.py and check_codes.py): gf256_mul,
 combine_shares, hkdf_sha256, bech32_encode, vault_age_identity,
@@ -46,6 +49,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import unicodedata
 
 SHARE_MAGIC = b"BGSHARE1"
 SECRET_MAGIC = b"BGSECRT1"
@@ -60,10 +64,24 @@ ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 AUDIT_LABEL = b"breakglass/v1/audit-row\0"
 CHECKPOINT_LABEL = b"breakglass/v1/checkpoint\0"
 ENDORSED_VERSIONS_LABEL = b"breakglass/v1/endorsed-versions\0"
+APPLICATION_ID = 0x42474C53
+# What a pending Duo rotation holds until Duo answers: never a value.
+AWAITING_PEER = b"awaiting-the-rotator's-value"
+# The Argon2id parameters the binary accepts at most (KdfParams::CAP): a file
+# asking for more would exhaust memory or time.
+ARGON2_CAP = {"m_kib": 4 * 1024 * 1024, "t": 64, "p": 64}
 
 
 class Fail(Exception):
     """A one-line reason to stop."""
+
+
+def shown(text):
+    """Text for the terminal: control and formatting characters (newlines,
+    escape sequences, bidi overrides) from a hostile file are escaped, so one
+    line stays one line and cannot redraw the screen."""
+    return "".join("\\u{%x}" % ord(c) if unicodedata.category(c) in ("Cc", "Cf") else c
+                   for c in str(text))
 
 
 # ---- GF(256) Shamir (the AES field: x^8 + x^4 + x^3 + x + 1) ----
@@ -214,8 +232,9 @@ def parse_secret_plaintext(data):
 # ---- age ----
 
 def age_decrypt(armored, identity_path=None, identity_text=None):
-    """Decrypt (armored text or binary bytes) with the stock age CLI. A derived identity goes through a pipe,
-    never argv, the environment or a file. Returns bytes, or None."""
+    """Decrypt (armored text or binary bytes) with the stock age CLI. A
+    derived identity goes through a pipe, never argv, the environment or a
+    file. Returns bytes, or None."""
     if shutil.which("age") is None:
         raise Fail("the `age` command is not installed (Debian: apt-get install age)")
     pass_fds, read_end = (), None
@@ -264,6 +283,9 @@ def argon2id_raw(passphrase, salt, m_kib, t, p, use="auto"):
     if shutil.which("argon2") is None:
         raise Fail("a passphrase custodian needs Argon2id: install Debian `python3-argon2` "
                    "(or `pip install argon2-cffi`), or the `argon2` command")
+    if len(passphrase) >= 128:
+        raise Fail("this passphrase is 128 bytes or longer, which the `argon2` command cannot "
+                   "take: install Debian `python3-argon2` (or `pip install argon2-cffi`)")
     if b"\0" in salt:
         raise Fail("this custodian's Argon2id salt holds a zero byte, which the `argon2` command "
                    "cannot take: install Debian `python3-argon2` (or `pip install argon2-cffi`)")
@@ -290,6 +312,9 @@ def read_vault(path, secret_name):
 
     def snapshot(db):
         db.execute("BEGIN")
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            raise Fail("vault %s is not a breakglass vault (its SQLite application_id is not "
+                       "0x42474C53)" % path)
         manifests = db.execute("SELECT epoch, body, signatures FROM manifests ORDER BY epoch")\
             .fetchall()
         if not manifests:
@@ -310,7 +335,8 @@ def read_vault(path, secret_name):
         endorsed = db.execute("SELECT secret, version, ciphertext_sha256, depositor FROM "
                               "endorsed_versions").fetchall() if has_endorsed else []
         db.execute("COMMIT")
-        return {"manifests": manifests, "envelopes": envelopes, "secret_exists": secret is not None,
+        return {"manifests": manifests, "envelopes": envelopes,
+                "secret_exists": secret is not None,
                 "active": active, "checkpoint": checkpoint, "before_checkpoint": before,
                 "endorsed_versions": endorsed}
 
@@ -322,9 +348,23 @@ def read_vault(path, secret_name):
             finally:
                 db.close()
         except sqlite3.OperationalError as e:
-            if "unable to open" not in str(e):
+            if "unable to open" not in str(e) and "readonly" not in str(e):
                 raise
-            # A copy on read-only media: no journal can be checked; read it as is.
+            journal = path + "-journal"
+            if os.path.isfile(journal) and os.path.getsize(journal) > 0:
+                # A command was killed mid-write and left its rollback journal:
+                # SQLite must roll it back before reading, which a read-only
+                # open cannot. Do it on a private copy; the original stays as is.
+                with tempfile.TemporaryDirectory() as work:
+                    copy = os.path.join(work, "vault.db")
+                    shutil.copyfile(path, copy)
+                    shutil.copyfile(journal, copy + "-journal")
+                    db = sqlite3.connect(copy, isolation_level=None)
+                    try:
+                        return snapshot(db)
+                    finally:
+                        db.close()
+            # A copy on read-only media with no journal: read it as is.
             db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
             try:
                 return snapshot(db)
@@ -357,10 +397,12 @@ def open_shares(envelopes, manifest, identities, passphrases, argon2_use="auto")
         if entry is None:
             problems.append("custodian %s: not in the manifest" % custodian)
         elif (record["vault_id"], record["epoch"], record["custodian"], record["index"],
-              record["share"][0]) != (vault_id, epoch, custodian, entry["index"], entry["index"]) \
+              record["share"][0], record["threshold"]) != (vault_id, epoch, custodian,
+                                                           entry["index"], entry["index"],
+                                                           manifest["threshold"]) \
                 or index != entry["index"]:
-            problems.append("custodian %s: the share is for another vault, epoch or custodian"
-                            % custodian)
+            problems.append("custodian %s: the share is for another vault, epoch, custodian or "
+                            "threshold" % custodian)
         elif share_commitment(vault_id, epoch, record["share"]) != entry["commitment"]:
             problems.append("custodian %s: the share does not match its commitment (tampered)"
                             % custodian)
@@ -411,6 +453,13 @@ def open_shares(envelopes, manifest, identities, passphrases, argon2_use="auto")
                 passphrase = passphrase[:-1]
         kdf = entry["kdf"]
         params = kdf["params"]
+        over = ["%s=%s" % (k, params.get(k)) for k in ("m_kib", "t", "p")
+                if not isinstance(params.get(k), int) or not 1 <= params[k] <= ARGON2_CAP[k]]
+        if over:
+            raise Fail("custodian %s: Argon2id parameters %s are outside what breakglass accepts "
+                       "(m_kib <= %d, t <= %d, p <= %d): the manifest was edited"
+                       % (name, ", ".join(over), ARGON2_CAP["m_kib"], ARGON2_CAP["t"],
+                          ARGON2_CAP["p"]))
         key = argon2id_raw(passphrase, bytes.fromhex(kdf["salt"]), params["m_kib"], params["t"],
                            params["p"], argon2_use)
         identity = bech32_encode("age-secret-key-", key).upper()
@@ -523,45 +572,49 @@ def checkpoint_message(body):
 
 def check_endorsement(vault, manifest, secret, version, ciphertext):
     """With the manifest chain verified: is the active version the one the last
-    checkpoint (signed by the current epoch's key) endorsed? Returns a line
-    for stderr; raises Fail when the endorsed ciphertext differs (planted)."""
+    checkpoint (signed by the current epoch's key) endorsed? Returns whether it
+    is, and a line for stderr; raises Fail when the endorsed ciphertext differs
+    (a planted value)."""
     checkpoint, before = vault["checkpoint"], vault["before_checkpoint"]
     if checkpoint is None or before is None:
-        return "warning: the log holds no checkpoint, so nothing counts as endorsed"
+        return False, "warning: the log holds no checkpoint, so nothing counts as endorsed"
     seq = checkpoint[0]
+
+    def nothing(why):
+        return False, ("warning: the last checkpoint (audit row %d) %s, so nothing counts as "
+                       "endorsed" % (seq, why))
     if audit_row_hash(checkpoint) != checkpoint[8] or audit_row_hash(before) != before[8] \
             or checkpoint[7] != before[8]:
-        return ("warning: the last checkpoint (audit row %d) is not chained to the row before "
-                "it (the log was edited), so nothing counts as endorsed" % seq)
+        return nothing("is not chained to the row before it (the log was edited)")
     try:
         details = json.loads(checkpoint[6])
         body, signature = details["body"], details["signature"]
-        ok = body["vault_id"] == manifest["vault_id"] and body["seq"] == before[0] \
+        signs_before = body["vault_id"] == manifest["vault_id"] and body["seq"] == before[0] \
             and body["head"] == before[8]
     except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        return ("warning: the last checkpoint (audit row %d) does not sign the row before it, so "
-                "nothing counts as endorsed" % seq)
+        signs_before = False
+    if not signs_before:
+        return nothing("does not sign the row before it")
     if body["epoch"] != manifest["epoch"]:
-        return ("warning: the last checkpoint (audit row %d) is from epoch %s, but the vault is "
-                "at epoch %d (rows were erased), so nothing counts as endorsed"
-                % (seq, body["epoch"], manifest["epoch"]))
+        return nothing("is from epoch %s, but the vault is at epoch %d (rows were erased)"
+                       % (body["epoch"], manifest["epoch"]))
     if "endorsed" not in body or "versions" in body:
-        return ("warning: the last checkpoint (audit row %d) is in the older inline format, which "
-                "this script does not check; run `breakglass list` for endorsement" % seq)
+        return nothing("is in the older inline format, which this script does not check (run "
+                       "`breakglass list`)")
     try:
         message = checkpoint_message(body)
     except (KeyError, TypeError):
-        return ("warning: the last checkpoint (audit row %d) is unreadable, so nothing counts as "
-                "endorsed" % seq)
+        return nothing("is unreadable")
     if not openssl_verify(manifest["verify_key"], message, signature):
-        return ("warning: the last checkpoint (audit row %d) is not signed by epoch %d's key "
-                "(forged), so nothing counts as endorsed" % (seq, manifest["epoch"]))
+        return nothing("is not signed by epoch %d's key (forged)" % manifest["epoch"])
     endorsed = vault["endorsed_versions"]
-    if versions_digest(endorsed) != body["endorsed"]["versions"]:
-        return ("warning: the endorsed_versions table does not hash to the digest checkpoint "
-                "%d signed (edited in the file), so nothing counts as endorsed" % seq)
+    try:
+        endorsed_digest = versions_digest(endorsed)
+    except (AttributeError, TypeError, OverflowError):
+        endorsed_digest = None
+    if endorsed_digest != body["endorsed"]["versions"]:
+        return nothing("signed a digest the endorsed_versions table does not hash to (the table "
+                       "was edited)")
     digest = hashlib.sha256(ciphertext.encode()).hexdigest()
     for name, number, sha, _ in endorsed:
         if (name, number) == (secret, version):
@@ -569,11 +622,11 @@ def check_endorsement(vault, manifest, secret, version, ciphertext):
                 raise Fail("secret %s version %d is not the ciphertext checkpoint %d endorsed "
                            "(the vault file was tampered with): nothing printed; restore from a "
                            "trusted copy" % (secret, version, seq))
-            return ("checked: secret %s version %d is endorsed by the checkpoint at audit row %d "
-                    "(epoch %d)" % (secret, version, seq, manifest["epoch"]))
-    return ("warning: secret %s version %d is not endorsed by the last checkpoint (audit row %d): "
-            "deposited or rotated since the last quorum session, or planted in the file; check "
-            "it is genuine before using it" % (secret, version, seq))
+            return True, ("checked: secret %s version %d is endorsed by the checkpoint at audit "
+                          "row %d (epoch %d)" % (secret, version, seq, manifest["epoch"]))
+    return False, ("warning: secret %s version %d is not endorsed by the last checkpoint (audit "
+                   "row %d): deposited or rotated since the last quorum session, or planted in "
+                   "the file; check it is genuine before using it" % (secret, version, seq))
 
 
 def recover(args):
@@ -583,7 +636,20 @@ def recover(args):
         check_signatures(rows, args.check_with)
     epoch, body, _ = rows[-1]
     manifest = json.loads(body)
+    check_manifest_shape(manifest)
     vault_id = bytes.fromhex(manifest["vault_id"])
+    vault_fingerprint = fingerprint(manifest["vault_id"], manifest["genesis_verify_key"])
+    print("vault %s, epoch %d, %d of %d custodians" % (
+        vault_fingerprint, manifest["epoch"], manifest["threshold"], len(manifest["custodians"])),
+        file=sys.stderr)
+    if args.fingerprint:
+        if args.fingerprint.strip().upper() != vault_fingerprint:
+            raise Fail("this vault's fingerprint is %s, not %s: it is another vault, or a "
+                       "replaced one; nothing printed" % (vault_fingerprint, args.fingerprint))
+    elif args.check_with:
+        print("warning: compare the fingerprint %s with the one your custodians hold (or give "
+              "--fingerprint): the signatures only prove the file is self-consistent"
+              % vault_fingerprint, file=sys.stderr)
     identities = [(p, p) for p in args.identity]
     passphrases = []
     for spec in args.passphrase_file:
@@ -591,9 +657,10 @@ def recover(args):
         if not sep or not name or not path:
             raise Fail("--passphrase-file %s: give NAME=PATH" % spec)
         passphrases.append((name, path))
-    good, problems = open_shares(vault["envelopes"], manifest, identities, passphrases, args.argon2)
+    good, problems = open_shares(vault["envelopes"], manifest, identities, passphrases,
+                                 args.argon2)
     for problem in problems:
-        print("warning: " + problem, file=sys.stderr)
+        print("warning: " + shown(problem), file=sys.stderr)
     threshold = manifest["threshold"]
     if len(good) < threshold:
         reason = "; ".join(problems) if problems else "each key given opened one envelope"
@@ -617,8 +684,11 @@ def recover(args):
                                                                               len(active)))
     version, ciphertext = active[0]
     if args.check_with:
-        print(check_endorsement(vault, manifest, args.secret, version, ciphertext),
-              file=sys.stderr)
+        endorsed, line = check_endorsement(vault, manifest, args.secret, version, ciphertext)
+        print(shown(line), file=sys.stderr)
+        if args.require_endorsed and not endorsed:
+            raise Fail("secret %s version %d is not endorsed (see the warning above) and "
+                       "--require-endorsed was given: nothing printed" % (args.secret, version))
     plaintext = age_decrypt(ciphertext, identity_text=identity)
     if plaintext is None:
         raise Fail("secret %s version %d does not decrypt with this epoch's key (tampered, or "
@@ -630,7 +700,28 @@ def recover(args):
     if (bound_id, bound_name, bound_version) != (vault_id, args.secret, version):
         raise Fail("secret %s version %d holds %s version %d (moved between rows: tampered)"
                    % (args.secret, version, bound_name, bound_version))
+    if value == AWAITING_PEER:
+        raise Fail("secret %s version %d holds the placeholder a Duo rotation keeps until Duo "
+                   "answers, not a value: the vault file was edited" % (args.secret, version))
     return value
+
+
+def check_manifest_shape(manifest):
+    """The fields recovery relies on have the types FORMAT.md gives (a hostile
+    edit gets one line, not a traceback)."""
+    def integer(value, low, high):
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    custodians = manifest.get("custodians")
+    ok = integer(manifest.get("epoch"), 1, 2 ** 63) and isinstance(custodians, list) \
+        and integer(manifest.get("threshold"), 1, max(1, min(255, len(custodians)))) \
+        and all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                and integer(c.get("index"), 1, 255) and isinstance(c.get("commitment"), str)
+                and isinstance(c.get("recipient"), str) for c in custodians) \
+        and all(isinstance(manifest.get(k), str) for k in (
+            "vault_id", "genesis_verify_key", "verify_key", "vault_recipient"))
+    if not ok:
+        raise Fail("the newest manifest is malformed (epoch, threshold, custodians or keys): the "
+                   "vault file was edited")
 
 
 def main(argv=None):
@@ -651,18 +742,27 @@ def main(argv=None):
     parser.add_argument("--check-with", choices=["openssl"],
                         help="also verify, with openssl, the manifests' Ed25519 signatures and "
                              "that the active version is the one the last checkpoint endorsed")
+    parser.add_argument("--fingerprint", metavar="BG-XXXX-XXXX-XXXX-XXXX",
+                        help="the vault fingerprint the custodians hold; with --check-with, a "
+                             "vault whose signed genesis key does not match is refused")
+    parser.add_argument("--require-endorsed", action="store_true",
+                        help="with --check-with: refuse a version the last checkpoint did not "
+                             "endorse, instead of printing it with a warning")
     args = parser.parse_args(argv)
+    if (args.fingerprint or args.require_endorsed) and not args.check_with:
+        parser.error("--fingerprint and --require-endorsed need --check-with openssl: without "
+                     "signatures neither proves anything")
     if not args.check_with:
         print("note: signatures and endorsement are not checked (see --check-with openssl), nor "
               "the audit log (see `breakglass audit verify`)", file=sys.stderr)
     try:
         value = recover(args)
     except Fail as e:
-        print("error: %s" % e, file=sys.stderr)
+        print("error: %s" % shown(e), file=sys.stderr)
         return 1
-    except (OSError, ValueError, KeyError, TypeError, sqlite3.Error) as e:
+    except Exception as e:  # a hostile file must give one line, never a traceback
         print("error: the vault file is malformed or unreadable (%s: %s)"
-              % (type(e).__name__, str(e).splitlines()[0] if str(e) else ""), file=sys.stderr)
+              % (type(e).__name__, shown(str(e))[:200]), file=sys.stderr)
         return 1
     sys.stdout.buffer.write(value)
     if sys.stdout.isatty():

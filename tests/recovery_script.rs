@@ -415,6 +415,118 @@ fn a_passphrase_custodian_recovers_with_either_argon2() {
     assert!(out.stdout.is_empty());
     // Neither passphrase reaches an error line.
     assert!(!stderr.contains("wrong horse") && !stderr.contains("correct horse"));
+    // Nor the argv or environment of a tool the script runs, nor any derived
+    // key: wrappers first on PATH log both, then run the real tool.
+    let wrappers = kit.path("wrappers");
+    std::fs::create_dir(&wrappers).unwrap();
+    let log = kit.path("tools.log");
+    for tool in ["age", "age-keygen", "argon2"] {
+        let real = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let wrapper = wrappers.join(tool);
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n{{ echo \"argv: $*\"; env; }} >> '{}'\nexec {} \"$@\"\n",
+                log.display(),
+                real.trim()
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&wrapper, perms).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("recovery/recover.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg("--vault")
+        .arg(&kit.vault)
+        .arg("--identity")
+        .arg(kit.key("a"))
+        .args([
+            "--passphrase-file",
+            &pass,
+            "--argon2",
+            "cli",
+            "--secret",
+            "vpn",
+        ])
+        .env(
+            "PATH",
+            format!("{}:{}", wrappers.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.stdout,
+        b"from-a-passphrase",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // (argon2's argv holds the raw salt bytes.)
+    let logged = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).to_string();
+    assert!(logged.contains("argv: -d -i /dev/fd/"), "{logged}");
+    assert!(logged.contains("argv: ") && logged.matches("argv: ").count() >= 3);
+    assert!(!logged.contains("correct horse"), "{logged}");
+    assert!(!logged.contains("AGE-SECRET-KEY-"), "{logged}");
+    // Nor a passphrase of 128 bytes or more.
+    support::write_private(&kit.path("long.pass"), &"long ".repeat(26));
+    let long = format!("pat={}", kit.path("long.pass").display());
+    let out = recover(
+        &kit.vault,
+        &[kit.key("a")],
+        &["--passphrase-file", &long, "--argon2", "cli"],
+        "vpn",
+    );
+    let error = script_error(&out);
+    assert!(
+        error.contains("128 bytes or longer") && error.contains("python3-argon2"),
+        "{error}"
+    );
+    // A salt with a zero byte (edited in here): the argon2 command cannot
+    // take it, and the script says what to install instead.
+    let conn = rusqlite::Connection::open(&kit.vault).unwrap();
+    conn.execute(
+        "UPDATE manifests SET body = json_set(body, '$.custodians[1].kdf.salt', '00' || substr(json_extract(body, '$.custodians[1].kdf.salt'), 3))",
+        [],
+    )
+    .unwrap();
+    let out = recover(
+        &kit.vault,
+        &[kit.key("a")],
+        &["--passphrase-file", &pass, "--argon2", "cli"],
+        "vpn",
+    );
+    let error = script_error(&out);
+    assert!(
+        error.contains("salt holds a zero byte") && error.contains("python3-argon2"),
+        "{error}"
+    );
+    // Argon2id parameters beyond what the binary accepts are refused before
+    // any work (a hostile file asking for 8 GiB).
+    conn.execute(
+        "UPDATE manifests SET body = json_set(body, '$.custodians[1].kdf.params.m_kib', 8388608)",
+        [],
+    )
+    .unwrap();
+    let out = recover(
+        &kit.vault,
+        &[kit.key("a")],
+        &["--passphrase-file", &pass],
+        "vpn",
+    );
+    let error = script_error(&out);
+    assert!(
+        error.contains("custodian pat: Argon2id parameters m_kib=8388608 are outside"),
+        "{error}"
+    );
 }
 
 fn check_vectors(file: &Path) -> Output {
@@ -651,7 +763,7 @@ fn check_with_openssl_refuses_or_flags_a_planted_value() {
     let out = checked(&added);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
-        stderr.contains("the endorsed_versions table does not hash to the digest checkpoint"),
+        stderr.contains("signed a digest the endorsed_versions table does not hash to"),
         "{stderr}"
     );
     // ... and the checkpoint's digest rewritten to match, the log rechained:
@@ -685,6 +797,352 @@ fn check_with_openssl_refuses_or_flags_a_planted_value() {
         "{stderr}"
     );
     assert!(!stderr.contains("checked:"), "{stderr}");
+    // Printed with that warning, as unseal would; --require-endorsed refuses.
+    assert_eq!(out.stdout, b"attacker-pw");
+    let strict = recover(
+        &added,
+        &keys,
+        &["--check-with", "openssl", "--require-endorsed"],
+        "vpn",
+    );
+    assert!(strict.stdout.is_empty());
+    assert!(script_error(&strict).contains("--require-endorsed"));
+    // Breaking the checkpoint turns the swapped ciphertext's refusal into a
+    // warning (nothing counts as endorsed), never into "checked"; strict mode
+    // still refuses.
+    let conn = rusqlite::Connection::open(&swapped).unwrap();
+    conn.execute(
+        "UPDATE audit SET action = 'note' WHERE action = 'checkpoint'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = checked(&swapped);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("the log holds no checkpoint, so nothing counts as endorsed"),
+        "{stderr}"
+    );
+    let strict = recover(
+        &swapped,
+        &keys,
+        &["--check-with", "openssl", "--require-endorsed"],
+        "vpn",
+    );
+    assert!(strict.stdout.is_empty());
+    script_error(&strict);
+}
+
+/// With `--check-with openssl`: a checkpoint that does not hold (an older
+/// epoch's after the newest was erased, one unlinked from the row before it,
+/// one signing another row) endorses nothing and says why; a manifest chain
+/// missing the previous key's signature, or cut short of the genesis key, is
+/// refused.
+#[test]
+fn check_with_openssl_names_a_broken_checkpoint_or_manifest_chain() {
+    if !tools_present(&[python(), "age", "age-keygen", "openssl"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "real-pw");
+    for _ in 0..2 {
+        kit.unseal(&["alice", "bob"], &["vpn"])
+            .arg("--endorse")
+            .assert()
+            .success();
+    }
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let last_checkpoint = "(SELECT max(seq) FROM audit WHERE action = 'checkpoint')";
+    let edited = |sql: &str, rechain: bool| {
+        let copy = kit.path("edited.db");
+        std::fs::copy(&kit.vault, &copy).unwrap();
+        rusqlite::Connection::open(&copy)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        if rechain {
+            support::rechain(&copy);
+        }
+        copy
+    };
+    for (sql, rechain, expected) in [
+        (
+            format!("UPDATE audit SET action = 'note' WHERE seq = {last_checkpoint}"),
+            true,
+            "is from epoch 2, but the vault is at epoch 3 (rows were erased)",
+        ),
+        (
+            format!("UPDATE audit SET reason = 'edited' WHERE seq = {last_checkpoint} - 1"),
+            false,
+            "is not chained to the row before it",
+        ),
+        (
+            format!("UPDATE audit SET reason = 'edited' WHERE seq = {last_checkpoint} - 1"),
+            true,
+            "does not sign the row before it",
+        ),
+    ] {
+        let copy = edited(&sql, rechain);
+        let out = recover(&copy, &keys, &["--check-with", "openssl"], "vpn");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.stdout, b"real-pw", "{sql}: {stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.contains("so nothing counts as endorsed"),
+            "{sql}: {stderr}"
+        );
+        let strict = recover(
+            &copy,
+            &keys,
+            &["--check-with", "openssl", "--require-endorsed"],
+            "vpn",
+        );
+        assert!(strict.stdout.is_empty(), "{sql}");
+        script_error(&strict);
+    }
+    // Epoch 3's manifest keeps only its own signature: epoch 2's is gone.
+    let copy = edited("", false);
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let (body, signatures): (String, String) = conn
+        .query_row(
+            "SELECT body, signatures FROM manifests WHERE epoch = 3",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let own = serde_json::from_str::<serde_json::Value>(&body).unwrap()["verify_key"].clone();
+    let kept: Vec<serde_json::Value> = serde_json::from_str::<Vec<serde_json::Value>>(&signatures)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s["key"] == own)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    conn.execute(
+        "UPDATE manifests SET signatures = ?1 WHERE epoch = 3",
+        [serde_json::to_string(&kept).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let error = script_error(&recover(&copy, &keys, &["--check-with", "openssl"], "vpn"));
+    assert!(
+        error.contains("manifest of epoch 3: not signed by epoch 2's key"),
+        "{error}"
+    );
+    // The chain cut short: epoch 1's manifest deleted.
+    let copy = edited("DELETE FROM manifests WHERE epoch = 1", false);
+    let error = script_error(&recover(&copy, &keys, &["--check-with", "openssl"], "vpn"));
+    assert!(
+        error.contains("manifest of epoch 2: the first key is not the genesis key"),
+        "{error}"
+    );
+}
+
+/// A whole vault replaced by one its maker signed, sealing the real
+/// custodians' keys beside their own: every signature verifies, so only the
+/// fingerprint the custodians hold tells it apart.
+#[test]
+fn a_replaced_vault_is_refused_by_its_fingerprint() {
+    if !tools_present(&[python(), "age", "age-keygen", "openssl"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "real-pw");
+    let real = kit.json(&["status"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fake = Kit::new(&["m1", "m2"]);
+    let mut init = fake.bg();
+    init.args(["init", "--threshold", "2"]);
+    for (name, public) in [
+        ("alice", kit.public("alice")),
+        ("bob", kit.public("bob")),
+        ("m1", fake.public("m1")),
+        ("m2", fake.public("m2")),
+    ] {
+        init.arg("--custodian").arg(format!("{name}={public}"));
+    }
+    init.assert().success();
+    fake.put("vpn", "password", "attacker-pw");
+    fake.unseal(&["m1", "m2"], &["vpn"])
+        .arg("--endorse")
+        .assert()
+        .success();
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let out = recover(&fake.vault, &keys, &["--check-with", "openssl"], "vpn");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("warning: compare the fingerprint BG-"),
+        "{stderr}"
+    );
+    let out = recover(
+        &fake.vault,
+        &keys,
+        &["--check-with", "openssl", "--fingerprint", &real],
+        "vpn",
+    );
+    assert!(out.stdout.is_empty());
+    let error = script_error(&out);
+    assert!(
+        error.contains(&format!("not {real}")) && error.contains("another vault"),
+        "{error}"
+    );
+    // The real vault passes with its fingerprint, lower case too.
+    let out = recover(
+        &kit.vault,
+        &keys,
+        &[
+            "--check-with",
+            "openssl",
+            "--fingerprint",
+            &real.to_lowercase(),
+        ],
+        "vpn",
+    );
+    assert_eq!(
+        out.stdout,
+        b"real-pw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without signatures a fingerprint proves nothing: refused as usage.
+    let out = recover(&kit.vault, &keys, &["--fingerprint", &real], "vpn");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// A command killed mid-write leaves its rollback journal beside the vault.
+/// SQLite must roll it back before anything is read, which a read-only open
+/// cannot do: the script rolls back a private copy, reads what was committed,
+/// and leaves the vault and its journal exactly as they were.
+#[test]
+fn a_vault_left_mid_write_by_a_killed_writer_reads_as_committed() {
+    if !tools_present(&[python(), "age", "age-keygen"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "committed-pw");
+    // A writer that overwrites every value and envelope (spilling pages into
+    // the file itself, with a tiny cache), then dies before committing.
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import os, sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             db.execute('PRAGMA cache_size = 2')\n\
+             db.execute('BEGIN IMMEDIATE')\n\
+             db.execute(\"UPDATE secret_versions SET ciphertext = printf('%.*c', 200000, 'x')\")\n\
+             db.execute('DELETE FROM envelopes')\n\
+             db.execute(\"UPDATE manifests SET body = printf('%.*c', 200000, 'y')\")\n\
+             os._exit(0)\n",
+        )
+        .arg(&kit.vault)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal = kit.path("vault.db-journal");
+    assert!(std::fs::metadata(&journal).unwrap().len() > 0);
+    let before = (
+        std::fs::read(&kit.vault).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let out = recover(&kit.vault, &keys, &[], "vpn");
+    assert_eq!(
+        out.stdout,
+        b"committed-pw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = (
+        std::fs::read(&kit.vault).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+    assert!(before == after, "the vault or its journal changed");
+}
+
+/// Edits a hostile file could carry get one `error:` line (never a
+/// traceback, never a second line or an escape sequence from the file) and
+/// print nothing.
+#[test]
+fn hostile_edits_get_one_escaped_line_and_no_value() {
+    if !tools_present(&[python(), "age", "age-keygen"]) {
+        return;
+    }
+    let kit = Kit::init(&["alice", "bob"], 2);
+    kit.put("vpn", "password", "real-pw");
+    kit.put("db", "password", "db-pw");
+    let keys = [kit.key("alice"), kit.key("bob")];
+    let marker = "awaiting-the-rotator's-value";
+    let hostile_name = "vpn\n\u{1b}[31mFAKE\u{202e}";
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "another SQLite application",
+            "PRAGMA application_id = 0".into(),
+            "its SQLite application_id is not 0x42474C53".into(),
+        ),
+        (
+            "threshold 0",
+            "UPDATE manifests SET body = json_set(body, '$.threshold', 0)".into(),
+            "the newest manifest is malformed".into(),
+        ),
+        (
+            "epoch as a float",
+            "UPDATE manifests SET body = json_set(body, '$.epoch', 1.0)".into(),
+            "the newest manifest is malformed".into(),
+        ),
+        (
+            "a value moved between rows",
+            "UPDATE secret_versions SET ciphertext = (SELECT ciphertext FROM secret_versions WHERE secret = 'db') WHERE secret = 'vpn'".into(),
+            "secret vpn version 1 holds db version 1 (moved between rows".into(),
+        ),
+        (
+            "the Duo placeholder made active",
+            format!(
+                "UPDATE secret_versions SET ciphertext = '{}' WHERE secret = 'vpn'",
+                planted_ciphertext(&kit.vault, "vpn", 1, marker)
+            ),
+            "holds the placeholder a Duo rotation keeps".into(),
+        ),
+        (
+            "a name with control characters",
+            format!(
+                "UPDATE secret_versions SET ciphertext = '{}' WHERE secret = 'vpn'",
+                planted_ciphertext(&kit.vault, hostile_name, 1, "x")
+            ),
+            "holds vpn\\u{a}\\u{1b}[31mFAKE\\u{202e} version 1".into(),
+        ),
+        (
+            "a manifest that is not JSON",
+            "UPDATE manifests SET body = '{' ".into(),
+            "the vault file is malformed or unreadable".into(),
+        ),
+        (
+            "a share record for another threshold",
+            "UPDATE manifests SET body = json_set(body, '$.threshold', 1)".into(),
+            "the share is for another vault, epoch, custodian or threshold".into(),
+        ),
+    ];
+    for (what, sql, expected) in cases {
+        let copy = kit.path("hostile.db");
+        std::fs::copy(&kit.vault, &copy).unwrap();
+        rusqlite::Connection::open(&copy)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+        let out = recover(&copy, &keys, &[], "vpn");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        script_error(&out);
+        assert!(out.stdout.is_empty(), "{what}");
+        assert!(stderr.contains(&expected), "{what}: {stderr}");
+        assert!(
+            !stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'),
+            "{what}: {stderr:?}"
+        );
+    }
 }
 
 /// Unseals commit new epochs (deleting the old envelopes and re-sealing every
