@@ -167,8 +167,11 @@ fn generate() -> Value {
             actor: "root@vectors".into(),
             action: action.into(),
             subject: subject.into(),
+            // Non-ASCII, control and separator characters: both
+            // implementations must escape them alike in the row hash.
             reason: if action == "unseal" {
-                "Duo outage".into()
+                "Duo outage — Ünïcødé \"quoted\" \\ tab\t nl\n \u{1} \u{7f} \u{2028} \u{202e}"
+                    .into()
             } else {
                 String::new()
             },
@@ -180,24 +183,53 @@ fn generate() -> Value {
         prev = entry.hash.clone();
         rows.push(serde_json::to_value(&entry).unwrap());
     }
-    let versions = [EndorsedVersion {
-        secret: "vpn".into(),
-        version: 1,
-        ciphertext_sha256: hex::encode(crypto::sha256(&[b"the armored age file"])),
-        depositor: "root@vectors".into(),
-    }];
-    let settings = [EndorsedSetting {
-        secret: "vpn".into(),
-        apply_cmd: None,
-        gen_length: Some(32),
-        gen_charset: Some("alnum".into()),
-        max_age_days: Some(90),
-        expires: None,
-        rotator: Some("ldap-password".into()),
-        rotator_config: Some(
-            r#"{"url":"ldaps://dc1","starttls":false,"bind_dn":"cn=a","user_dn":"cn=b"}"#.into(),
-        ),
-    }];
+    // Listed out of order (byte order is Vpn < vpn < Ärger) so the digest's
+    // sort is exercised.
+    let versions = [
+        EndorsedVersion {
+            secret: "vpn".into(),
+            version: 1,
+            ciphertext_sha256: hex::encode(crypto::sha256(&[b"the armored age file"])),
+            depositor: "root@vectors".into(),
+        },
+        EndorsedVersion {
+            secret: "Ärger".into(),
+            version: 3,
+            ciphertext_sha256: hex::encode(crypto::sha256(&[b"another age file"])),
+            depositor: "Zoë@vectors".into(),
+        },
+        EndorsedVersion {
+            secret: "Vpn".into(),
+            version: 2,
+            ciphertext_sha256: hex::encode(crypto::sha256(&[b"a third age file"])),
+            depositor: "root@vectors".into(),
+        },
+    ];
+    let settings = [
+        EndorsedSetting {
+            secret: "Ärger".into(),
+            apply_cmd: Some("/usr/local/bin/rotate-ärger --quiet".into()),
+            gen_length: None,
+            gen_charset: None,
+            max_age_days: None,
+            expires: Some("2027-01-31".into()),
+            rotator: None,
+            rotator_config: None,
+        },
+        EndorsedSetting {
+            secret: "vpn".into(),
+            apply_cmd: None,
+            gen_length: Some(32),
+            gen_charset: Some("alnum".into()),
+            max_age_days: Some(90),
+            expires: None,
+            rotator: Some("ldap-password".into()),
+            rotator_config: Some(
+                r#"{"url":"ldaps://dc1","starttls":false,"bind_dn":"cn=a","user_dn":"cn=b"}"#
+                    .into(),
+            ),
+        },
+    ];
     let body = CheckpointBody {
         vault_id: vault_id_hex.clone(),
         epoch,
