@@ -571,6 +571,7 @@ fn the_committed_vectors_pass_in_the_python_implementation_and_a_changed_one_fai
         ("/custodians/1/commitment", "bob commitment"),
         ("/seed", "seed from"),
         ("/audit/1/hash", "audit row 2 hash"),
+        ("/audit/2/reason", "audit row 3 hash"),
         ("/checkpoint/signature", "checkpoint signature"),
         ("/read_back_words/words/0", "read-back words"),
     ] {
