@@ -310,7 +310,14 @@ def read_vault(path, secret_name):
     from urllib.parse import quote
     uri = "file:%s?mode=ro" % quote(os.path.abspath(path))
 
-    def snapshot(db):
+    def snapshot(*connect, **options):
+        db = sqlite3.connect(*connect, isolation_level=None, **options)
+        try:
+            return read_all(db)
+        finally:
+            db.close()
+
+    def read_all(db):
         db.execute("BEGIN")
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             raise Fail("vault %s is not a breakglass vault (its SQLite application_id is not "
@@ -342,11 +349,7 @@ def read_vault(path, secret_name):
 
     try:
         try:
-            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
-            try:
-                return snapshot(db)
-            finally:
-                db.close()
+            return snapshot(uri, uri=True, timeout=30)
         except sqlite3.OperationalError as e:
             if "unable to open" not in str(e) and "readonly" not in str(e):
                 raise
@@ -359,17 +362,9 @@ def read_vault(path, secret_name):
                     copy = os.path.join(work, "vault.db")
                     shutil.copyfile(path, copy)
                     shutil.copyfile(journal, copy + "-journal")
-                    db = sqlite3.connect(copy, isolation_level=None)
-                    try:
-                        return snapshot(db)
-                    finally:
-                        db.close()
+                    return snapshot(copy)
             # A copy on read-only media with no journal: read it as is.
-            db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
-            try:
-                return snapshot(db)
-            finally:
-                db.close()
+            return snapshot(uri + "&immutable=1", uri=True)
     except sqlite3.OperationalError as e:
         if "locked" in str(e) or "busy" in str(e):
             raise Fail("vault %s stayed locked by another process for 30 s; retry when the "

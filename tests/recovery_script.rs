@@ -67,6 +67,18 @@ fn script_error(out: &Output) -> String {
     errors[0].to_string()
 }
 
+/// A copy of the kit's vault named `name`, edited with `sql` (as with the
+/// sqlite3 shell): the original stays for the next attack.
+fn edited_copy(kit: &Kit, name: &str, sql: &str) -> PathBuf {
+    let copy = kit.path(name);
+    std::fs::copy(&kit.vault, &copy).unwrap();
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    copy
+}
+
 /// A 3-of-5 vault of three age, one ssh-ed25519 and one ssh-rsa custodian,
 /// holding three secrets, moved to epoch 2 by an unseal; with the identity
 /// files in custodian order and each secret's value as the binary reveals it.
@@ -708,17 +720,13 @@ fn check_with_openssl_refuses_or_flags_a_planted_value() {
         "{stderr}"
     );
     let planted = planted_ciphertext(&kit.vault, "vpn", 1, "attacker-pw");
-    let copy = |name: &str, sql: &str| {
-        let path = kit.path(name);
-        std::fs::copy(&kit.vault, &path).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute(sql, [&planted]).unwrap();
-        path
-    };
     // The endorsed version's ciphertext replaced.
-    let swapped = copy(
+    let swapped = edited_copy(
+        &kit,
         "swapped.db",
-        "UPDATE secret_versions SET ciphertext = ?1 WHERE secret = 'vpn' AND version = 1",
+        &format!(
+            "UPDATE secret_versions SET ciphertext = '{planted}' WHERE secret = 'vpn' AND version = 1"
+        ),
     );
     let out = checked(&swapped);
     let error = script_error(&out);
@@ -732,21 +740,17 @@ fn check_with_openssl_refuses_or_flags_a_planted_value() {
     assert_eq!(unchecked.stdout, b"attacker-pw", "the documented limit");
     // A new version made active beside it: printed, with a warning.
     let planted2 = planted_ciphertext(&kit.vault, "vpn", 2, "attacker-pw");
-    let added = kit.path("added.db");
-    std::fs::copy(&kit.vault, &added).unwrap();
+    let added = edited_copy(
+        &kit,
+        "added.db",
+        &format!(
+            "UPDATE secret_versions SET state = 'superseded' WHERE secret = 'vpn';
+             INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
+               SELECT secret, 2, epoch, '{planted2}', 'active', 'mallory', created FROM secret_versions
+               WHERE secret = 'vpn' AND version = 1;"
+        ),
+    );
     let conn = rusqlite::Connection::open(&added).unwrap();
-    conn.execute_batch(
-        "UPDATE secret_versions SET state = 'superseded' WHERE secret = 'vpn';
-         INSERT INTO secret_versions (secret, version, epoch, ciphertext, state, depositor, created)
-           SELECT secret, 2, epoch, '', 'active', 'mallory', created FROM secret_versions
-           WHERE secret = 'vpn' AND version = 1;",
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE secret_versions SET ciphertext = ?1 WHERE secret = 'vpn' AND version = 2",
-        [&planted2],
-    )
-    .unwrap();
     let out = checked(&added);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.stdout, b"attacker-pw", "{stderr}");
@@ -855,12 +859,7 @@ fn check_with_openssl_names_a_broken_checkpoint_or_manifest_chain() {
     let keys = [kit.key("alice"), kit.key("bob")];
     let last_checkpoint = "(SELECT max(seq) FROM audit WHERE action = 'checkpoint')";
     let edited = |sql: &str, rechain: bool| {
-        let copy = kit.path("edited.db");
-        std::fs::copy(&kit.vault, &copy).unwrap();
-        rusqlite::Connection::open(&copy)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+        let copy = edited_copy(&kit, "edited.db", sql);
         if rechain {
             support::rechain(&copy);
         }
@@ -1128,12 +1127,7 @@ fn hostile_edits_get_one_escaped_line_and_no_value() {
         ),
     ];
     for (what, sql, expected) in cases {
-        let copy = kit.path("hostile.db");
-        std::fs::copy(&kit.vault, &copy).unwrap();
-        rusqlite::Connection::open(&copy)
-            .unwrap()
-            .execute_batch(&sql)
-            .unwrap();
+        let copy = edited_copy(&kit, "hostile.db", &sql);
         let out = recover(&copy, &keys, &[], "vpn");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         script_error(&out);
